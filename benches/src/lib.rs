@@ -1,0 +1,1 @@
+//! Criterion benchmarks of workload-auth; see BENCHMARKS.md.

@@ -1,0 +1,30 @@
+//! Shared building blocks of workload-auth.
+//!
+//! - [`SecretString`]: tokens and keys that never print themselves and are zeroed on drop.
+//! - [`AccessToken`] and [`IdToken`] with their expiry.
+//! - [`Error`]: one error type that says what failed, where, whether retrying can help
+//!   ([`Error::is_transient`]) and what the user can do.
+//! - [`RetryPolicy`]: capped exponential backoff with jitter.
+//!
+//! ```
+//! use workload_auth_core::{Error, ErrorKind};
+//! let e = Error::http_status(503, "metadata server: token", "token request failed");
+//! assert!(e.is_transient());
+//! assert_eq!(e.kind(), ErrorKind::Http);
+//! ```
+//!
+//! This crate does no I/O of its own: fetching tokens is the job of the credential crates.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod error;
+pub mod retry;
+pub mod secret;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};
+pub use retry::RetryPolicy;
+pub use secret::SecretString;
+pub use token::{AccessToken, Expiring, IdToken};

@@ -1,0 +1,205 @@
+//! Access tokens and ID tokens, with their expiry.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::SecretString;
+
+/// Anything [`crate::TokenCache`] can hold: a secret value that stops being usable at a known time.
+pub trait Expiring: Send + Sync + 'static {
+    /// When the value stops being accepted by servers.
+    fn expires_at(&self) -> SystemTime;
+}
+
+/// An OAuth 2.0 access token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    token: SecretString,
+    token_type: String,
+    expires_at: SystemTime,
+}
+
+impl AccessToken {
+    /// A token that expires at `expires_at`. `token_type` is normally `Bearer`.
+    pub fn new(token: SecretString, token_type: impl Into<String>, expires_at: SystemTime) -> Self {
+        Self {
+            token,
+            token_type: token_type.into(),
+            expires_at,
+        }
+    }
+
+    /// The token itself, for an `Authorization` header. Do not log it.
+    pub fn secret(&self) -> &SecretString {
+        &self.token
+    }
+
+    /// The token type (`Bearer`).
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// When the token expires.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// Seconds from now until expiry (0 when already expired).
+    pub fn expires_in(&self) -> Duration {
+        self.expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The value of an `Authorization` header: `Bearer <token>`.
+    pub fn authorization_header(&self) -> SecretString {
+        SecretString::new(format!("{} {}", self.token_type, self.token.expose()))
+    }
+}
+
+impl Expiring for AccessToken {
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &self.token)
+            .field("token_type", &self.token_type)
+            .field("expires_at", &unix_seconds(self.expires_at))
+            .finish()
+    }
+}
+
+/// An OpenID Connect ID token (a signed JWT) for service-to-service calls.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdToken {
+    token: SecretString,
+    expires_at: SystemTime,
+}
+
+impl IdToken {
+    /// Parses a JWT just far enough to read its `exp` claim; the signature is the audience's business.
+    pub fn from_jwt(jwt: SecretString) -> Result<Self> {
+        let exp = jwt_claim_exp(jwt.expose())?;
+        Ok(Self {
+            token: jwt,
+            expires_at: UNIX_EPOCH + Duration::from_secs(exp),
+        })
+    }
+
+    /// The JWT. Do not log it.
+    pub fn secret(&self) -> &SecretString {
+        &self.token
+    }
+
+    /// When the token expires (its `exp` claim).
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+impl Expiring for IdToken {
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for IdToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdToken")
+            .field("token", &self.token)
+            .field("expires_at", &unix_seconds(self.expires_at))
+            .finish()
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn jwt_claim_exp(jwt: &str) -> Result<u64> {
+    use base64::Engine as _;
+    let bad = |what: &str| {
+        Error::new(
+            ErrorKind::MalformedResponse,
+            format!("the ID token is not a valid JWT: {what}"),
+        )
+    };
+    let mut parts = jwt.split('.');
+    let (Some(_header), Some(payload), Some(_sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("expected three dot-separated parts"));
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| bad("the payload is not base64url"))?;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<serde_json::Value>,
+    }
+    let claims: Claims =
+        serde_json::from_slice(&bytes).map_err(|_| bad("the payload is not a JSON object"))?;
+    match claims.exp {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .ok_or_else(|| bad("`exp` is negative")),
+        Some(_) => Err(bad("`exp` is not a number")),
+        None => Err(bad("no `exp` claim")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn jwt(payload: &str) -> SecretString {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        SecretString::new(format!(
+            "{}.{}.c2ln",
+            e.encode(r#"{"alg":"RS256"}"#),
+            e.encode(payload)
+        ))
+    }
+
+    #[test]
+    fn id_token_expiry_comes_from_exp() {
+        let t = IdToken::from_jwt(jwt(r#"{"aud":"x","exp":2000000000}"#)).unwrap();
+        assert_eq!(unix_seconds(t.expires_at()), 2_000_000_000);
+        assert!(!format!("{t:?}").contains("c2ln"));
+    }
+
+    #[test]
+    fn malformed_id_tokens_are_typed_errors() {
+        for bad in [
+            SecretString::from("not-a-jwt"),
+            SecretString::from("a.b.c.d"),
+            SecretString::from("a.!!!.c"),
+            jwt("[1,2]"),
+            jwt(r#"{"aud":"x"}"#),
+            jwt(r#"{"exp":"soon"}"#),
+            jwt(r#"{"exp":-5}"#),
+        ] {
+            let err = IdToken::from_jwt(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+        }
+    }
+
+    #[test]
+    fn access_token_header_and_debug() {
+        let t = AccessToken::new(
+            "ya29.abc".into(),
+            "Bearer",
+            SystemTime::now() + Duration::from_secs(60),
+        );
+        assert_eq!(t.authorization_header().expose(), "Bearer ya29.abc");
+        assert!(!format!("{t:?}").contains("ya29"));
+        assert!(t.expires_in() <= Duration::from_secs(60));
+    }
+}
