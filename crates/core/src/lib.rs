@@ -5,6 +5,8 @@
 //! - [`Error`]: one error type that says what failed, where, whether retrying can help
 //!   ([`Error::is_transient`]) and what the user can do.
 //! - [`RetryPolicy`]: capped exponential backoff with jitter.
+//! - [`TokenCache`]: a lock-free token cache with single-flight, early, jittered background refresh.
+//! - [`runtime`]: the library's own small runtime, so callers need none.
 //!
 //! ```
 //! use workload_auth_core::{Error, ErrorKind};
@@ -17,12 +19,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod retry;
+pub mod runtime;
 pub mod secret;
 pub mod token;
 
+pub use cache::{CacheConfig, Cached, FetchFuture, TokenCache};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};
 pub use retry::RetryPolicy;

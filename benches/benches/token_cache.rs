@@ -1,0 +1,84 @@
+//! Token cache hit path against the baselines named in BENCHMARKS.md, all in one run.
+//!
+//! `cargo bench -p workload-auth-benches --bench token_cache`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use workload_auth_core::{AccessToken, TokenCache};
+
+fn token() -> AccessToken {
+    AccessToken::new(
+        "ya29.a0AfB_byC-benchmark-token-of-a-realistic-length-0123456789abcdefghijklmnopqrstuvwxyz"
+            .into(),
+        "Bearer",
+        SystemTime::now() + Duration::from_secs(3600),
+    )
+}
+
+/// Runs `op` `iters` times on each of `threads` threads started together; returns the wall time
+/// divided by the thread count, i.e. the time per operation of the whole machine. Equal numbers for
+/// one and two threads mean perfect scaling.
+fn parallel<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..iters {
+                    op();
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed() / threads as u32
+    })
+}
+
+fn cache_hit(c: &mut Criterion) {
+    let cache = TokenCache::new(|| async { Ok(token()) });
+    cache.get_blocking().unwrap();
+    let rwlock = RwLock::new(Arc::new(token()));
+    let (watch_tx, watch_rx) = tokio::sync::watch::channel(Some(token()));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    let hit = || {
+        let t = cache.get_cached().unwrap();
+        black_box(t.secret().len());
+    };
+    let rw = || {
+        let t = Arc::clone(&rwlock.read().unwrap());
+        black_box(t.secret().len());
+    };
+    let watch = || {
+        let t = watch_rx.borrow().clone().unwrap();
+        black_box(t.secret().len());
+    };
+
+    let mut g = c.benchmark_group("token_cache");
+    g.bench_function("hit/1 thread", |b| b.iter(hit));
+    g.bench_function("baseline: Instant::now", |b| b.iter(|| black_box(Instant::now())));
+    g.bench_function("baseline: RwLock<Arc<Token>> read+clone/1 thread", |b| b.iter(rw));
+    g.bench_function("baseline: watch borrow+clone/1 thread", |b| b.iter(watch));
+    let name = |what: &str| format!("{what}/{threads} threads (time per op, all threads)");
+    g.bench_function(name("hit"), |b| {
+        b.iter_custom(|iters| parallel(threads, iters, &hit))
+    });
+    g.bench_function(name("baseline: RwLock<Arc<Token>> read+clone"), |b| {
+        b.iter_custom(|iters| parallel(threads, iters, &rw))
+    });
+    g.bench_function(name("baseline: watch borrow+clone"), |b| {
+        b.iter_custom(|iters| parallel(threads, iters, &watch))
+    });
+    g.finish();
+    drop(watch_tx);
+}
+
+criterion_group!(benches, cache_hit);
+criterion_main!(benches);

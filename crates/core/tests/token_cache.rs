@@ -1,0 +1,353 @@
+//! Behaviour of `TokenCache` under concurrency, failures and a controllable clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Barrier;
+use workload_auth_core::{
+    AccessToken, CacheConfig, Clock, Error, ErrorKind, ManualClock, RetryPolicy, TokenCache,
+};
+
+/// What the fake upstream does on each call, in order; the last entry repeats.
+#[derive(Clone)]
+enum Step {
+    Ok(&'static str, u64),
+    Transient,
+    Permanent,
+}
+
+struct Upstream {
+    calls: AtomicU32,
+    steps: std::sync::Mutex<Vec<Step>>,
+    delay: Duration,
+    clock: ManualClock,
+}
+
+impl Upstream {
+    fn new(clock: &ManualClock, delay: Duration, steps: Vec<Step>) -> Arc<Self> {
+        Arc::new(Self {
+            calls: AtomicU32::new(0),
+            steps: std::sync::Mutex::new(steps),
+            delay,
+            clock: clock.clone(),
+        })
+    }
+
+    fn set(&self, steps: Vec<Step>) {
+        *self.steps.lock().unwrap() = steps;
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn fetch(self: Arc<Self>) -> workload_auth_core::Result<AccessToken> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
+        tokio::time::sleep(self.delay).await;
+        let step = {
+            let steps = self.steps.lock().unwrap();
+            steps[n.min(steps.len() - 1)].clone()
+        };
+        match step {
+            Step::Ok(token, lifetime) => Ok(AccessToken::new(
+                token.into(),
+                "Bearer",
+                self.clock.now_system() + Duration::from_secs(lifetime),
+            )),
+            Step::Transient => Err(Error::http_status(503, "test upstream", "unavailable")),
+            Step::Permanent => Err(Error::http_status(403, "test upstream", "forbidden")),
+        }
+    }
+}
+
+fn config() -> CacheConfig {
+    CacheConfig {
+        retry: RetryPolicy {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
+        ..CacheConfig::default()
+    }
+}
+
+fn cache(upstream: &Arc<Upstream>, clock: &ManualClock) -> TokenCache<AccessToken, ManualClock> {
+    let up = Arc::clone(upstream);
+    TokenCache::with_options(move || Arc::clone(&up).fetch(), config(), clock.clone())
+}
+
+fn secret(t: &AccessToken) -> String {
+    t.secret().expose().to_owned()
+}
+
+async fn hammer(
+    cache: &TokenCache<AccessToken, ManualClock>,
+    callers: usize,
+) -> Vec<workload_auth_core::Result<String>> {
+    let barrier = Arc::new(Barrier::new(callers));
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let cache = cache.clone();
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cache.get().await.map(|t| secret(&t))
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_callers_on_a_missing_token_cause_one_fetch() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::from_millis(50), vec![Step::Ok("t1", 3600)]);
+    let cache = cache(&up, &clock);
+    let results = hammer(&cache, 1000).await;
+    assert!(results.iter().all(|r| r.as_deref().unwrap() == "t1"));
+    assert_eq!(up.calls(), 1);
+    assert_eq!(cache.fetch_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_callers_on_a_stale_token_get_it_at_once_and_cause_one_fetch() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::from_millis(200),
+        vec![Step::Ok("old", 3600), Step::Ok("new", 3600)],
+    );
+    let cache = cache(&up, &clock);
+    assert_eq!(secret(&cache.get().await.unwrap()), "old");
+    // 224 s left: past the refresh point (240 s before expiry, minus up to 15 s of jitter).
+    clock.advance(Duration::from_secs(3600 - 224));
+    let started = std::time::Instant::now();
+    let results = hammer(&cache, 1000).await;
+    // Nobody waited for the 200 ms fetch: the stale-but-valid token was served.
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert!(results.iter().all(|r| r.as_deref().unwrap() == "old"));
+    // The background refresh lands; exactly one fetch happened for all of them.
+    for _ in 0..100 {
+        if cache.get_cached().map(|t| secret(&t)).as_deref() == Some("new") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(secret(&cache.get().await.unwrap()), "new");
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_starts_within_the_jittered_window_only() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("t", 3600)]);
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    // More than 240 s left: no refresh whatever the jitter.
+    clock.advance(Duration::from_secs(3600 - 241));
+    for _ in 0..10 {
+        cache.get_cached().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(up.calls(), 1);
+    let due = cache.refresh_in().unwrap();
+    assert!(due <= Duration::from_secs(16), "{due:?}");
+}
+
+#[test]
+fn jitter_spreads_refresh_points_between_225_and_240_seconds_before_expiry() {
+    let clock = ManualClock::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("t", 3600)]);
+        let cache = cache(&up, &clock);
+        cache.get_blocking().unwrap();
+        let refresh_in = cache.refresh_in().unwrap();
+        let before_expiry = Duration::from_secs(3600) - refresh_in;
+        assert!(
+            before_expiry >= Duration::from_secs(225) && before_expiry <= Duration::from_secs(240),
+            "{before_expiry:?}"
+        );
+        seen.insert(refresh_in.as_millis());
+    }
+    assert!(seen.len() > 10, "refresh points are not jittered: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_failure_keeps_the_valid_token_and_backs_off() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("good", 3600)]);
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    up.set(vec![Step::Ok("good", 3600), Step::Transient]);
+    clock.advance(Duration::from_secs(3600 - 200));
+    // Triggers the background refresh, which fails.
+    assert_eq!(secret(&cache.get().await.unwrap()), "good");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(up.calls(), 2);
+    assert_eq!(cache.last_error().unwrap().status(), Some(503));
+    // Within the backoff, hits do not fetch again.
+    for _ in 0..100 {
+        assert_eq!(secret(&cache.get().await.unwrap()), "good");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(up.calls(), 2);
+    // After the backoff, one more attempt.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(secret(&cache.get().await.unwrap()), "good");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(up.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_is_never_returned() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![Step::Ok("first", 3600), Step::Transient],
+    );
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    // Past expiry (and past the 10 s margin), with every refresh failing.
+    clock.advance(Duration::from_secs(3600 - 9));
+    assert!(cache.get_cached().is_none());
+    let err = cache.get().await.unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(err.status(), Some(503));
+    // The waiting fetch used the retry policy: 5 attempts.
+    assert_eq!(up.calls(), 1 + 5);
+    clock.advance(Duration::from_secs(3600));
+    assert!(cache.get_cached().is_none());
+    assert!(cache.remaining().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_failure_is_reported_and_not_retried_in_a_loop() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Permanent]);
+    let cache = cache(&up, &clock);
+    let err = cache.get().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert_eq!(up.calls(), 1);
+    // A caller retrying in a loop gets the remembered error without new requests.
+    for _ in 0..1000 {
+        assert_eq!(cache.get().await.unwrap_err().status(), Some(403));
+    }
+    assert_eq!(up.calls(), 1);
+    // After the cooldown, one new attempt.
+    clock.advance(Duration::from_secs(6));
+    up.set(vec![Step::Permanent, Step::Ok("fixed", 3600)]);
+    assert_eq!(secret(&cache.get().await.unwrap()), "fixed");
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_without_a_token_are_retried_then_succeed() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![Step::Transient, Step::Transient, Step::Ok("third", 3600)],
+    );
+    let cache = cache(&up, &clock);
+    assert_eq!(secret(&cache.get().await.unwrap()), "third");
+    assert_eq!(up.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_is_already_expired_is_an_error_not_a_loop() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("dead", 0)]);
+    let cache = cache(&up, &clock);
+    let err = cache.get().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+    assert!(!err.to_string().contains("dead"));
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_tokens_are_refreshed_at_half_life() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("short", 100)]);
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    let refresh_in = cache.refresh_in().unwrap();
+    assert!(refresh_in >= Duration::from_secs(50) && refresh_in <= Duration::from_secs(75));
+    assert_eq!(cache.remaining(), Some(Duration::from_secs(90)));
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A cache whose fetch never finishes, and a flag that tells when that fetch's future was dropped.
+fn hanging_cache() -> (TokenCache<AccessToken>, Arc<AtomicBool>, Arc<AtomicBool>) {
+    let (started, dropped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (s, d) = (Arc::clone(&started), Arc::clone(&dropped));
+    let cache = TokenCache::new(move || {
+        let guard = SetOnDrop(Arc::clone(&d));
+        let started = Arc::clone(&s);
+        async move {
+            let _guard = guard;
+            started.store(true, Ordering::SeqCst);
+            std::future::pending::<workload_auth_core::Result<AccessToken>>().await
+        }
+    });
+    (cache, started, dropped)
+}
+
+fn wait_for(flag: &AtomicBool) -> bool {
+    for _ in 0..400 {
+        if flag.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn building_and_fetching_need_no_runtime() {
+    // A plain thread, no tokio anywhere in sight.
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::from_millis(5), vec![Step::Ok("plain", 3600)]);
+    let cache = cache(&up, &clock);
+    assert_eq!(secret(&cache.get_blocking().unwrap()), "plain");
+    assert_eq!(secret(&cache.get_blocking().unwrap()), "plain");
+    assert_eq!(up.calls(), 1);
+}
+
+#[test]
+fn a_fetch_outlives_a_cancelled_caller_but_not_its_cache() {
+    let (cache, started, dropped) = hanging_cache();
+    // A caller on its own runtime gives up after 30 ms; the fetch it started goes on for others.
+    let c = cache.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let r = tokio::time::timeout(Duration::from_millis(30), c.get()).await;
+            assert!(r.is_err(), "the fetch cannot have finished");
+        });
+    })
+    .join()
+    .unwrap();
+    assert!(started.load(Ordering::SeqCst));
+    assert!(!dropped.load(Ordering::SeqCst), "the fetch stopped with its caller");
+    // Dropping the last clone of the cache stops the fetch.
+    drop(cache);
+    assert!(wait_for(&dropped), "the fetch outlived its cache");
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, checks formatting, lints
+# and docs, builds everything, then runs every suite in a network namespace whose only interface is
+# loopback (when run as root), so no test can reach anything but the local emulator.
+#
+#   bash scripts/test.sh          (what .ci/run calls)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- system packages: OpenSSL's command line (interop tests), iproute2 (namespaces), valgrind (C tests)
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v c++ >/dev/null || need_apt+=(g++)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
+fi
+
+# ---- Python: a private virtualenv with the reference library and the test tools
+venv="$root/target/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv"
+  python3 -m venv "$venv"
+fi
+step "installing Python test dependencies"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+export PATH="$venv/bin:$PATH"
+export VIRTUAL_ENV="$venv"
+
+# ---- static checks
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+# ---- build everything while the network is still there, then test without it
+step "building tests"
+cargo test --workspace --all-targets --locked --no-run --quiet
+
+offline() {
+  if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
+    unshare -n sh -c 'ip link set lo up && exec "$@"' offline "$@"
+  else
+    echo "note: not root, so the suites run without a private network namespace" >&2
+    "$@"
+  fi
+}
+
+step "cargo test (loopback-only network)"
+offline cargo test --workspace --all-targets --offline --locked
+offline cargo test --workspace --doc --offline --locked
