@@ -1,0 +1,713 @@
+//! [`Builder`]: the options, and the Application Default Credentials search.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use workload_auth_core::{CacheConfig, Error, ErrorKind, Result, SecretString};
+use workload_auth_metadata::{
+    DEFAULT_METADATA_HOST, DetectionInput, METADATA_HOST_ENV, MetadataClient, detect,
+};
+
+use crate::credentials::{Credentials, ProjectState, Resolved};
+use crate::env::{
+    CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
+};
+use crate::explain::{Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
+use crate::http::{DEFAULT_TIMEOUT, Http, TlsRoots};
+use crate::kinds::{self, Context, Source};
+
+/// The largest credentials file read (real ones are a few kilobytes).
+const MAX_CREDENTIALS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The name of gcloud's Application Default Credentials file.
+pub const GCLOUD_CREDENTIALS_FILE: &str = "application_default_credentials.json";
+
+const NOT_FOUND_HINT: &str = "run `gcloud auth application-default login`, set \
+    GOOGLE_APPLICATION_CREDENTIALS to a credentials file, or run on Google Cloud (elsewhere, set \
+    GCE_METADATA_HOST to a metadata server such as the workload-auth emulator)";
+
+#[derive(Clone)]
+enum Explicit {
+    File(PathBuf),
+    Json(SecretString),
+}
+
+/// Builds [`Credentials`] the way Application Default Credentials finds them.
+///
+/// ```no_run
+/// use workload_auth_adc::Builder;
+/// # async fn run() -> workload_auth_core::Result<()> {
+/// let credentials = Builder::new()
+///     .with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+///     .build()?;
+/// let token = credentials.access_token().await?;
+/// # let _ = token; Ok(()) }
+/// ```
+///
+/// Building reads files and the environment and, when it gets that far, decides whether this is
+/// Google Cloud (without a network probe when a local fact decides, otherwise with one probe of a
+/// few tens of milliseconds). It needs no async runtime and makes no token request.
+#[derive(Clone)]
+pub struct Builder {
+    scopes: Option<Vec<String>>,
+    quota_project: Option<String>,
+    explicit: Option<Explicit>,
+    metadata_host: Option<String>,
+    env: EnvSource,
+    detection: Option<DetectionInput>,
+    roots: TlsRoots,
+    cache: CacheConfig,
+    timeout: Duration,
+    self_signed_jwt: bool,
+    token_lifetime: Option<Duration>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("scopes", &self.scopes)
+            .field("quota_project", &self.quota_project)
+            .field(
+                "explicit",
+                &match &self.explicit {
+                    None => "none".to_owned(),
+                    Some(Explicit::File(p)) => format!("file {}", p.display()),
+                    Some(Explicit::Json(_)) => "JSON (redacted)".to_owned(),
+                },
+            )
+            .field("metadata_host", &self.metadata_host)
+            .field("env", &self.env)
+            .field("roots", &self.roots)
+            .field("timeout", &self.timeout)
+            .field("self_signed_jwt", &self.self_signed_jwt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// Application Default Credentials from the process environment.
+    pub fn new() -> Self {
+        Self {
+            scopes: None,
+            quota_project: None,
+            explicit: None,
+            metadata_host: None,
+            env: EnvSource::process(),
+            detection: None,
+            roots: TlsRoots::default(),
+            cache: CacheConfig::default(),
+            timeout: DEFAULT_TIMEOUT,
+            self_signed_jwt: false,
+            token_lifetime: None,
+        }
+    }
+
+    /// The scopes of [`Credentials::access_token`]. Without this, each credential type asks for
+    /// what Google's libraries ask for: `cloud-platform` for service accounts, impersonation and
+    /// federation; the scopes granted at login for user credentials; the VM's scopes on the
+    /// metadata server.
+    #[must_use]
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The project billed for quota (sent as `x-goog-user-project`); overrides
+    /// `GOOGLE_CLOUD_QUOTA_PROJECT` and the file's `quota_project_id`.
+    #[must_use]
+    pub fn with_quota_project(mut self, project: impl Into<String>) -> Self {
+        self.quota_project = Some(project.into());
+        self
+    }
+
+    /// Uses this credentials file instead of searching.
+    #[must_use]
+    pub fn with_credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.explicit = Some(Explicit::File(path.into()));
+        self
+    }
+
+    /// Uses these credentials (the JSON of a credentials file) instead of searching.
+    #[must_use]
+    pub fn with_json(mut self, json: impl Into<SecretString>) -> Self {
+        self.explicit = Some(Explicit::Json(json.into()));
+        self
+    }
+
+    /// Uses the metadata server at `host` (`host:port`) instead of `GCE_METADATA_HOST` or
+    /// `metadata.google.internal`, and treats it as present (no detection).
+    #[must_use]
+    pub fn with_metadata_host(mut self, host: impl Into<String>) -> Self {
+        self.metadata_host = Some(host.into());
+        self
+    }
+
+    /// Reads environment variables and the home directory from `env` instead of the process.
+    #[must_use]
+    pub fn with_env(mut self, env: EnvSource) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// How to detect Google Cloud (default: the rules of `workload-auth-metadata` over the
+    /// [`EnvSource`]). Tests use it to point the probe at a closed loopback port.
+    #[must_use]
+    pub fn with_detection(mut self, input: DetectionInput) -> Self {
+        self.detection = Some(input);
+        self
+    }
+
+    /// Trusts exactly these roots for `https://` token endpoints instead of the platform's.
+    #[must_use]
+    pub fn with_tls_root_certificates(
+        mut self,
+        roots: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> Self {
+        self.roots = TlsRoots::only(roots.into_iter().collect());
+        self
+    }
+
+    /// When and how tokens are refreshed (default: [`CacheConfig::default`]).
+    #[must_use]
+    pub fn with_cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache = config;
+        self
+    }
+
+    /// The limit for one HTTP request to a token endpoint (default 30 s).
+    #[must_use]
+    pub fn with_http_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Service-account keys sign their own access tokens (a self-signed JWT with a `scope`
+    /// claim, AIP-4111) instead of calling the token endpoint. Always so outside the
+    /// `googleapis.com` universe.
+    #[must_use]
+    pub fn with_self_signed_jwt(mut self, enabled: bool) -> Self {
+        self.self_signed_jwt = enabled;
+        self
+    }
+
+    /// The lifetime asked of impersonated access tokens (default one hour, or the file's
+    /// `service_account_impersonation.token_lifetime_seconds`).
+    #[must_use]
+    pub fn with_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Runs the search and returns the credentials. Fails when no credentials are found (the
+    /// error lists every place looked at), when a credentials file is unusable (the error names
+    /// the file and what is wrong), or when an option is invalid.
+    pub fn build(self) -> Result<Credentials> {
+        let (resolved, _) = self.resolve();
+        resolved
+    }
+
+    /// Runs the search and reports it, whether or not credentials were found; with credentials
+    /// it also looks up the project id and universe domain (which may ask the metadata server).
+    pub async fn explain(self) -> Explanation {
+        let (resolved, steps) = self.resolve();
+        match resolved {
+            Ok(credentials) => credentials.explain().await,
+            Err(error) => Explanation::failed(steps, error.to_string()),
+        }
+    }
+
+    /// [`Builder::explain`] for callers without an async runtime.
+    pub fn explain_blocking(self) -> Explanation {
+        let (resolved, steps) = self.resolve();
+        match resolved {
+            Ok(credentials) => credentials.explain_blocking(),
+            Err(error) => Explanation::failed(steps, error.to_string()),
+        }
+    }
+
+    fn context(&self) -> Result<Context> {
+        Ok(Context {
+            env: self.env.clone(),
+            http: Http::new(&self.roots, None, self.timeout)?,
+            roots: self.roots.clone(),
+            timeout: self.timeout,
+            self_signed_jwt: self.self_signed_jwt,
+            token_lifetime: self.token_lifetime,
+        })
+    }
+
+    fn resolve(&self) -> (Result<Credentials>, Vec<Step>) {
+        let mut steps = Vec::new();
+        let result = self.search(&mut steps).and_then(|found| {
+            let (project, project_steps) = self.project_id(&found);
+            let quota = self.quota_project(&found.source);
+            Ok(Credentials::new(Resolved {
+                source: found.source,
+                origin: found.origin,
+                steps: steps.clone(),
+                scopes: self.scopes.clone(),
+                project,
+                project_steps,
+                quota,
+                cache: self.cache.clone(),
+                metadata: found.metadata,
+            }))
+        });
+        (result, steps)
+    }
+
+    fn search(&self, steps: &mut Vec<Step>) -> Result<Found> {
+        let ctx = self.context()?;
+        if let Some(explicit) = &self.explicit {
+            let (name, place, loaded) = match explicit {
+                Explicit::File(path) => (
+                    "credentials file given to the builder",
+                    path.display().to_string(),
+                    load_file(path, &ctx, "the credentials file given to the builder").and_then(
+                        |r| r.ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::CredentialsNotFound,
+                                "the credentials file given to the builder does not exist",
+                            )
+                            .with_endpoint(path.display().to_string())
+                        }),
+                    ),
+                ),
+                Explicit::Json(json) => (
+                    "credentials JSON given to the builder",
+                    "JSON given to Builder::with_json".to_owned(),
+                    load_json(json.expose().as_bytes(), "JSON given to Builder::with_json", &ctx),
+                ),
+            };
+            return match loaded {
+                Ok(source) => {
+                    steps.push(Step::new(name, Some(place.clone()), Outcome::Chosen, source.credential_type().as_str()));
+                    Ok(Found {
+                        source,
+                        origin: place,
+                        gcloud: false,
+                        metadata: None,
+                    })
+                }
+                Err(e) => {
+                    steps.push(Step::new(name, Some(place), Outcome::Failed, e.to_string()));
+                    Err(e)
+                }
+            };
+        }
+
+        let gcloud_file = self
+            .env
+            .gcloud_config_dir()
+            .map(|dir| dir.join(GCLOUD_CREDENTIALS_FILE));
+
+        // 1. GOOGLE_APPLICATION_CREDENTIALS.
+        match self.env.var(CREDENTIALS_ENV).filter(|v| !v.is_empty()) {
+            None => steps.push(Step::new(CREDENTIALS_ENV, None, Outcome::NotFound, "not set")),
+            Some(value) => {
+                let path = PathBuf::from(&value);
+                let what = format!("the file named by {CREDENTIALS_ENV}");
+                let loaded = load_file(&path, &ctx, &what).and_then(|r| {
+                    r.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::CredentialsNotFound,
+                            format!("{CREDENTIALS_ENV} is set to {value}, which does not exist"),
+                        )
+                        .with_endpoint(value.clone())
+                        .with_hint(format!("fix the path, or unset {CREDENTIALS_ENV}"))
+                    })
+                });
+                return match loaded {
+                    Ok(source) => {
+                        steps.push(Step::new(
+                            CREDENTIALS_ENV,
+                            Some(value.clone()),
+                            Outcome::Chosen,
+                            source.credential_type().as_str(),
+                        ));
+                        self.not_tried(steps, gcloud_file.as_deref());
+                        let gcloud = gcloud_file.as_deref() == Some(path.as_path());
+                        Ok(Found {
+                            source,
+                            origin: value,
+                            gcloud,
+                            metadata: None,
+                        })
+                    }
+                    Err(e) => {
+                        steps.push(Step::new(CREDENTIALS_ENV, Some(value), Outcome::Failed, e.to_string()));
+                        self.not_tried(steps, gcloud_file.as_deref());
+                        Err(e)
+                    }
+                };
+            }
+        }
+
+        // 2. gcloud's well-known file.
+        match &gcloud_file {
+            None => steps.push(Step::new(
+                "gcloud credentials file",
+                None,
+                Outcome::NotFound,
+                "neither CLOUDSDK_CONFIG nor a home directory is set",
+            )),
+            Some(path) => {
+                let place = path.display().to_string();
+                match load_file(path, &ctx, "gcloud's credentials file") {
+                    Ok(Some(source)) => {
+                        steps.push(Step::new(
+                            "gcloud credentials file",
+                            Some(place.clone()),
+                            Outcome::Chosen,
+                            source.credential_type().as_str(),
+                        ));
+                        steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
+                        return Ok(Found {
+                            source,
+                            origin: place,
+                            gcloud: true,
+                            metadata: None,
+                        });
+                    }
+                    Ok(None) => steps.push(Step::new(
+                        "gcloud credentials file",
+                        Some(place),
+                        Outcome::NotFound,
+                        "does not exist",
+                    )),
+                    Err(e) => {
+                        steps.push(Step::new(
+                            "gcloud credentials file",
+                            Some(place),
+                            Outcome::Failed,
+                            e.to_string(),
+                        ));
+                        steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
+                        return Err(e);
+                    }
+                }
+            }
+        }
+
+        // 3. The metadata server.
+        let host = match &self.metadata_host {
+            Some(host) => {
+                steps.push(Step::new(
+                    "metadata server",
+                    Some(host.clone()),
+                    Outcome::Chosen,
+                    "host given to the builder",
+                ));
+                host.clone()
+            }
+            None => {
+                let env = self.env.clone();
+                let input = self
+                    .detection
+                    .clone()
+                    .unwrap_or_else(|| DetectionInput::with_env(move |name| env.var(name)));
+                let detection = detect(&input);
+                let summary = detection
+                    .checks()
+                    .iter()
+                    .map(|c| format!("{}: {}", c.rule, c.outcome))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if !detection.is_on_google_cloud() {
+                    steps.push(Step::new(
+                        "metadata server",
+                        None,
+                        Outcome::NotFound,
+                        format!("not on Google Cloud ({summary})"),
+                    ));
+                    return Err(self.not_found(steps));
+                }
+                let host = detection
+                    .metadata_host()
+                    .map(str::to_owned)
+                    .or_else(|| self.env.nonempty(METADATA_HOST_ENV))
+                    .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned());
+                steps.push(Step::new(
+                    "metadata server",
+                    Some(host.clone()),
+                    Outcome::Chosen,
+                    format!("on Google Cloud ({summary})"),
+                ));
+                host
+            }
+        };
+        let client = MetadataClient::builder()
+            .host(host.clone())
+            .retry_policy(workload_auth_core::RetryPolicy::none())
+            .build()
+            .inspect_err(|e| {
+                if let Some(last) = steps.last_mut() {
+                    last.outcome = Outcome::Failed;
+                    last.detail = e.to_string();
+                }
+            })?;
+        Ok(Found {
+            source: Source::Metadata(Arc::new(kinds::metadata::MetadataSource {
+                client: client.clone(),
+            })),
+            origin: format!("metadata server at {}", client.host().base_url()),
+            gcloud: false,
+            metadata: Some(client),
+        })
+    }
+
+    fn not_tried(&self, steps: &mut Vec<Step>, gcloud_file: Option<&Path>) {
+        steps.push(Step::new(
+            "gcloud credentials file",
+            gcloud_file.map(|p| p.display().to_string()),
+            Outcome::NotTried,
+            "",
+        ));
+        steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
+    }
+
+    fn not_found(&self, steps: &[Step]) -> Error {
+        let looked = steps
+            .iter()
+            .map(|s| match &s.place {
+                Some(place) => format!("{} ({place}): {}", s.name, s.detail),
+                None => format!("{}: {}", s.name, s.detail),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Error::new(
+            ErrorKind::CredentialsNotFound,
+            format!("no Application Default Credentials found; looked at {looked}"),
+        )
+        .with_hint(NOT_FOUND_HINT)
+    }
+
+    fn project_id(&self, found: &Found) -> (ProjectState, Vec<Step>) {
+        let mut steps = Vec::new();
+        let mut decided = None;
+        for (name, source) in [
+            (PROJECT_ENV, ProjectIdSource::GoogleCloudProjectEnv),
+            (LEGACY_PROJECT_ENV, ProjectIdSource::GcloudProjectEnv),
+        ] {
+            if decided.is_some() {
+                steps.push(Step::new(name, None, Outcome::NotTried, ""));
+                continue;
+            }
+            match self.env.nonempty(name) {
+                Some(value) => {
+                    steps.push(Step::new(name, None, Outcome::Chosen, value.clone()));
+                    decided = Some((value, source));
+                }
+                None => steps.push(Step::new(name, None, Outcome::NotFound, "not set")),
+            }
+        }
+        let file_project = found.source.file_project_id().map(str::to_owned);
+        let is_file = !matches!(found.source, Source::Metadata(_));
+        if is_file {
+            if decided.is_some() {
+                steps.push(Step::new("credentials file", None, Outcome::NotTried, ""));
+            } else {
+                match file_project {
+                    Some(id) => {
+                        steps.push(Step::new(
+                            "credentials file",
+                            Some(found.origin.clone()),
+                            Outcome::Chosen,
+                            format!("project_id {id}"),
+                        ));
+                        decided = Some((id, ProjectIdSource::CredentialsFile));
+                    }
+                    None => steps.push(Step::new(
+                        "credentials file",
+                        Some(found.origin.clone()),
+                        Outcome::NotFound,
+                        format!(
+                            "{} files carry no project id",
+                            found.source.credential_type()
+                        ),
+                    )),
+                }
+            }
+        }
+        if found.gcloud {
+            if decided.is_some() {
+                steps.push(Step::new("gcloud configuration", None, Outcome::NotTried, ""));
+            } else {
+                match gcloud_config_project(&self.env) {
+                    (Some(id), place) => {
+                        steps.push(Step::new(
+                            "gcloud configuration",
+                            place,
+                            Outcome::Chosen,
+                            id.clone(),
+                        ));
+                        decided = Some((id, ProjectIdSource::GcloudConfig));
+                    }
+                    (None, place) => steps.push(Step::new(
+                        "gcloud configuration",
+                        place,
+                        Outcome::NotFound,
+                        "no project set",
+                    )),
+                }
+            }
+        }
+        if let Some(client) = &found.metadata {
+            if decided.is_some() {
+                steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
+            } else {
+                return (ProjectState::metadata(client.clone()), steps);
+            }
+        }
+        (ProjectState::Known(decided), steps)
+    }
+
+    fn quota_project(&self, source: &Source) -> Option<(String, QuotaProjectSource)> {
+        if let Some(p) = self.quota_project.as_ref().filter(|p| !p.is_empty()) {
+            return Some((p.clone(), QuotaProjectSource::Builder));
+        }
+        if let Some(p) = self.env.nonempty(QUOTA_PROJECT_ENV) {
+            return Some((p, QuotaProjectSource::GoogleCloudQuotaProjectEnv));
+        }
+        source
+            .file_quota_project()
+            .map(|p| (p.to_owned(), QuotaProjectSource::CredentialsFile))
+    }
+}
+
+/// What the search found.
+struct Found {
+    source: Source,
+    origin: String,
+    /// Whether it is gcloud's file (then gcloud's configured project applies).
+    gcloud: bool,
+    metadata: Option<MetadataClient>,
+}
+
+/// Reads and parses a credentials file. `Ok(None)` when it does not exist.
+fn load_file(path: &Path, ctx: &Context, what: &str) -> Result<Option<Source>> {
+    let place = path.display().to_string();
+    let io = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("{what} cannot be read ({})", e.kind()),
+        )
+        .with_endpoint(place.clone())
+        .with_hint("check the file's permissions")
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidCredentials,
+            format!("{what} is a directory, not a file"),
+        )
+        .with_endpoint(place));
+    }
+    if meta.len() > MAX_CREDENTIALS_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidCredentials,
+            format!("{what} is larger than {MAX_CREDENTIALS_FILE_BYTES} bytes"),
+        )
+        .with_endpoint(place));
+    }
+    let content = zeroize::Zeroizing::new(std::fs::read(path).map_err(io)?);
+    load_json(&content, &place, ctx).map(Some)
+}
+
+fn load_json(content: &[u8], place: &str, ctx: &Context) -> Result<Source> {
+    let map = crate::json::parse_object(
+        content,
+        place,
+        ErrorKind::InvalidCredentials,
+        "the credentials file",
+    )?;
+    kinds::from_json(&map, place, ctx)
+}
+
+/// gcloud's configured project: `CLOUDSDK_CORE_PROJECT`, else `[core] project` of the active
+/// configuration (`CLOUDSDK_ACTIVE_CONFIG_NAME`, else the `active_config` file, else `default`).
+/// This is what `gcloud config get project` prints, read without running gcloud.
+fn gcloud_config_project(env: &EnvSource) -> (Option<String>, Option<String>) {
+    if let Some(project) = env.nonempty("CLOUDSDK_CORE_PROJECT") {
+        return (Some(project), Some("CLOUDSDK_CORE_PROJECT".to_owned()));
+    }
+    let Some(dir) = env.gcloud_config_dir() else {
+        return (None, None);
+    };
+    let name = env
+        .nonempty("CLOUDSDK_ACTIVE_CONFIG_NAME")
+        .or_else(|| {
+            std::fs::read_to_string(dir.join("active_config"))
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "default".to_owned());
+    if name.contains(['/', '\\']) || name.starts_with('.') {
+        return (None, None);
+    }
+    let path = dir.join("configurations").join(format!("config_{name}"));
+    let place = Some(path.display().to_string());
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return (None, place);
+    };
+    let mut in_core = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            in_core = line[1..line.len() - 1].trim() == "core";
+        } else if in_core {
+            if let Some((key, value)) = line.split_once(['=', ':']) {
+                if key.trim() == "project" && !value.trim().is_empty() {
+                    return (Some(value.trim().to_owned()), place);
+                }
+            }
+        }
+    }
+    (None, place)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcloud_config_project_reads_the_active_configuration() {
+        let dir = std::env::temp_dir().join(format!("wa-adc-gcloud-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("configurations")).unwrap();
+        std::fs::write(
+            dir.join("configurations/config_default"),
+            "[core]\naccount = a@b.c\nproject = proj-default\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("configurations/config_work"),
+            "[compute]\nproject = wrong\n[core]\nproject=proj-work\n",
+        )
+        .unwrap();
+        let env = EnvSource::from_vars([("CLOUDSDK_CONFIG", dir.display().to_string())]);
+        assert_eq!(gcloud_config_project(&env).0.as_deref(), Some("proj-default"));
+        std::fs::write(dir.join("active_config"), "work\n").unwrap();
+        assert_eq!(gcloud_config_project(&env).0.as_deref(), Some("proj-work"));
+        let env = env.with_var("CLOUDSDK_CORE_PROJECT", "from-env");
+        assert_eq!(gcloud_config_project(&env).0.as_deref(), Some("from-env"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,453 @@
+//! [`Credentials`]: tokens (cached), project, quota project, universe domain, explain.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+use workload_auth_core::{
+    AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, SecretString, SystemClock,
+    TokenCache,
+};
+use workload_auth_metadata::MetadataClient;
+
+use crate::explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
+use crate::kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN, Source};
+
+/// Most token caches kept per kind (scope sets, audiences); past it the oldest set is dropped.
+const MAX_CACHES: usize = 64;
+
+/// The project id, known at build time or asked of the metadata server on first use.
+pub(crate) enum ProjectState {
+    Known(Option<(String, ProjectIdSource)>),
+    Metadata(MetadataClient, OnceCell<String>),
+}
+
+impl ProjectState {
+    pub(crate) fn metadata(client: MetadataClient) -> Self {
+        Self::Metadata(client, OnceCell::new())
+    }
+}
+
+/// Everything the builder found.
+pub(crate) struct Resolved {
+    pub(crate) source: Source,
+    pub(crate) origin: String,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) project: ProjectState,
+    pub(crate) project_steps: Vec<Step>,
+    pub(crate) quota: Option<(String, QuotaProjectSource)>,
+    pub(crate) cache: CacheConfig,
+    pub(crate) metadata: Option<MetadataClient>,
+}
+
+/// Token caches created on first use, one per key.
+struct CacheMap<K, T> {
+    caches: Mutex<HashMap<K, TokenCache<T>>>,
+}
+
+impl<K: Hash + Eq + Clone, T: workload_auth_core::Expiring> CacheMap<K, T> {
+    fn new() -> Self {
+        Self {
+            caches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get_or_create(&self, key: &K, create: impl FnOnce() -> TokenCache<T>) -> TokenCache<T> {
+        let mut caches = self
+            .caches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cache) = caches.get(key) {
+            return cache.clone();
+        }
+        if caches.len() >= MAX_CACHES {
+            caches.clear();
+        }
+        let cache = create();
+        caches.insert(key.clone(), cache.clone());
+        cache
+    }
+
+    fn invalidate(&self) {
+        let caches = self
+            .caches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for cache in caches.values() {
+            cache.invalidate();
+        }
+    }
+}
+
+struct Inner {
+    source: Source,
+    origin: String,
+    steps: Vec<Step>,
+    default_cache: TokenCache<AccessToken>,
+    scoped: CacheMap<Vec<String>, AccessToken>,
+    id_tokens: CacheMap<String, IdToken>,
+    audience_jwts: CacheMap<String, AccessToken>,
+    cache: CacheConfig,
+    project: ProjectState,
+    project_steps: Vec<Step>,
+    quota: Option<(String, QuotaProjectSource)>,
+    universe: OnceCell<String>,
+    metadata: Option<MetadataClient>,
+}
+
+/// Credentials found by Application Default Credentials. Cheap to clone; clones share their
+/// token caches.
+///
+/// Tokens are cached with `workload-auth-core`'s [`TokenCache`]: a hit is lock-free, one fetch
+/// serves every concurrent caller, and tokens are refreshed in the background a few minutes
+/// before they expire. One cache serves the default scopes; one more is created, on first use,
+/// for each other scope set and each ID-token audience.
+#[derive(Clone)]
+pub struct Credentials {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("type", &self.credential_type())
+            .field("source", &self.inner.origin)
+            .field("quota_project_id", &self.quota_project_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_cache<T, F>(config: &CacheConfig, fetch: F) -> TokenCache<T>
+where
+    T: workload_auth_core::Expiring,
+    F: Fn() -> crate::kinds::BoxFut<T> + Send + Sync + 'static,
+{
+    TokenCache::with_options(fetch, config.clone(), SystemClock)
+}
+
+fn check_scopes(scopes: &[&str]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c == ',') {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("invalid OAuth scope {scope:?}: empty or contains whitespace or a comma"),
+            ));
+        }
+        out.push((*scope).to_owned());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+impl Credentials {
+    pub(crate) fn new(resolved: Resolved) -> Self {
+        let scopes: Arc<[String]> = Arc::from(resolved.scopes.unwrap_or_default());
+        let source = resolved.source.clone();
+        let default_cache = new_cache(&resolved.cache, move || {
+            source.access_token(Arc::clone(&scopes))
+        });
+        Self {
+            inner: Arc::new(Inner {
+                source: resolved.source,
+                origin: resolved.origin,
+                steps: resolved.steps,
+                default_cache,
+                scoped: CacheMap::new(),
+                id_tokens: CacheMap::new(),
+                audience_jwts: CacheMap::new(),
+                cache: resolved.cache,
+                project: resolved.project,
+                project_steps: resolved.project_steps,
+                quota: resolved.quota,
+                universe: OnceCell::new(),
+                metadata: resolved.metadata,
+            }),
+        }
+    }
+
+    /// The kind of credential.
+    pub fn credential_type(&self) -> CredentialType {
+        self.inner.source.credential_type()
+    }
+
+    /// An access token for the builder's scopes (or the credential type's default), from the
+    /// cache when it holds a fresh one.
+    pub async fn access_token(&self) -> Result<AccessToken> {
+        Ok(AccessToken::clone(&*self.inner.default_cache.get().await?))
+    }
+
+    /// [`Credentials::access_token`] for callers without an async runtime (blocks the thread).
+    pub fn access_token_blocking(&self) -> Result<AccessToken> {
+        Ok(AccessToken::clone(&*self.inner.default_cache.get_blocking()?))
+    }
+
+    /// An access token for `scopes`; each scope set gets its own cache on first use.
+    pub async fn access_token_with_scopes(&self, scopes: &[&str]) -> Result<AccessToken> {
+        let cache = self.scoped_cache(scopes)?;
+        Ok(AccessToken::clone(&*cache.get().await?))
+    }
+
+    fn scoped_cache(&self, scopes: &[&str]) -> Result<TokenCache<AccessToken>> {
+        let key = check_scopes(scopes)?;
+        Ok(self.inner.scoped.get_or_create(&key, || {
+            let source = self.inner.source.clone();
+            let scopes: Arc<[String]> = Arc::from(key.clone());
+            new_cache(&self.inner.cache, move || {
+                source.access_token(Arc::clone(&scopes))
+            })
+        }))
+    }
+
+    /// An OpenID Connect ID token whose `aud` is `audience` (for example a Cloud Run service's
+    /// URL): from the metadata server, a service-account key, or impersonation. Each audience
+    /// gets its own cache on first use.
+    pub async fn id_token(&self, audience: &str) -> Result<IdToken> {
+        let cache = self.id_token_cache(audience)?;
+        Ok(IdToken::clone(&*cache.get().await?))
+    }
+
+    /// [`Credentials::id_token`] for callers without an async runtime (blocks the thread).
+    pub fn id_token_blocking(&self, audience: &str) -> Result<IdToken> {
+        let cache = self.id_token_cache(audience)?;
+        Ok(IdToken::clone(&*cache.get_blocking()?))
+    }
+
+    fn id_token_cache(&self, audience: &str) -> Result<TokenCache<IdToken>> {
+        if audience.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the ID token audience is empty",
+            ));
+        }
+        let key = audience.to_owned();
+        Ok(self.inner.id_tokens.get_or_create(&key, || {
+            let source = self.inner.source.clone();
+            let audience: Arc<str> = Arc::from(audience);
+            new_cache(&self.inner.cache, move || {
+                source.id_token(Arc::clone(&audience))
+            })
+        }))
+    }
+
+    /// A self-signed JWT for the API at `audience` (`https://SERVICE/`, AIP-4111), usable as a
+    /// bearer token without any network call. Only service-account keys can make one.
+    pub async fn self_signed_jwt(&self, audience: &str) -> Result<AccessToken> {
+        let Some(account) = self.inner.source.service_account().cloned() else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{} credentials cannot self-sign JWTs; only service-account keys can",
+                    self.credential_type()
+                ),
+            ));
+        };
+        if audience.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the self-signed JWT audience is empty",
+            ));
+        }
+        let key = audience.to_owned();
+        let cache = self.inner.audience_jwts.get_or_create(&key, || {
+            let audience = audience.to_owned();
+            new_cache(&self.inner.cache, move || {
+                let account = Arc::clone(&account);
+                let audience = audience.clone();
+                Box::pin(async move {
+                    account.self_signed_jwt(("aud", audience), std::time::SystemTime::now())
+                })
+            })
+        });
+        Ok(AccessToken::clone(&*cache.get().await?))
+    }
+
+    /// Forgets every cached token (say, after an API answered 401); the next call fetches anew.
+    pub fn invalidate(&self) {
+        self.inner.default_cache.invalidate();
+        self.inner.scoped.invalidate();
+        self.inner.id_tokens.invalidate();
+        self.inner.audience_jwts.invalidate();
+    }
+
+    /// The headers a request to a Google API needs: `authorization` and, with a quota project,
+    /// `x-goog-user-project`.
+    pub async fn request_headers(&self) -> Result<RequestHeaders> {
+        let token = self.access_token().await?;
+        Ok(RequestHeaders {
+            authorization: token.authorization_header(),
+            user_project: self.quota_project_id().map(str::to_owned),
+        })
+    }
+
+    /// The project id: `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT`, the credentials file, gcloud's
+    /// configuration (for gcloud's credentials file), or the metadata server. `Ok(None)` when
+    /// none of them knows.
+    pub async fn project_id(&self) -> Result<Option<String>> {
+        match &self.inner.project {
+            ProjectState::Known(known) => Ok(known.as_ref().map(|(id, _)| id.clone())),
+            ProjectState::Metadata(client, cell) => cell
+                .get_or_try_init(|| async { client.project_id().await })
+                .await
+                .map(|id| Some(id.clone())),
+        }
+    }
+
+    /// The project billed for quota: the builder's, `GOOGLE_CLOUD_QUOTA_PROJECT`, or the file's
+    /// `quota_project_id`.
+    pub fn quota_project_id(&self) -> Option<&str> {
+        self.inner.quota.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// The universe domain: the credentials file's, or the metadata server's;
+    /// `googleapis.com` when neither names one.
+    pub async fn universe_domain(&self) -> Result<String> {
+        if let Some(domain) = self.inner.source.known_universe_domain() {
+            return Ok(domain.to_owned());
+        }
+        match &self.inner.metadata {
+            Some(client) => self
+                .inner
+                .universe
+                .get_or_try_init(|| async { client.universe_domain().await })
+                .await
+                .cloned(),
+            None => Ok(DEFAULT_UNIVERSE_DOMAIN.to_owned()),
+        }
+    }
+
+    /// Every step of the search and where the project id, quota project and universe domain
+    /// come from. Asks the metadata server for the project id and universe domain when they
+    /// come from there; a failure is reported in the explanation, not as an error.
+    pub async fn explain(&self) -> Explanation {
+        let mut project_steps = self.inner.project_steps.clone();
+        let (project_id, project_id_source) = match &self.inner.project {
+            ProjectState::Known(known) => match known {
+                Some((id, source)) => (Some(id.clone()), Some(*source)),
+                None => (None, None),
+            },
+            ProjectState::Metadata(_, _) => match self.project_id().await {
+                Ok(id) => {
+                    project_steps.push(Step::new(
+                        "metadata server",
+                        None,
+                        Outcome::Chosen,
+                        id.clone().unwrap_or_default(),
+                    ));
+                    (id, Some(ProjectIdSource::MetadataServer))
+                }
+                Err(e) => {
+                    project_steps.push(Step::new(
+                        "metadata server",
+                        None,
+                        Outcome::Failed,
+                        e.to_string(),
+                    ));
+                    (None, None)
+                }
+            },
+        };
+        let universe_domain = self.universe_domain().await.ok();
+        Explanation {
+            steps: self.inner.steps.clone(),
+            credential_type: Some(self.credential_type()),
+            credential_source: Some(self.inner.origin.clone()),
+            details: self
+                .inner
+                .source
+                .details()
+                .into_iter()
+                .map(|(name, value)| Detail { name, value })
+                .collect(),
+            project_id,
+            project_id_source,
+            project_id_steps: project_steps,
+            quota_project_id: self.quota_project_id().map(str::to_owned),
+            quota_project_source: self.inner.quota.as_ref().map(|(_, s)| *s),
+            universe_domain,
+            error: None,
+        }
+    }
+
+    /// [`Credentials::explain`] for callers without an async runtime.
+    pub fn explain_blocking(&self) -> Explanation {
+        let this = self.clone();
+        match workload_auth_core::runtime::block_on(async move { this.explain().await }) {
+            Ok(explanation) => explanation,
+            Err(e) => Explanation::failed(self.inner.steps.clone(), e.to_string()),
+        }
+    }
+}
+
+/// The headers of a request to a Google API. `Debug` does not show the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestHeaders {
+    authorization: SecretString,
+    user_project: Option<String>,
+}
+
+impl RequestHeaders {
+    /// The `authorization` header's value, `Bearer <token>`.
+    pub fn authorization(&self) -> &SecretString {
+        &self.authorization
+    }
+
+    /// The `x-goog-user-project` header's value, when there is a quota project.
+    pub fn user_project(&self) -> Option<&str> {
+        self.user_project.as_deref()
+    }
+
+    /// `(name, value)` of every header, names in lower case. The values include the token:
+    /// do not log them.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        std::iter::once(("authorization", self.authorization.expose())).chain(
+            self.user_project
+                .as_deref()
+                .map(|p| ("x-goog-user-project", p)),
+        )
+    }
+}
+
+impl fmt::Debug for RequestHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestHeaders")
+            .field("authorization", &self.authorization)
+            .field("user_project", &self.user_project)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_checked_sorted_and_deduplicated() {
+        assert_eq!(check_scopes(&["b", "a", "b"]).unwrap(), ["a", "b"]);
+        for bad in ["", "a b", "a,b"] {
+            let err = check_scopes(&[bad]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn request_headers_hide_the_token() {
+        let h = RequestHeaders {
+            authorization: SecretString::from("Bearer ya29.secret"),
+            user_project: Some("quota-proj".into()),
+        };
+        assert!(!format!("{h:?}").contains("ya29"));
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("authorization", "Bearer ya29.secret"),
+                ("x-goog-user-project", "quota-proj")
+            ]
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! `external_account`: workload and workforce identity federation.
+//!
+//! A subject token from outside Google Cloud (an OIDC or SAML token from a file, a URL or an
+//! executable; a signed AWS request; an X.509 certificate) is exchanged at Google's Security Token
+//! Service (RFC 8693) for a federated access token, which may then impersonate a service account.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use url::Url;
+use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString, TokenCache};
+
+use super::aws::{AWS_SUBJECT_TOKEN_TYPE, AwsSource};
+use super::executable::Executable;
+use super::iam::Target;
+use super::impersonated::{DEFAULT_LIFETIME, inner_cache};
+use super::subject_token::{SubjectContext, SubjectTokenSource};
+use super::{CLOUD_PLATFORM_SCOPE, Context, scopes_or, universe_domain};
+use crate::env::EnvSource;
+use crate::http::{Auth, Body, Http, answer_error, parse_access_token};
+use crate::json::Fields;
+use crate::url_policy::{credential_endpoint, display_url};
+
+const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+const REFUSED_HINT: &str = "the Security Token Service refused the subject token; check the \
+                            workload identity pool provider (audience, attribute mapping and \
+                            conditions) and that the token is current";
+
+#[derive(Debug)]
+pub(crate) struct ExternalAccount {
+    audience: String,
+    subject_token_type: String,
+    token_url: Url,
+    client: Option<(String, SecretString)>,
+    workforce_pool_user_project: Option<String>,
+    source: SubjectTokenSource,
+    impersonation: Option<Impersonation>,
+    pub(crate) quota_project_id: Option<String>,
+    pub(crate) universe_domain: String,
+    http: Http,
+    env: EnvSource,
+}
+
+#[derive(Debug)]
+struct Impersonation {
+    target: Target,
+    /// The federated token (cloud-platform scope) used as the bearer for IAM.
+    federated: TokenCache<AccessToken>,
+}
+
+/// Whether `audience` names a workforce pool (users), not a workload identity pool.
+fn is_workforce_pool(audience: &str) -> bool {
+    audience
+        .strip_prefix("//iam.googleapis.com/locations/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(location, rest)| {
+            !location.is_empty() && rest.starts_with("workforcePools/")
+        })
+}
+
+impl ExternalAccount {
+    pub(crate) fn parse(fields: &Fields<'_>, ctx: &Context) -> Result<Arc<Self>> {
+        let place = fields.place();
+        let audience = fields.str("audience")?.to_owned();
+        let subject_token_type = fields.str("subject_token_type")?.to_owned();
+        let universe_domain = universe_domain(fields)?;
+        let token_url = match fields.opt_nonempty_str("token_url")? {
+            Some(raw) => credential_endpoint(raw, "token_url", place)?,
+            None => credential_endpoint(
+                &format!("https://sts.{universe_domain}/v1/token"),
+                "token_url",
+                place,
+            )?,
+        };
+        let source_fields = fields.object("credential_source")?;
+        let source = if subject_token_type == AWS_SUBJECT_TOKEN_TYPE {
+            SubjectTokenSource::Aws(AwsSource::parse(&source_fields)?)
+        } else if source_fields.has("executable") {
+            SubjectTokenSource::Executable(Executable::parse(&source_fields)?)
+        } else {
+            match SubjectTokenSource::parse_identity_pool(&source_fields, &ctx.env)? {
+                SubjectTokenSource::Certificate(c) => SubjectTokenSource::Certificate(
+                    c.with_tls(ctx.roots.clone(), ctx.timeout),
+                ),
+                other => other,
+            }
+        };
+        let client = match fields.opt_nonempty_str("client_id")? {
+            Some(id) => Some((
+                id.to_owned(),
+                fields
+                    .opt_secret("client_secret")?
+                    .unwrap_or_else(|| SecretString::from("")),
+            )),
+            None => None,
+        };
+        let workforce_pool_user_project = fields
+            .opt_nonempty_str("workforce_pool_user_project")?
+            .map(str::to_owned);
+        if workforce_pool_user_project.is_some() && !is_workforce_pool(&audience) {
+            return Err(fields.error(
+                "`workforce_pool_user_project` is only valid for workforce pools (audience \
+                 //iam.googleapis.com/locations/LOCATION/workforcePools/...)",
+            ));
+        }
+        let lifetime = match fields.opt_object("service_account_impersonation")? {
+            Some(options) => options
+                .opt_u64("token_lifetime_seconds")?
+                .map(Duration::from_secs),
+            None => None,
+        };
+        let lifetime = ctx.token_lifetime.or(lifetime).unwrap_or(DEFAULT_LIFETIME);
+        let target = match fields.opt_nonempty_str("service_account_impersonation_url")? {
+            Some(raw) => Some(Target::from_url(
+                credential_endpoint(raw, "service_account_impersonation_url", place)?,
+                "service_account_impersonation_url",
+                place,
+                Vec::new(),
+                lifetime,
+            )?),
+            None => None,
+        };
+        let quota_project_id = fields
+            .opt_nonempty_str("quota_project_id")?
+            .map(str::to_owned);
+        let account = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
+            let impersonation = target.map(|target| {
+                let weak = weak.clone();
+                let federated = inner_cache(move || {
+                    let account = weak.upgrade();
+                    Box::pin(async move {
+                        match account {
+                            Some(account) => {
+                                account
+                                    .exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()])
+                                    .await
+                            }
+                            None => Err(Error::new(
+                                ErrorKind::InvalidArgument,
+                                "the credentials were dropped",
+                            )),
+                        }
+                    })
+                });
+                Impersonation { target, federated }
+            });
+            Self {
+                audience,
+                subject_token_type,
+                token_url,
+                client,
+                workforce_pool_user_project,
+                source,
+                impersonation,
+                quota_project_id,
+                universe_domain,
+                http: ctx.http.clone(),
+                env: ctx.env.clone(),
+            }
+        });
+        Ok(account)
+    }
+
+    pub(crate) fn details(&self) -> Vec<(String, String)> {
+        let mut d = vec![
+            ("audience".to_owned(), self.audience.clone()),
+            ("subject_token_type".to_owned(), self.subject_token_type.clone()),
+            ("credential_source".to_owned(), self.source.describe()),
+            ("token_url".to_owned(), display_url(&self.token_url)),
+        ];
+        if let Some((id, _)) = &self.client {
+            d.push(("client_id".to_owned(), id.clone()));
+        }
+        if let Some(project) = &self.workforce_pool_user_project {
+            d.push(("workforce_pool_user_project".to_owned(), project.clone()));
+        }
+        if let Some(imp) = &self.impersonation {
+            d.push(("impersonated_service_account".to_owned(), imp.target.email.clone()));
+        }
+        d
+    }
+
+    /// The STS exchange of a fresh subject token for a federated access token.
+    async fn exchange(&self, scopes: &[String]) -> Result<AccessToken> {
+        let ctx = SubjectContext {
+            audience: &self.audience,
+            subject_token_type: &self.subject_token_type,
+            impersonated_email: self.impersonation.as_ref().map(|i| i.target.email.as_str()),
+            http: &self.http,
+            env: &self.env,
+        };
+        let subject = self.source.subject(&ctx).await?;
+        let scope = scopes.join(" ");
+        let options;
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("audience", self.audience.as_str()),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+            ("subject_token", subject.token.expose()),
+            ("subject_token_type", self.subject_token_type.as_str()),
+        ];
+        if !scope.is_empty() {
+            form.push(("scope", scope.as_str()));
+        }
+        // With client authentication the client id already names the project. The JSON is
+        // percent-encoded once more inside the form, as google-auth sends it.
+        if let (Some(project), None) = (&self.workforce_pool_user_project, &self.client) {
+            options = super::aws::quote(
+                &serde_json::json!({ "userProject": project }).to_string(),
+                "/",
+            );
+            form.push(("options", options.as_str()));
+        }
+        let auth = match &self.client {
+            Some((id, secret)) => Auth::Basic(id, secret),
+            None => Auth::None,
+        };
+        let http = subject.mtls.as_ref().unwrap_or(&self.http);
+        let now = SystemTime::now();
+        let endpoint = display_url(&self.token_url);
+        let reply = http
+            .send(
+                reqwest::Method::POST,
+                &self.token_url,
+                auth,
+                &[],
+                Body::Form(&form),
+            )
+            .await?;
+        if !reply.is_success() {
+            return Err(answer_error(
+                &reply,
+                &endpoint,
+                "the token exchange at the Security Token Service",
+                REFUSED_HINT,
+            ));
+        }
+        parse_access_token(&reply, &endpoint, now)
+    }
+
+    pub(crate) async fn access_token(&self, scopes: &[String]) -> Result<AccessToken> {
+        let scopes = scopes_or(scopes, &[CLOUD_PLATFORM_SCOPE]);
+        match &self.impersonation {
+            None => self.exchange(&scopes).await,
+            Some(imp) => {
+                let federated = imp.federated.get().await?;
+                imp.target
+                    .access_token(self.iam_http().as_ref(), federated.secret(), &scopes)
+                    .await
+            }
+        }
+    }
+
+    pub(crate) async fn id_token(&self, audience: &str) -> Result<IdToken> {
+        let Some(imp) = &self.impersonation else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "external account credentials mint ID tokens only through service-account \
+                 impersonation, and this file has no `service_account_impersonation_url`",
+            )
+            .with_hint("add service-account impersonation to the credential configuration"));
+        };
+        let federated = imp.federated.get().await?;
+        imp.target
+            .id_token(self.iam_http().as_ref(), federated.secret(), audience)
+            .await
+    }
+
+    /// The client for IAM calls: the mTLS one for certificate sources (as google-auth does).
+    fn iam_http(&self) -> std::borrow::Cow<'_, Http> {
+        match &self.source {
+            SubjectTokenSource::Certificate(c) => match c.subject() {
+                Ok(subject) => match subject.mtls {
+                    Some(http) => std::borrow::Cow::Owned(http),
+                    None => std::borrow::Cow::Borrowed(&self.http),
+                },
+                Err(_) => std::borrow::Cow::Borrowed(&self.http),
+            },
+            _ => std::borrow::Cow::Borrowed(&self.http),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workforce_audiences_are_recognized() {
+        assert!(is_workforce_pool(
+            "//iam.googleapis.com/locations/global/workforcePools/pool/providers/p"
+        ));
+        assert!(!is_workforce_pool(
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"
+        ));
+        assert!(!is_workforce_pool("//iam.googleapis.com/locations//workforcePools/p"));
+    }
+}

@@ -1,0 +1,302 @@
+//! The credential types, one module each, and the dispatch on a credential file's `type`.
+
+pub(crate) mod authorized_user;
+pub(crate) mod aws;
+pub(crate) mod executable;
+pub(crate) mod external_account;
+pub(crate) mod external_authorized_user;
+pub(crate) mod iam;
+pub(crate) mod impersonated;
+pub(crate) mod metadata;
+pub(crate) mod service_account;
+pub(crate) mod subject_token;
+pub(crate) mod x509;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result};
+
+use crate::env::EnvSource;
+use crate::http::{Http, TlsRoots};
+use crate::json::Fields;
+
+/// A boxed, sendable future (credential kinds call each other, so their futures are boxed).
+pub(crate) type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
+/// The scope most Google APIs accept, requested when nothing else is asked for.
+pub(crate) const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// The universe domain of Google Cloud's public universe.
+pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
+
+/// The kind of credential Application Default Credentials chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialType {
+    /// The attached service account, through the metadata server.
+    MetadataServer,
+    /// A service-account key file (`"type": "service_account"`).
+    ServiceAccount,
+    /// A user's refresh token, as `gcloud auth application-default login` writes it.
+    AuthorizedUser,
+    /// Service-account impersonation (`"type": "impersonated_service_account"`).
+    ImpersonatedServiceAccount,
+    /// Workload or workforce identity federation (`"type": "external_account"`).
+    ExternalAccount,
+    /// A workforce identity federation user's refresh token
+    /// (`"type": "external_account_authorized_user"`).
+    ExternalAccountAuthorizedUser,
+}
+
+impl CredentialType {
+    /// The `type` of a credentials file (`metadata_server` for the metadata server).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MetadataServer => "metadata_server",
+            Self::ServiceAccount => "service_account",
+            Self::AuthorizedUser => "authorized_user",
+            Self::ImpersonatedServiceAccount => "impersonated_service_account",
+            Self::ExternalAccount => "external_account",
+            Self::ExternalAccountAuthorizedUser => "external_account_authorized_user",
+        }
+    }
+}
+
+impl fmt::Display for CredentialType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `type`s a credentials file may have.
+pub(crate) const FILE_TYPES: [&str; 5] = [
+    "service_account",
+    "authorized_user",
+    "impersonated_service_account",
+    "external_account",
+    "external_account_authorized_user",
+];
+
+/// What every credential kind needs from the builder.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    pub(crate) env: EnvSource,
+    pub(crate) http: Http,
+    pub(crate) roots: TlsRoots,
+    pub(crate) timeout: Duration,
+    /// Service accounts sign their own JWTs instead of calling the token endpoint (AIP-4111).
+    pub(crate) self_signed_jwt: bool,
+    /// Overrides the lifetime asked of impersonated tokens.
+    pub(crate) token_lifetime: Option<Duration>,
+}
+
+/// One credential, ready to fetch tokens. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    Metadata(Arc<metadata::MetadataSource>),
+    ServiceAccount(Arc<service_account::ServiceAccount>),
+    AuthorizedUser(Arc<authorized_user::AuthorizedUser>),
+    Impersonated(Arc<impersonated::Impersonated>),
+    External(Arc<external_account::ExternalAccount>),
+    ExternalUser(Arc<external_authorized_user::ExternalAuthorizedUser>),
+}
+
+impl Source {
+    /// Fetches a new access token for `scopes` (empty: the kind's default).
+    pub(crate) fn access_token(&self, scopes: Arc<[String]>) -> BoxFut<AccessToken> {
+        match self {
+            Self::Metadata(m) => {
+                let m = Arc::clone(m);
+                Box::pin(async move { m.access_token(&scopes).await })
+            }
+            Self::ServiceAccount(s) => {
+                let s = Arc::clone(s);
+                Box::pin(async move { s.access_token(&scopes).await })
+            }
+            Self::AuthorizedUser(u) => {
+                let u = Arc::clone(u);
+                Box::pin(async move { u.access_token(&scopes).await })
+            }
+            Self::Impersonated(i) => {
+                let i = Arc::clone(i);
+                Box::pin(async move { i.access_token(&scopes).await })
+            }
+            Self::External(e) => {
+                let e = Arc::clone(e);
+                Box::pin(async move { e.access_token(&scopes).await })
+            }
+            Self::ExternalUser(u) => {
+                let u = Arc::clone(u);
+                Box::pin(async move { u.access_token(&scopes).await })
+            }
+        }
+    }
+
+    /// Fetches a new ID token for `audience`.
+    pub(crate) fn id_token(&self, audience: Arc<str>) -> BoxFut<IdToken> {
+        match self {
+            Self::Metadata(m) => {
+                let m = Arc::clone(m);
+                Box::pin(async move { m.id_token(&audience).await })
+            }
+            Self::ServiceAccount(s) => {
+                let s = Arc::clone(s);
+                Box::pin(async move { s.id_token(&audience).await })
+            }
+            Self::Impersonated(i) => {
+                let i = Arc::clone(i);
+                Box::pin(async move { i.id_token(&audience).await })
+            }
+            Self::External(e) => {
+                let e = Arc::clone(e);
+                Box::pin(async move { e.id_token(&audience).await })
+            }
+            Self::AuthorizedUser(_) | Self::ExternalUser(_) => {
+                let kind = self.credential_type();
+                Box::pin(async move {
+                    Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("{kind} credentials cannot mint ID tokens for an audience"),
+                    )
+                    .with_hint(
+                        "use a service account: impersonate one (gcloud auth application-default \
+                         login --impersonate-service-account=EMAIL) or run on Google Cloud",
+                    ))
+                })
+            }
+        }
+    }
+
+    pub(crate) fn credential_type(&self) -> CredentialType {
+        match self {
+            Self::Metadata(_) => CredentialType::MetadataServer,
+            Self::ServiceAccount(_) => CredentialType::ServiceAccount,
+            Self::AuthorizedUser(_) => CredentialType::AuthorizedUser,
+            Self::Impersonated(_) => CredentialType::ImpersonatedServiceAccount,
+            Self::External(_) => CredentialType::ExternalAccount,
+            Self::ExternalUser(_) => CredentialType::ExternalAccountAuthorizedUser,
+        }
+    }
+
+    /// The `quota_project_id` of the credentials file, where google-auth reads one.
+    pub(crate) fn file_quota_project(&self) -> Option<&str> {
+        match self {
+            Self::AuthorizedUser(u) => u.quota_project_id.as_deref(),
+            Self::Impersonated(i) => i.quota_project_id.as_deref(),
+            Self::External(e) => e.quota_project_id.as_deref(),
+            Self::ExternalUser(u) => u.quota_project_id.as_deref(),
+            Self::Metadata(_) | Self::ServiceAccount(_) => None,
+        }
+    }
+
+    /// The `project_id` of the credentials file (service-account keys only).
+    pub(crate) fn file_project_id(&self) -> Option<&str> {
+        match self {
+            Self::ServiceAccount(s) => s.project_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The universe domain, when known without asking the metadata server.
+    pub(crate) fn known_universe_domain(&self) -> Option<&str> {
+        match self {
+            Self::Metadata(_) => None,
+            Self::ServiceAccount(s) => Some(&s.universe_domain),
+            Self::AuthorizedUser(u) => Some(&u.universe_domain),
+            Self::Impersonated(i) => Some(&i.universe_domain),
+            Self::External(e) => Some(&e.universe_domain),
+            Self::ExternalUser(u) => Some(&u.universe_domain),
+        }
+    }
+
+    /// Facts about the credential for `explain` (never secrets).
+    pub(crate) fn details(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Metadata(m) => m.details(),
+            Self::ServiceAccount(s) => s.details(),
+            Self::AuthorizedUser(u) => u.details(),
+            Self::Impersonated(i) => i.details(),
+            Self::External(e) => e.details(),
+            Self::ExternalUser(u) => u.details(),
+        }
+    }
+
+    /// For self-signed JWTs with an audience (AIP-4111): the service account, if this is one.
+    pub(crate) fn service_account(&self) -> Option<&Arc<service_account::ServiceAccount>> {
+        match self {
+            Self::ServiceAccount(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the credential a parsed credentials file describes. `place` names the file in errors.
+pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) -> Result<Source> {
+    let fields = Fields::of_file(map, place);
+    let kind = match fields.get("type") {
+        None => {
+            return Err(fields
+                .error(format!(
+                    "the credentials file has no `type` field; supported types are {}",
+                    FILE_TYPES.join(", ")
+                ))
+                .with_hint("use a credentials file made by gcloud or downloaded from the Google Cloud console"));
+        }
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(other) => {
+            return Err(fields.error(format!(
+                "the `type` field is {}, expected one of {}",
+                crate::json::type_name(other),
+                FILE_TYPES.join(", ")
+            )));
+        }
+    };
+    match kind {
+        "service_account" => Ok(Source::ServiceAccount(Arc::new(
+            service_account::ServiceAccount::parse(&fields, ctx)?,
+        ))),
+        "authorized_user" => Ok(Source::AuthorizedUser(Arc::new(
+            authorized_user::AuthorizedUser::parse(&fields, ctx)?,
+        ))),
+        "impersonated_service_account" => Ok(Source::Impersonated(Arc::new(
+            impersonated::Impersonated::parse(&fields, ctx)?,
+        ))),
+        "external_account" => Ok(Source::External(
+            external_account::ExternalAccount::parse(&fields, ctx)?,
+        )),
+        "external_account_authorized_user" => Ok(Source::ExternalUser(Arc::new(
+            external_authorized_user::ExternalAuthorizedUser::parse(&fields, ctx)?,
+        ))),
+        other => Err(fields
+            .error(format!(
+                "the credentials file has type {:?}, which is not supported; supported types are {}",
+                crate::http::snippet(other, 60),
+                FILE_TYPES.join(", ")
+            ))
+            .with_hint("use a credentials file made by gcloud or downloaded from the Google Cloud console")),
+    }
+}
+
+/// The universe domain a file names (`googleapis.com` when absent or empty).
+pub(crate) fn universe_domain(fields: &Fields<'_>) -> Result<String> {
+    Ok(fields
+        .opt_nonempty_str("universe_domain")?
+        .unwrap_or(DEFAULT_UNIVERSE_DOMAIN)
+        .to_owned())
+}
+
+/// `scopes`, or `default` when empty.
+pub(crate) fn scopes_or(scopes: &[String], default: &[&str]) -> Vec<String> {
+    if scopes.is_empty() {
+        default.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        scopes.to_vec()
+    }
+}

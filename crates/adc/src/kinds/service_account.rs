@@ -1,0 +1,190 @@
+//! `service_account`: a service-account key file.
+//!
+//! Access tokens come from the JWT-bearer grant (RFC 7523) at the file's `token_uri`, or — when
+//! asked for, and always outside the `googleapis.com` universe — from a self-signed JWT used
+//! directly as the bearer token (AIP-4111), which needs no network at all. ID tokens come from
+//! the same grant with a `target_audience` claim.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use url::Url;
+use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
+
+use super::{CLOUD_PLATFORM_SCOPE, Context, DEFAULT_UNIVERSE_DOMAIN, scopes_or, universe_domain};
+use crate::http::{Auth, Body, Http, answer_error, parse_access_token};
+use crate::json::{Fields, parse_object};
+use crate::signing::JwtSigner;
+use crate::time::unix_seconds;
+use crate::url_policy::{credential_endpoint, display_url};
+
+/// The `aud` of JWT-bearer assertions: Google's token endpoint, whatever `token_uri` says
+/// (google-auth does the same).
+pub(crate) const GOOGLE_TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
+
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// How long assertions and self-signed JWTs are valid (the most Google accepts).
+const JWT_LIFETIME: Duration = Duration::from_secs(3600);
+
+const REFUSED_HINT: &str = "the key may have been deleted or disabled, or this machine's clock \
+                            may be wrong; create a new key, or better, use impersonation or \
+                            workload identity federation instead of keys";
+
+#[derive(Debug)]
+pub(crate) struct ServiceAccount {
+    pub(crate) email: String,
+    token_uri: Url,
+    signer: JwtSigner,
+    pub(crate) project_id: Option<String>,
+    pub(crate) universe_domain: String,
+    self_signed: bool,
+    http: Http,
+}
+
+impl ServiceAccount {
+    pub(crate) fn parse(fields: &Fields<'_>, ctx: &Context) -> Result<Self> {
+        let place = fields.place();
+        let email = fields.str("client_email")?.to_owned();
+        let key = fields.secret("private_key")?;
+        let key_id = fields.opt_nonempty_str("private_key_id")?.map(str::to_owned);
+        let signer = JwtSigner::from_pem(&key, key_id).map_err(|e| {
+            e.with_endpoint(place.to_owned())
+                .with_hint("the `private_key` must be the PEM key of a downloaded service-account key file")
+        })?;
+        let token_uri = credential_endpoint(fields.str("token_uri")?, "token_uri", place)?;
+        let universe_domain = universe_domain(fields)?;
+        Ok(Self {
+            email,
+            token_uri,
+            signer,
+            project_id: fields.opt_nonempty_str("project_id")?.map(str::to_owned),
+            self_signed: ctx.self_signed_jwt || universe_domain != DEFAULT_UNIVERSE_DOMAIN,
+            universe_domain,
+            http: ctx.http.clone(),
+        })
+    }
+
+    pub(crate) fn details(&self) -> Vec<(String, String)> {
+        let mut d = vec![
+            ("client_email".to_owned(), self.email.clone()),
+            (
+                "key".to_owned(),
+                format!(
+                    "{} (kid {})",
+                    self.signer.algorithm().as_str(),
+                    self.signer.key_id().unwrap_or("none")
+                ),
+            ),
+        ];
+        if self.self_signed {
+            d.push(("access tokens".to_owned(), "self-signed JWTs (AIP-4111)".to_owned()));
+        } else {
+            d.push(("token_uri".to_owned(), display_url(&self.token_uri)));
+        }
+        d
+    }
+
+    /// The JWT-bearer assertion for `scopes` (or, for an ID token, `target_audience`).
+    pub(crate) fn assertion(&self, claim: (&str, String), now: SystemTime) -> Result<SecretString> {
+        let iat = unix_seconds(now);
+        let mut claims = json!({
+            "iss": self.email,
+            "aud": GOOGLE_TOKEN_AUDIENCE,
+            "iat": iat,
+            "exp": iat + JWT_LIFETIME.as_secs(),
+        });
+        claims[claim.0] = claim.1.into();
+        self.signer.sign(&claims)
+    }
+
+    /// A self-signed JWT (AIP-4111): `iss` = `sub` = the service account, and either `aud` (the
+    /// API's `https://SERVICE/`) or `scope`.
+    pub(crate) fn self_signed_jwt(
+        &self,
+        claim: (&str, String),
+        now: SystemTime,
+    ) -> Result<AccessToken> {
+        let iat = unix_seconds(now);
+        let exp = iat + JWT_LIFETIME.as_secs();
+        let mut claims = json!({
+            "iss": self.email,
+            "sub": self.email,
+            "iat": iat,
+            "exp": exp,
+        });
+        claims[claim.0] = claim.1.into();
+        let jwt = self.signer.sign(&claims)?;
+        Ok(AccessToken::new(
+            jwt,
+            "Bearer",
+            SystemTime::UNIX_EPOCH + Duration::from_secs(exp),
+        ))
+    }
+
+    pub(crate) async fn access_token(&self, scopes: &[String]) -> Result<AccessToken> {
+        let scope = scopes_or(scopes, &[CLOUD_PLATFORM_SCOPE]).join(" ");
+        let now = SystemTime::now();
+        if self.self_signed {
+            return self.self_signed_jwt(("scope", scope), now);
+        }
+        let assertion = self.assertion(("scope", scope), now)?;
+        let endpoint = display_url(&self.token_uri);
+        let reply = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                &self.token_uri,
+                Auth::None,
+                &[],
+                Body::Form(&[
+                    ("grant_type", JWT_BEARER_GRANT),
+                    ("assertion", assertion.expose()),
+                ]),
+            )
+            .await?;
+        if !reply.is_success() {
+            return Err(answer_error(
+                &reply,
+                &endpoint,
+                "the JWT-bearer grant for the service-account key",
+                REFUSED_HINT,
+            ));
+        }
+        parse_access_token(&reply, &endpoint, now)
+    }
+
+    pub(crate) async fn id_token(&self, audience: &str) -> Result<IdToken> {
+        let assertion = self.assertion(("target_audience", audience.to_owned()), SystemTime::now())?;
+        let endpoint = display_url(&self.token_uri);
+        let reply = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                &self.token_uri,
+                Auth::None,
+                &[],
+                Body::Form(&[
+                    ("grant_type", JWT_BEARER_GRANT),
+                    ("assertion", assertion.expose()),
+                ]),
+            )
+            .await?;
+        if !reply.is_success() {
+            return Err(answer_error(
+                &reply,
+                &endpoint,
+                "the JWT-bearer grant for an ID token",
+                REFUSED_HINT,
+            ));
+        }
+        let map = parse_object(
+            &reply.body,
+            &endpoint,
+            workload_auth_core::ErrorKind::MalformedResponse,
+            "the token answer",
+        )?;
+        let token = Fields::of_response(&map, &endpoint).secret("id_token")?;
+        IdToken::from_jwt(token).map_err(|e| e.with_endpoint(endpoint))
+    }
+}

@@ -1,0 +1,295 @@
+//! Where an external account's subject token comes from: a file, a URL, an executable, AWS, or
+//! an X.509 certificate.
+
+use std::path::PathBuf;
+
+use url::Url;
+use workload_auth_core::{Error, ErrorKind, Result, SecretString};
+
+use super::aws::AwsSource;
+use super::executable::Executable;
+use super::x509::CertificateSource;
+use crate::env::EnvSource;
+use crate::http::{Auth, Body, Http, snippet};
+use crate::json::{Fields, parse_object};
+use crate::url_policy::{display_url, source_url};
+
+/// The largest subject-token file read (a JWT or SAML assertion is a few kilobytes).
+const MAX_TOKEN_FILE_BYTES: u64 = 1024 * 1024;
+
+/// How a file or URL source holds the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The whole content is the token.
+    Text,
+    /// A JSON object; the token is the string in this field.
+    Json { field: String },
+}
+
+impl Format {
+    /// Reads `credential_source.format`.
+    fn parse(source: &Fields<'_>) -> Result<Self> {
+        let Some(format) = source.opt_object("format")? else {
+            return Ok(Self::Text);
+        };
+        match format.opt_nonempty_str("type")?.unwrap_or("text") {
+            "text" => Ok(Self::Text),
+            "json" => {
+                let field = format.opt_str("subject_token_field_name")?.ok_or_else(|| {
+                    format.error(
+                        "the JSON format needs `credential_source.format.subject_token_field_name`",
+                    )
+                })?;
+                Ok(Self::Json {
+                    field: field.to_owned(),
+                })
+            }
+            other => Err(format.error(format!(
+                "`credential_source.format.type` is {:?}; expected \"text\" or \"json\"",
+                snippet(other, 40)
+            ))),
+        }
+    }
+
+    /// The token inside `content` read from `location`.
+    fn extract(&self, content: &[u8], location: &str) -> Result<SecretString> {
+        let token = match self {
+            Self::Text => std::str::from_utf8(content)
+                .map_err(|_| {
+                    Error::new(ErrorKind::InvalidCredentials, "the subject token is not UTF-8 text")
+                        .with_endpoint(location.to_owned())
+                })?
+                .to_owned(),
+            Self::Json { field } => {
+                let map = parse_object(
+                    content,
+                    location,
+                    ErrorKind::InvalidCredentials,
+                    "the subject-token source",
+                )?;
+                match map.get(field) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidCredentials,
+                            format!(
+                                "the subject token field `{field}` is {}, expected a string",
+                                crate::json::type_name(other)
+                            ),
+                        )
+                        .with_endpoint(location.to_owned()));
+                    }
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidCredentials,
+                            format!("the JSON has no subject token field `{field}`"),
+                        )
+                        .with_endpoint(location.to_owned())
+                        .with_hint(
+                            "check `credential_source.format.subject_token_field_name`",
+                        ));
+                    }
+                }
+            }
+        };
+        let token = SecretString::new(token);
+        if token.expose().trim().is_empty() {
+            return Err(
+                Error::new(ErrorKind::InvalidCredentials, "the subject token is empty")
+                    .with_endpoint(location.to_owned()),
+            );
+        }
+        Ok(token)
+    }
+}
+
+/// What the subject-token sources need at exchange time.
+#[derive(Debug)]
+pub(crate) struct SubjectContext<'a> {
+    pub(crate) audience: &'a str,
+    pub(crate) subject_token_type: &'a str,
+    pub(crate) impersonated_email: Option<&'a str>,
+    pub(crate) http: &'a Http,
+    pub(crate) env: &'a EnvSource,
+}
+
+/// A subject token, and for the certificate source the mTLS client the exchange must use.
+#[derive(Debug)]
+pub(crate) struct Subject {
+    pub(crate) token: SecretString,
+    pub(crate) mtls: Option<Http>,
+}
+
+#[derive(Debug)]
+pub(crate) enum SubjectTokenSource {
+    File {
+        path: PathBuf,
+        format: Format,
+    },
+    Url {
+        url: Url,
+        headers: Vec<(String, String)>,
+        format: Format,
+    },
+    Executable(Executable),
+    Aws(AwsSource),
+    Certificate(CertificateSource),
+}
+
+impl SubjectTokenSource {
+    /// Reads `credential_source` for an identity pool (not AWS, not executable): exactly one of
+    /// `file`, `url`, `certificate`.
+    pub(crate) fn parse_identity_pool(source: &Fields<'_>, env: &EnvSource) -> Result<Self> {
+        if source.has("environment_id") {
+            return Err(source.error(
+                "`credential_source.environment_id` is only valid for AWS credentials \
+                 (subject_token_type urn:ietf:params:aws:token-type:aws4_request)",
+            ));
+        }
+        let present: Vec<&str> = ["file", "url", "certificate"]
+            .into_iter()
+            .filter(|k| source.has(k))
+            .collect();
+        match present.as_slice() {
+            ["file"] => Ok(Self::File {
+                path: PathBuf::from(source.str("file")?),
+                format: Format::parse(source)?,
+            }),
+            ["url"] => {
+                let url = source_url(
+                    source.str("url")?,
+                    "credential_source.url",
+                    source.place(),
+                )?;
+                let headers = match source.opt_object("headers")? {
+                    Some(h) => h.string_entries()?,
+                    None => Vec::new(),
+                };
+                Ok(Self::Url {
+                    url,
+                    headers,
+                    format: Format::parse(source)?,
+                })
+            }
+            ["certificate"] => Ok(Self::Certificate(CertificateSource::parse(
+                &source.object("certificate")?,
+                env,
+            )?)),
+            [] => Err(source.error(
+                "`credential_source` has none of `file`, `url`, `certificate`, `executable` \
+                 or an AWS `environment_id`",
+            )),
+            _ => Err(source.error(format!(
+                "`credential_source` has {}, which are mutually exclusive",
+                present.join(" and ")
+            ))),
+        }
+    }
+
+    /// A short description for `explain`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::File { path, .. } => format!("file {}", path.display()),
+            Self::Url { url, .. } => format!("url {}", display_url(url)),
+            Self::Executable(e) => format!("executable {}", e.program()),
+            Self::Aws(a) => a.describe(),
+            Self::Certificate(c) => c.describe(),
+        }
+    }
+
+    pub(crate) async fn subject(&self, ctx: &SubjectContext<'_>) -> Result<Subject> {
+        let plain = |token| Subject { token, mtls: None };
+        match self {
+            Self::File { path, format } => read_file(path, format).await.map(plain),
+            Self::Url {
+                url,
+                headers,
+                format,
+            } => read_url(ctx.http, url, headers, format).await.map(plain),
+            Self::Executable(e) => e.subject_token(ctx).await.map(plain),
+            Self::Aws(a) => a.subject_token(ctx).await.map(plain),
+            Self::Certificate(c) => c.subject(),
+        }
+    }
+}
+
+async fn read_file(path: &std::path::Path, format: &Format) -> Result<SecretString> {
+    let place = path.display().to_string();
+    let io = |e: std::io::Error| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            "the subject-token file does not exist".to_owned()
+        } else {
+            format!("the subject-token file cannot be read ({})", e.kind())
+        };
+        Error::new(ErrorKind::Io, message)
+            .with_endpoint(place.clone())
+            .with_hint("check `credential_source.file` and that whatever writes the token is running")
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidCredentials,
+            format!("the subject-token file is larger than {MAX_TOKEN_FILE_BYTES} bytes"),
+        )
+        .with_endpoint(place));
+    }
+    let content = zeroize::Zeroizing::new(std::fs::read(path).map_err(io)?);
+    format.extract(&content, &place)
+}
+
+async fn read_url(
+    http: &Http,
+    url: &Url,
+    headers: &[(String, String)],
+    format: &Format,
+) -> Result<SecretString> {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let place = display_url(url);
+    let reply = http
+        .send(reqwest::Method::GET, url, Auth::None, &headers, Body::Empty)
+        .await?;
+    if !reply.is_success() {
+        return Err(Error::http_status(
+            reply.status,
+            place,
+            "the subject-token URL answered with an error",
+        ));
+    }
+    format.extract(&reply.body, &place)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_extract_tokens() {
+        assert_eq!(
+            Format::Text.extract(b"tok\n", "f").unwrap().expose(),
+            "tok\n"
+        );
+        let json = Format::Json {
+            field: "access_token".into(),
+        };
+        assert_eq!(
+            json.extract(br#"{"access_token":"t"}"#, "f")
+                .unwrap()
+                .expose(),
+            "t"
+        );
+        for (bad, needle) in [
+            (&br#"{"other":"t"}"#[..], "no subject token field"),
+            (br#"{"access_token":1}"#, "a number"),
+            (b"nope", "not valid JSON"),
+            (br#"{"access_token":""}"#, "empty"),
+        ] {
+            let err = json.extract(bad, "/src").unwrap_err();
+            assert!(err.message().contains(needle), "{needle}: {err}");
+            assert_eq!(err.endpoint(), Some("/src"));
+        }
+        assert!(Format::Text.extract(b"  \n", "f").is_err());
+    }
+}

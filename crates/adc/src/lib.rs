@@ -1,0 +1,67 @@
+//! Application Default Credentials (ADC) for workload-auth: find the credentials of this
+//! environment the way Google's client libraries do, and get access tokens and ID tokens from
+//! them, cached.
+//!
+//! The search, in order:
+//!
+//! 1. `GOOGLE_APPLICATION_CREDENTIALS` — the path of a credentials file. Set but missing or
+//!    unreadable is an error naming the variable and the path (never a silent fallback); empty
+//!    counts as unset.
+//! 2. gcloud's file — `$CLOUDSDK_CONFIG/application_default_credentials.json`, else
+//!    `~/.config/gcloud/...` (`%APPDATA%\gcloud\...` on Windows), as
+//!    `gcloud auth application-default login` writes it. Missing: next step; present but unusable:
+//!    an error.
+//! 3. The metadata server, when this is Google Cloud (or `GCE_METADATA_HOST` names one). Off
+//!    Google Cloud this is decided in milliseconds, and the error lists every place looked at.
+//!
+//! Credential files may be `service_account` (RSA or EC P-256 keys; the JWT-bearer grant or
+//! self-signed JWTs), `authorized_user`, `impersonated_service_account`, `external_account`
+//! (workload/workforce identity federation with `file`, `url`, `executable`, `aws` and
+//! `certificate` sources, STS exchange, optional impersonation) and
+//! `external_account_authorized_user`.
+//!
+//! ```no_run
+//! use workload_auth_adc::Builder;
+//!
+//! # async fn run() -> workload_auth_core::Result<()> {
+//! let credentials = Builder::new().build()?;
+//! let token = credentials.access_token().await?;          // cached, refreshed early
+//! let id_token = credentials.id_token("https://my-service.run.app").await?;
+//! println!("{}", credentials.explain().await);             // why these credentials
+//! # let _ = (token, id_token); Ok(()) }
+//! ```
+//!
+//! Security: a credential is only ever sent to an `https://` URL (or `http://` to this machine,
+//! for tests and the emulator); a credentials file naming any other token, STS or impersonation
+//! URL is refused when it is loaded, before any request. Executables named by a file run only
+//! when `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`. Secrets never appear in `Debug`, `Display`
+//! or error messages.
+//!
+//! What this crate deliberately does not do: look up an external account's project through the
+//! Cloud Resource Manager API (google-auth does so only when asked with scopes; set
+//! `GOOGLE_CLOUD_PROJECT` instead), run gcloud, support API keys, GDCH service accounts, App
+//! Engine's first-generation runtime, or interactive (workforce) executables.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod builder;
+mod credentials;
+mod env;
+mod explain;
+mod http;
+mod json;
+mod kinds;
+pub mod signing;
+mod time;
+mod url_policy;
+
+pub use builder::{Builder, GCLOUD_CREDENTIALS_FILE};
+pub use credentials::{Credentials, RequestHeaders};
+pub use env::{
+    ALLOW_EXECUTABLES_ENV, CERTIFICATE_CONFIG_ENV, CLOUDSDK_CONFIG_ENV, CREDENTIALS_ENV,
+    EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
+};
+pub use explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
+pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};
+pub use rustls_pki_types::CertificateDer;
+pub use workload_auth_metadata::DetectionInput;

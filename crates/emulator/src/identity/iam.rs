@@ -1,0 +1,272 @@
+//! The IAM Service Account Credentials API (`iamcredentials.googleapis.com`):
+//! `generateAccessToken` and `generateIdToken` for a service account, authorized by a bearer
+//! token the emulator issued (or a service account's self-signed JWT).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::jwt::Jwt;
+use super::{bearer, google_error, json_response, now_seconds};
+use crate::config::EmulatorConfig;
+use crate::http::{Request, Response};
+use crate::state::State;
+
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+const IAM: &str = "https://www.googleapis.com/auth/iam";
+
+/// Checks the caller's bearer token: issued here and unexpired with a scope IAM accepts, or a
+/// self-signed JWT of a configured service account.
+fn authorize(state: &State, config: &EmulatorConfig, request: &Request) -> Result<(), Response> {
+    let unauthenticated = || {
+        google_error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        )
+    };
+    let Some(token) = bearer(request) else {
+        return Err(unauthenticated());
+    };
+    if let Some(issued) = state.tokens.lookup(token) {
+        if issued.scopes.is_empty()
+            || issued
+                .scopes
+                .iter()
+                .any(|s| s == CLOUD_PLATFORM || s == IAM)
+        {
+            return Ok(());
+        }
+        return Err(google_error(
+            403,
+            "PERMISSION_DENIED",
+            "Request had insufficient authentication scopes.",
+        ));
+    }
+    // A self-signed JWT (AIP-4111) of a known service account.
+    let Ok(jwt) = Jwt::decode(token) else {
+        return Err(unauthenticated());
+    };
+    let Some(iss) = jwt.claim_str("iss") else {
+        return Err(unauthenticated());
+    };
+    let Some(account) = config
+        .identity
+        .service_accounts
+        .iter()
+        .find(|a| a.email == iss)
+    else {
+        return Err(unauthenticated());
+    };
+    let scope_ok = jwt
+        .claim_str("scope")
+        .is_some_and(|s| s.split_whitespace().any(|s| s == CLOUD_PLATFORM || s == IAM));
+    let aud_ok = jwt.claim_str("aud").is_some_and(|a| !a.is_empty());
+    if jwt.claim_str("sub") != Some(iss)
+        || !(scope_ok || aud_ok)
+        || !jwt.verify(&account.public_key)
+        || jwt.check_times(now_seconds(), 3600).is_err()
+    {
+        return Err(unauthenticated());
+    }
+    Ok(())
+}
+
+/// Whether `email` names a service account IAM knows.
+fn known_account(config: &EmulatorConfig, email: &str) -> bool {
+    email == config.email
+        || config.identity.service_accounts.iter().any(|a| a.email == email)
+        || config.identity.impersonable.iter().any(|a| a == email)
+}
+
+/// The JSON body, or the error answer.
+fn body(request: &Request) -> Result<serde_json::Map<String, Value>, Response> {
+    match serde_json::from_slice(&request.body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload received.",
+        )),
+    }
+}
+
+/// Checks the `delegates` chain: each `projects/-/serviceAccounts/EMAIL` must be known.
+fn check_delegates(config: &EmulatorConfig, body: &serde_json::Map<String, Value>) -> Result<(), Response> {
+    // JSON null is the field's default (google-auth sends `"delegates": null`).
+    let Some(delegates) = body.get("delegates").filter(|d| !d.is_null()) else {
+        return Ok(());
+    };
+    let Some(list) = delegates.as_array() else {
+        return Err(google_error(400, "INVALID_ARGUMENT", "delegates must be a list"));
+    };
+    for delegate in list {
+        let email = delegate
+            .as_str()
+            .map(|d| d.rsplit('/').next().unwrap_or(d));
+        match email {
+            Some(email) if known_account(config, email) => {}
+            _ => {
+                return Err(google_error(
+                    404,
+                    "NOT_FOUND",
+                    &format!("Not found; Gaia id not found for delegate {delegate}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prelude(
+    state: &State,
+    config: &EmulatorConfig,
+    request: &Request,
+    email: &str,
+) -> Result<serde_json::Map<String, Value>, Response> {
+    authorize(state, config, request)?;
+    if !known_account(config, email) {
+        return Err(google_error(
+            404,
+            "NOT_FOUND",
+            &format!("Not found; Gaia id not found for email {email}"),
+        ));
+    }
+    let body = body(request)?;
+    check_delegates(config, &body)?;
+    Ok(body)
+}
+
+pub(crate) fn generate_access_token(
+    state: &State,
+    config: &EmulatorConfig,
+    request: &Request,
+    email: &str,
+) -> Response {
+    let body = match prelude(state, config, request, email) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let scopes: Vec<String> = body
+        .get("scope")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if scopes.is_empty() {
+        return google_error(400, "INVALID_ARGUMENT", "Scope required.");
+    }
+    let lifetime = match body.get("lifetime") {
+        None => Duration::from_secs(3600),
+        Some(Value::String(text)) => {
+            match text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()) {
+                Some(secs) if secs > 0.0 => Duration::from_secs_f64(secs),
+                _ => {
+                    return google_error(
+                        400,
+                        "INVALID_ARGUMENT",
+                        "Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration)",
+                    );
+                }
+            }
+        }
+        Some(_) => {
+            return google_error(400, "INVALID_ARGUMENT", "Invalid value at 'lifetime'");
+        }
+    };
+    if lifetime > config.identity.max_impersonation_lifetime {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!(
+                "The lifetime requested is not valid: the maximum is {}s",
+                config.identity.max_impersonation_lifetime.as_secs()
+            ),
+        );
+    }
+    let token = state.tokens.mint(scopes, lifetime);
+    let expire = now_seconds() + lifetime.as_secs();
+    json_response(
+        200,
+        &json!({ "accessToken": token.expose(), "expireTime": rfc3339(expire) }),
+    )
+}
+
+pub(crate) fn generate_id_token(
+    state: &State,
+    config: &EmulatorConfig,
+    request: &Request,
+    email: &str,
+) -> Response {
+    let body = match prelude(state, config, request, email) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(audience) = body
+        .get("audience")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+    else {
+        return google_error(400, "INVALID_ARGUMENT", "Audience required.");
+    };
+    let include_email = body
+        .get("includeEmail")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let unique_id = config
+        .identity
+        .service_accounts
+        .iter()
+        .find(|a| a.email == email)
+        .map_or_else(|| config.unique_id.clone(), |a| a.unique_id.clone());
+    let now = now_seconds();
+    let mut claims = json!({
+        "aud": audience,
+        "azp": unique_id,
+        "exp": now + config.id_token_lifetime.as_secs(),
+        "iat": now,
+        "iss": "https://accounts.google.com",
+        "sub": unique_id,
+    });
+    if include_email {
+        claims["email"] = json!(email);
+        claims["email_verified"] = json!(true);
+    }
+    match state.signer.sign(&claims) {
+        Ok(token) => json_response(200, &json!({ "token": token })),
+        Err(e) => Response::error(500, &e.to_string()),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_601), "2026-01-01T00:00:01Z");
+    }
+}

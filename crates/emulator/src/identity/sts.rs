@@ -1,0 +1,262 @@
+//! The Security Token Service (`sts.googleapis.com`): `POST /v1/token` exchanges an external
+//! subject token for a federated access token (RFC 8693); `POST /v1/oauth/token` refreshes a
+//! workforce identity federation user's token.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::config::PublicKey;
+use super::jwt::Jwt;
+use super::mtls::MTLS_CLIENT_CERT_HEADER;
+use super::{basic_auth, field, form, json_response, now_seconds, oauth_error};
+use crate::config::EmulatorConfig;
+use crate::http::{Request, Response};
+use crate::state::State;
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TYPES: [&str; 2] = [
+    "urn:ietf:params:oauth:token-type:jwt",
+    "urn:ietf:params:oauth:token-type:id_token",
+];
+const SAML_TYPE: &str = "urn:ietf:params:oauth:token-type:saml2";
+const AWS_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
+const MTLS_TYPE: &str = "urn:ietf:params:oauth:token-type:mtls";
+
+fn is_workforce_pool(audience: &str) -> bool {
+    audience
+        .strip_prefix("//iam.googleapis.com/locations/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(location, rest)| !location.is_empty() && rest.starts_with("workforcePools/"))
+}
+
+pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request) -> Response {
+    let form = match form(request) {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let sts = &config.identity.sts;
+    match field(&form, "grant_type") {
+        Some(TOKEN_EXCHANGE) => {}
+        Some(_) => {
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "Invalid value for \"grant_type\"; expected urn:ietf:params:oauth:grant-type:token-exchange",
+            );
+        }
+        None => return oauth_error(400, "invalid_request", "Missing required field: grant_type"),
+    }
+    match field(&form, "requested_token_type") {
+        Some(ACCESS_TOKEN_TYPE) => {}
+        Some(_) => {
+            return oauth_error(
+                400,
+                "invalid_request",
+                "Invalid value for \"requested_token_type\"",
+            );
+        }
+        None => {
+            return oauth_error(
+                400,
+                "invalid_request",
+                "Missing required field: requested_token_type",
+            );
+        }
+    }
+    let Some(audience) = field(&form, "audience") else {
+        return oauth_error(400, "invalid_request", "Missing required field: audience");
+    };
+    let audience_ok = if sts.audiences.is_empty() {
+        audience.starts_with("//iam.googleapis.com/")
+    } else {
+        sts.audiences.iter().any(|a| a == audience)
+    };
+    if !audience_ok {
+        return oauth_error(
+            400,
+            "invalid_target",
+            "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.",
+        );
+    }
+    let client = basic_auth(request);
+    if let Some((id, secret)) = &client {
+        let known = sts
+            .clients
+            .iter()
+            .chain(&config.identity.oauth_clients)
+            .any(|c| &c.client_id == id && c.client_secret.expose() == secret);
+        if !known {
+            return oauth_error(401, "invalid_client", "The client authentication failed.");
+        }
+    }
+    if is_workforce_pool(audience) && client.is_none() {
+        // google-auth percent-encodes the JSON once more inside the form; others send it as is.
+        let user_project = field(&form, "options")
+            .and_then(|o| {
+                serde_json::from_str::<Value>(o)
+                    .ok()
+                    .or_else(|| serde_json::from_str(&super::aws::percent_decode(o)?).ok())
+            })
+            .and_then(|o| o.get("userProject").and_then(Value::as_str).map(str::to_owned))
+            .filter(|p| !p.is_empty());
+        if user_project.is_none() {
+            return oauth_error(
+                400,
+                "invalid_request",
+                "Workforce pool user project is required when no client authentication is provided (options.userProject).",
+            );
+        }
+    }
+    let Some(subject_token) = field(&form, "subject_token") else {
+        return oauth_error(400, "invalid_request", "Missing required field: subject_token");
+    };
+    let subject_token_type = field(&form, "subject_token_type").unwrap_or("");
+    let verdict = if JWT_TYPES.contains(&subject_token_type) {
+        check_jwt(state, config, subject_token)
+    } else if subject_token_type == SAML_TYPE {
+        check_listed(config, subject_token)
+    } else if subject_token_type == AWS_TYPE {
+        super::aws::verify_subject_token(&config.identity.aws, subject_token, audience)
+    } else if subject_token_type == MTLS_TYPE {
+        check_mtls(request, subject_token)
+    } else if subject_token_type.is_empty() {
+        return oauth_error(400, "invalid_request", "Missing required field: subject_token_type");
+    } else {
+        return oauth_error(400, "invalid_request", "Invalid value for \"subject_token_type\"");
+    };
+    if let Err(why) = verdict {
+        return oauth_error(400, "invalid_grant", &why);
+    }
+    let scopes: Vec<String> = field(&form, "scope")
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let token = state.tokens.mint(scopes, config.token_lifetime);
+    json_response(
+        200,
+        &json!({
+            "access_token": token.expose(),
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": config.token_lifetime.as_secs(),
+        }),
+    )
+}
+
+fn check_listed(config: &EmulatorConfig, token: &str) -> Result<(), String> {
+    if config
+        .identity
+        .sts
+        .subject_tokens
+        .iter()
+        .any(|t| t.expose() == token.trim())
+    {
+        Ok(())
+    } else {
+        Err("The subject token is not recognized.".to_owned())
+    }
+}
+
+/// A JWT subject token: one of the configured tokens, or one signed by the emulator's key and
+/// unexpired.
+fn check_jwt(state: &State, config: &EmulatorConfig, token: &str) -> Result<(), String> {
+    if check_listed(config, token).is_ok() {
+        return Ok(());
+    }
+    let jwt = Jwt::decode(token).map_err(|why| format!("Invalid subject token: {why}."))?;
+    if jwt.kid() != Some(state.signer.kid())
+        || !jwt.verify(&PublicKey::Rsa(state.signer.public_key_der().to_vec()))
+    {
+        return Err("Invalid subject token: the signature does not verify.".to_owned());
+    }
+    match jwt.claim_u64("exp") {
+        Some(exp) if exp > now_seconds() => Ok(()),
+        _ => Err("Invalid subject token: the token has expired.".to_owned()),
+    }
+}
+
+/// An X.509 subject token: a JSON array of base64 DER certificates whose first is the client
+/// certificate of the mutual TLS connection it arrived on.
+fn check_mtls(request: &Request, token: &str) -> Result<(), String> {
+    let Some(presented) = request.header(MTLS_CLIENT_CERT_HEADER) else {
+        return Err(
+            "The mtls subject token type requires a client certificate (mutual TLS).".to_owned(),
+        );
+    };
+    let chain: Vec<String> = serde_json::from_str(token)
+        .map_err(|_| "The mtls subject token is not a JSON array of certificates.".to_owned())?;
+    let Some(leaf) = chain.first() else {
+        return Err("The mtls subject token is empty.".to_owned());
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(leaf)
+        .map_err(|_| "The mtls subject token holds a certificate that is not base64.".to_owned())?;
+    let presented = base64::engine::general_purpose::STANDARD
+        .decode(presented)
+        .unwrap_or_default();
+    if decoded != presented {
+        return Err(
+            "The leaf certificate of the subject token does not match the client certificate."
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// `POST /v1/oauth/token`: the refresh-token grant of workforce identity federation users, with
+/// HTTP Basic client authentication.
+pub(crate) fn refresh(state: &State, config: &EmulatorConfig, request: &Request) -> Response {
+    let form = match form(request) {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let identity = &config.identity;
+    let Some((client_id, secret)) = basic_auth(request) else {
+        return oauth_error(401, "invalid_client", "Client authentication is required.");
+    };
+    let known = identity
+        .sts
+        .clients
+        .iter()
+        .chain(&identity.oauth_clients)
+        .any(|c| c.client_id == client_id && c.client_secret.expose() == secret);
+    if !known {
+        return oauth_error(401, "invalid_client", "The client authentication failed.");
+    }
+    if field(&form, "grant_type") != Some("refresh_token") {
+        return oauth_error(400, "unsupported_grant_type", "Invalid value for \"grant_type\"");
+    }
+    let Some(refresh_token) = field(&form, "refresh_token") else {
+        return oauth_error(400, "invalid_request", "Missing required field: refresh_token");
+    };
+    let Some(grant) = identity
+        .refresh_tokens
+        .iter()
+        .find(|g| g.refresh_token.expose() == refresh_token && g.client_id == client_id)
+        .cloned()
+    else {
+        return oauth_error(400, "invalid_grant", "The refresh token is invalid or expired.");
+    };
+    let token = state.tokens.mint(grant.scopes.clone(), config.token_lifetime);
+    let mut answer = json!({
+        "access_token": token.expose(),
+        "expires_in": config.token_lifetime.as_secs(),
+        "token_type": "Bearer",
+    });
+    if grant.rotate {
+        let random: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(32)
+            .collect();
+        let rotated = format!("emulated-refresh-{random}");
+        answer["refresh_token"] = json!(rotated);
+        let old = grant.refresh_token.clone();
+        state.update_config(|c| {
+            for g in &mut c.identity.refresh_tokens {
+                if g.refresh_token == old {
+                    g.refresh_token = rotated.as_str().into();
+                }
+            }
+        });
+    }
+    json_response(200, &answer)
+}

@@ -1,0 +1,74 @@
+//! Access tokens the emulator hands out, remembered so later requests (and tests) can check them.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use workload_auth_core::SecretString;
+
+/// How many issued tokens are remembered; the oldest are forgotten first.
+const REMEMBERED: usize = 4096;
+
+/// What the emulator knows about an access token it issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The scopes the token was requested for (the account's scopes when none were asked).
+    pub scopes: Vec<String>,
+    /// When the token expires.
+    pub expires_at: SystemTime,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TokenRegistry {
+    issued: Mutex<VecDeque<(SecretString, IssuedToken)>>,
+}
+
+impl TokenRegistry {
+    /// A new `ya29.emulated-…` token for `scopes`, valid for `lifetime`.
+    pub(crate) fn mint(&self, scopes: Vec<String>, lifetime: Duration) -> SecretString {
+        let random: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(40)
+            .collect();
+        let token = SecretString::new(format!("ya29.emulated-{random}"));
+        let info = IssuedToken {
+            scopes,
+            expires_at: SystemTime::now() + lifetime,
+        };
+        let mut issued = self.lock();
+        if issued.len() >= REMEMBERED {
+            issued.pop_front();
+        }
+        issued.push_back((token.clone(), info));
+        token
+    }
+
+    /// The token's record, if this emulator issued it and it has not expired.
+    pub(crate) fn lookup(&self, token: &str) -> Option<IssuedToken> {
+        let now = SystemTime::now();
+        self.lock()
+            .iter()
+            .find(|(t, info)| t.expose() == token && info.expires_at > now)
+            .map(|(_, info)| info.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(SecretString, IssuedToken)>> {
+        self.issued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_are_unique_and_remembered_until_expiry() {
+        let r = TokenRegistry::default();
+        let a = r.mint(vec!["s".into()], Duration::from_secs(60));
+        let b = r.mint(vec![], Duration::ZERO);
+        assert_ne!(a, b);
+        assert!(a.expose().starts_with("ya29.emulated-"));
+        assert_eq!(r.lookup(a.expose()).unwrap().scopes, ["s"]);
+        assert_eq!(r.lookup(b.expose()), None, "expired");
+        assert_eq!(r.lookup("ya29.other"), None);
+    }
+}

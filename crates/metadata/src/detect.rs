@@ -1,0 +1,663 @@
+//! Is this process running on Google Cloud? Answered from local facts first, with at most one
+//! short network probe.
+//!
+//! The rules, in order (the first that decides wins):
+//!
+//! 1. `GCE_METADATA_HOST` set (not blank) → yes, use that host.
+//! 2. `NO_GCE_CHECK=true` (any case) → no.
+//! 3. `/sys/class/dmi/id/product_name` starts with `Google` → yes.
+//! 4. `K_SERVICE`, `CLOUD_RUN_JOB`, `FUNCTION_TARGET` or `GAE_SERVICE` set → yes (serverless).
+//! 5. One probe: a TCP connect to the metadata IP (tens of milliseconds at most; on Google Cloud
+//!    it takes well under one) and `GET /`, whose answer must carry `Metadata-Flavor: Google`.
+//!
+//! Off Google Cloud with nothing configured this takes one failed connect: milliseconds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use workload_auth_core::{Error, ErrorKind};
+
+use crate::host::{METADATA_HOST_ENV, MetadataHost};
+use crate::transport::{FLAVOR_HEADER, FLAVOR_VALUE, snippet};
+
+/// Set to `true` to declare that this is not Google Cloud and skip the probe.
+pub const NO_GCE_CHECK_ENV: &str = "NO_GCE_CHECK";
+
+/// An IP address (optionally `ip:port`) to probe instead of the metadata IP, as google-auth
+/// reads it.
+pub const METADATA_IP_ENV: &str = "GCE_METADATA_IP";
+
+/// Environment variables set by Google Cloud's serverless platforms.
+pub const SERVERLESS_ENV: [&str; 4] = [
+    "K_SERVICE",
+    "CLOUD_RUN_JOB",
+    "FUNCTION_TARGET",
+    "GAE_SERVICE",
+];
+
+/// The file whose content starts with `Google` on Compute Engine and GKE nodes.
+pub const DMI_PRODUCT_NAME_PATH: &str = "/sys/class/dmi/id/product_name";
+
+/// The metadata server's link-local address, port 80.
+pub const METADATA_IP_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), 80);
+
+/// Default limit for the probe's connect.
+pub const DEFAULT_PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Default limit for the probe's answer once connected.
+pub const DEFAULT_PROBE_RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The largest probe answer read (headers only matter).
+const PROBE_MAX_RESPONSE: usize = 16 * 1024;
+
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What detection looks at. [`DetectionInput::from_process`] reads the real process; tests inject
+/// an environment, a DMI file and a probe address.
+#[derive(Clone)]
+pub struct DetectionInput {
+    env: EnvLookup,
+    dmi_product_name_path: PathBuf,
+    probe_addr: Option<SocketAddr>,
+    probe_enabled: bool,
+    probe_connect_timeout: Duration,
+    probe_response_timeout: Duration,
+}
+
+impl DetectionInput {
+    /// The real process: its environment, [`DMI_PRODUCT_NAME_PATH`], the metadata IP.
+    pub fn from_process() -> Self {
+        Self::with_env(|name| std::env::var(name).ok())
+    }
+
+    /// Looks variables up with `env` (everything else as [`DetectionInput::from_process`]).
+    pub fn with_env(env: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            env: Arc::new(env),
+            dmi_product_name_path: PathBuf::from(DMI_PRODUCT_NAME_PATH),
+            probe_addr: None,
+            probe_enabled: true,
+            probe_connect_timeout: DEFAULT_PROBE_CONNECT_TIMEOUT,
+            probe_response_timeout: DEFAULT_PROBE_RESPONSE_TIMEOUT,
+        }
+    }
+
+    /// An environment holding exactly `vars`.
+    pub fn with_env_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self::with_env(move |name| map.get(name).cloned())
+    }
+
+    /// Reads the DMI product name from `path` instead of [`DMI_PRODUCT_NAME_PATH`].
+    #[must_use]
+    pub fn dmi_product_name_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dmi_product_name_path = path.into();
+        self
+    }
+
+    /// Probes `addr` instead of `GCE_METADATA_IP` or [`METADATA_IP_ADDR`].
+    #[must_use]
+    pub fn probe_addr(mut self, addr: SocketAddr) -> Self {
+        self.probe_addr = Some(addr);
+        self
+    }
+
+    /// Never probe: when no local fact decides, the answer is "not on Google Cloud".
+    #[must_use]
+    pub fn without_probe(mut self) -> Self {
+        self.probe_enabled = false;
+        self
+    }
+
+    /// The probe's connect limit (default [`DEFAULT_PROBE_CONNECT_TIMEOUT`]).
+    #[must_use]
+    pub fn probe_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_connect_timeout = timeout;
+        self
+    }
+
+    /// The limit for the probe's answer after connecting (default
+    /// [`DEFAULT_PROBE_RESPONSE_TIMEOUT`]).
+    #[must_use]
+    pub fn probe_response_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_response_timeout = timeout;
+        self
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl fmt::Debug for DetectionInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DetectionInput")
+            .field("dmi_product_name_path", &self.dmi_product_name_path)
+            .field("probe_addr", &self.probe_addr)
+            .field("probe_enabled", &self.probe_enabled)
+            .field("probe_connect_timeout", &self.probe_connect_timeout)
+            .field("probe_response_timeout", &self.probe_response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One detection rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// `GCE_METADATA_HOST` names a metadata server.
+    MetadataHostEnv,
+    /// `NO_GCE_CHECK=true` rules Google Cloud out.
+    NoGceCheck,
+    /// The DMI product name says `Google`.
+    DmiProductName,
+    /// A serverless platform's environment variable is set.
+    ServerlessEnv,
+    /// The network probe of the metadata server.
+    Probe,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MetadataHostEnv => METADATA_HOST_ENV,
+            Self::NoGceCheck => NO_GCE_CHECK_ENV,
+            Self::DmiProductName => "DMI product name",
+            Self::ServerlessEnv => "serverless environment variables",
+            Self::Probe => "metadata server probe",
+        })
+    }
+}
+
+/// What one rule found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Check {
+    /// The rule.
+    pub rule: Rule,
+    /// What it found, in words (e.g. `/sys/class/dmi/id/product_name does not exist`).
+    pub outcome: String,
+    /// Whether this rule decided the answer.
+    pub decided: bool,
+}
+
+/// The answer of [`detect`]: on Google Cloud or not, which rule decided, and every check made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detection {
+    on_google_cloud: bool,
+    metadata_host: Option<String>,
+    checks: Vec<Check>,
+    elapsed: Duration,
+}
+
+impl Detection {
+    /// Whether the process runs on Google Cloud (or was pointed at a metadata server).
+    pub fn is_on_google_cloud(&self) -> bool {
+        self.on_google_cloud
+    }
+
+    /// The rule that decided.
+    pub fn decided_by(&self) -> Rule {
+        self.checks
+            .iter()
+            .find(|c| c.decided)
+            .map_or(Rule::Probe, |c| c.rule)
+    }
+
+    /// The value of `GCE_METADATA_HOST` when that decided: the host a client must use.
+    pub fn metadata_host(&self) -> Option<&str> {
+        self.metadata_host.as_deref()
+    }
+
+    /// Every rule consulted, in order, with its outcome.
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// How long detection took.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// One line per rule consulted, e.g. for an "explain" listing.
+    pub fn explain(&self) -> String {
+        let verdict = if self.on_google_cloud {
+            "on Google Cloud"
+        } else {
+            "not on Google Cloud"
+        };
+        let mut out = format!("{verdict} (decided by {})", self.decided_by());
+        for check in &self.checks {
+            out.push_str(&format!("\n  {}: {}", check.rule, check.outcome));
+        }
+        out
+    }
+
+    /// An [`ErrorKind::NotOnGoogleCloud`] error listing every check, when not on Google Cloud.
+    pub fn not_on_google_cloud_error(&self) -> Option<Error> {
+        if self.on_google_cloud {
+            return None;
+        }
+        let checked: Vec<String> = self
+            .checks
+            .iter()
+            .map(|c| format!("{}: {}", c.rule, c.outcome))
+            .collect();
+        Some(
+            Error::new(
+                ErrorKind::NotOnGoogleCloud,
+                format!("no metadata server ({})", checked.join("; ")),
+            )
+            .with_hint(
+                "on Google Cloud, check the VM's network; elsewhere, set GCE_METADATA_HOST to a \
+                 metadata server (e.g. the workload-auth emulator) or use other credentials",
+            ),
+        )
+    }
+}
+
+impl fmt::Display for Detection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.explain())
+    }
+}
+
+/// Decides whether this process runs on Google Cloud, looking at `input`.
+///
+/// Blocking, but bounded: at most one connect of `probe_connect_timeout` plus one answer of
+/// `probe_response_timeout`, and only when no local fact decides. Needs no async runtime; from
+/// async code, run it where blocking is allowed (e.g. `tokio::task::spawn_blocking`) if those
+/// few milliseconds matter.
+pub fn detect(input: &DetectionInput) -> Detection {
+    let start = Instant::now();
+    let mut checks = Vec::new();
+    let finish =
+        |on: bool, host: Option<String>, rule: Rule, outcome: String, checks: &mut Vec<Check>| {
+            checks.push(Check {
+                rule,
+                outcome,
+                decided: true,
+            });
+            Detection {
+                on_google_cloud: on,
+                metadata_host: host,
+                checks: std::mem::take(checks),
+                elapsed: start.elapsed(),
+            }
+        };
+
+    // 1. GCE_METADATA_HOST.
+    if let Some(host) = input.var(METADATA_HOST_ENV) {
+        let outcome = match MetadataHost::parse(&host, METADATA_HOST_ENV) {
+            Ok(_) => format!("set to {:?}", snippet(&host, 100)),
+            Err(e) => format!(
+                "set to {:?}, which is invalid: {}",
+                snippet(&host, 100),
+                e.message()
+            ),
+        };
+        return finish(
+            true,
+            Some(host),
+            Rule::MetadataHostEnv,
+            outcome,
+            &mut checks,
+        );
+    }
+    checks.push(Check {
+        rule: Rule::MetadataHostEnv,
+        outcome: "not set".to_owned(),
+        decided: false,
+    });
+
+    // 2. NO_GCE_CHECK.
+    match input.var(NO_GCE_CHECK_ENV) {
+        Some(v) if v.trim().eq_ignore_ascii_case("true") => {
+            return finish(
+                false,
+                None,
+                Rule::NoGceCheck,
+                "set to true".to_owned(),
+                &mut checks,
+            );
+        }
+        Some(v) => checks.push(Check {
+            rule: Rule::NoGceCheck,
+            outcome: format!("set to {:?}, not \"true\"", snippet(&v, 40)),
+            decided: false,
+        }),
+        None => checks.push(Check {
+            rule: Rule::NoGceCheck,
+            outcome: "not set".to_owned(),
+            decided: false,
+        }),
+    }
+
+    // 3. DMI product name.
+    let path = &input.dmi_product_name_path;
+    match read_product_name(path) {
+        Ok(name) if name.starts_with("Google") => {
+            let outcome = format!("{} is {:?}", path.display(), snippet(&name, 60));
+            return finish(true, None, Rule::DmiProductName, outcome, &mut checks);
+        }
+        Ok(name) => checks.push(Check {
+            rule: Rule::DmiProductName,
+            outcome: format!("{} is {:?}, not Google", path.display(), snippet(&name, 60)),
+            decided: false,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => checks.push(Check {
+            rule: Rule::DmiProductName,
+            outcome: format!("{} does not exist", path.display()),
+            decided: false,
+        }),
+        Err(e) => checks.push(Check {
+            rule: Rule::DmiProductName,
+            outcome: format!("{} cannot be read: {e}", path.display()),
+            decided: false,
+        }),
+    }
+
+    // 4. Serverless markers.
+    if let Some(name) = SERVERLESS_ENV.iter().find(|n| input.var(n).is_some()) {
+        let outcome = format!("{name} is set");
+        return finish(true, None, Rule::ServerlessEnv, outcome, &mut checks);
+    }
+    checks.push(Check {
+        rule: Rule::ServerlessEnv,
+        outcome: format!("none of {} is set", SERVERLESS_ENV.join(", ")),
+        decided: false,
+    });
+
+    // 5. The probe.
+    if !input.probe_enabled {
+        return finish(false, None, Rule::Probe, "disabled".to_owned(), &mut checks);
+    }
+    let (addr, source) = match input.probe_addr {
+        Some(addr) => (addr, ""),
+        None => match input.var(METADATA_IP_ENV) {
+            Some(value) => match parse_probe_addr(&value) {
+                Some(addr) => (addr, " (from GCE_METADATA_IP)"),
+                None => {
+                    let outcome = format!(
+                        "GCE_METADATA_IP is {:?}, not an IP address or ip:port; not probed",
+                        snippet(&value, 60)
+                    );
+                    return finish(false, None, Rule::Probe, outcome, &mut checks);
+                }
+            },
+            None => (METADATA_IP_ADDR, ""),
+        },
+    };
+    let probe_start = Instant::now();
+    let result = probe(
+        addr,
+        input.probe_connect_timeout,
+        input.probe_response_timeout,
+    );
+    let took = probe_start.elapsed();
+    let (on, outcome) = match result {
+        Ok(()) => (
+            true,
+            format!(
+                "{addr}{source} answered with Metadata-Flavor: Google in {}",
+                millis(took)
+            ),
+        ),
+        Err(why) => (
+            false,
+            format!("{addr}{source}: {why} (after {})", millis(took)),
+        ),
+    };
+    finish(on, None, Rule::Probe, outcome, &mut checks)
+}
+
+/// [`detect`] on the real process.
+pub fn detect_environment() -> Detection {
+    detect(&DetectionInput::from_process())
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn read_product_name(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(256)
+        .read_to_string(&mut text)?;
+    Ok(text.trim().to_owned())
+}
+
+/// `ip` (port 80) or `ip:port`.
+fn parse_probe_addr(value: &str) -> Option<SocketAddr> {
+    let value = value.trim();
+    value.parse::<SocketAddr>().ok().or_else(|| {
+        value
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 80))
+    })
+}
+
+/// Connects to `addr`, sends `GET /` and checks the answer's `Metadata-Flavor` header.
+fn probe(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => {
+                format!("no connection within {} ms", connect_timeout.as_millis())
+            }
+            _ => format!("cannot connect: {e}"),
+        })?;
+    let deadline = Instant::now() + response_timeout;
+    let host = match addr {
+        SocketAddr::V4(a) if a.port() == 80 => a.ip().to_string(),
+        other => other.to_string(),
+    };
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\n{FLAVOR_HEADER}: {FLAVOR_VALUE}\r\nConnection: close\r\n\r\n"
+    );
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+            "connected, but no answer within {} ms",
+            response_timeout.as_millis()
+        ),
+        _ => format!("connected, then the exchange failed: {e}"),
+    };
+    stream.set_nodelay(true).map_err(io)?;
+    stream
+        .set_write_timeout(Some(response_timeout))
+        .map_err(io)?;
+    stream.write_all(request.as_bytes()).map_err(io)?;
+
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io(std::io::ErrorKind::TimedOut.into()));
+        }
+        stream.set_read_timeout(Some(remaining)).map_err(io)?;
+        let n = stream.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            return Err("connected, but the connection closed before a complete answer".to_owned());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let status = response.code.unwrap_or(0);
+                let flavors: Vec<&[u8]> = response
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(FLAVOR_HEADER))
+                    .map(|h| h.value)
+                    .collect();
+                return match flavors.as_slice() {
+                    [v] if *v == FLAVOR_VALUE.as_bytes() => Ok(()),
+                    [] => Err(format!(
+                        "answered HTTP {status} without Metadata-Flavor: Google, so it is not a metadata server"
+                    )),
+                    _ => Err(format!(
+                        "answered HTTP {status} with a Metadata-Flavor other than Google, so it is not a metadata server"
+                    )),
+                };
+            }
+            Ok(httparse::Status::Partial) if buf.len() < PROBE_MAX_RESPONSE => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(
+                    "answered with oversized headers, so it is not a metadata server".to_owned(),
+                );
+            }
+            Err(e) => return Err(format!("answered, but not with HTTP ({e})")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_dmi() -> PathBuf {
+        PathBuf::from("/nonexistent/workload-auth/product_name")
+    }
+
+    fn input(vars: &[(&str, &str)]) -> DetectionInput {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DetectionInput::with_env_vars(vars)
+            .dmi_product_name_path(no_dmi())
+            .without_probe()
+    }
+
+    #[test]
+    fn metadata_host_env_decides_first() {
+        let d = detect(&input(&[
+            ("GCE_METADATA_HOST", "127.0.0.1:9"),
+            ("NO_GCE_CHECK", "true"),
+        ]));
+        assert!(d.is_on_google_cloud());
+        assert_eq!(d.decided_by(), Rule::MetadataHostEnv);
+        assert_eq!(d.metadata_host(), Some("127.0.0.1:9"));
+        assert_eq!(d.checks().len(), 1);
+        assert!(d.not_on_google_cloud_error().is_none());
+    }
+
+    #[test]
+    fn blank_metadata_host_counts_as_unset() {
+        let d = detect(&input(&[("GCE_METADATA_HOST", " ")]));
+        assert!(!d.is_on_google_cloud());
+        assert_eq!(d.checks()[0].outcome, "not set");
+    }
+
+    #[test]
+    fn no_gce_check_true_in_any_case_rules_out() {
+        for v in ["true", "TRUE", "True", " true "] {
+            let d = detect(&input(&[("NO_GCE_CHECK", v), ("K_SERVICE", "svc")]));
+            assert!(!d.is_on_google_cloud(), "{v}");
+            assert_eq!(d.decided_by(), Rule::NoGceCheck);
+        }
+        let d = detect(&input(&[("NO_GCE_CHECK", "1"), ("K_SERVICE", "svc")]));
+        assert!(d.is_on_google_cloud());
+        assert_eq!(d.decided_by(), Rule::ServerlessEnv);
+        assert!(d.checks()[1].outcome.contains("not \"true\""));
+    }
+
+    #[test]
+    fn dmi_product_name_google_decides() {
+        let dir = std::env::temp_dir().join(format!("wa-meta-dmi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let google = dir.join("google");
+        std::fs::write(&google, "Google Compute Engine\n").unwrap();
+        let other = dir.join("other");
+        std::fs::write(&other, "Standard PC (Q35 + ICH9, 2009)\n").unwrap();
+
+        let d = detect(&input(&[]).dmi_product_name_path(&google));
+        assert!(d.is_on_google_cloud());
+        assert_eq!(d.decided_by(), Rule::DmiProductName);
+        assert!(d.checks()[2].outcome.contains("Google Compute Engine"));
+
+        let d = detect(&input(&[]).dmi_product_name_path(&other));
+        assert!(!d.is_on_google_cloud());
+        assert!(d.explain().contains("Standard PC"), "{}", d.explain());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_serverless_marker_decides() {
+        for name in SERVERLESS_ENV {
+            let d = detect(&input(&[(name, "x")]));
+            assert!(d.is_on_google_cloud(), "{name}");
+            assert_eq!(d.decided_by(), Rule::ServerlessEnv);
+            assert!(d.checks().last().unwrap().outcome.contains(name));
+        }
+        let d = detect(&input(&[("K_SERVICE", "")]));
+        assert!(!d.is_on_google_cloud());
+    }
+
+    #[test]
+    fn not_found_lists_every_check() {
+        let d = detect(&input(&[]));
+        assert!(!d.is_on_google_cloud());
+        assert_eq!(d.decided_by(), Rule::Probe);
+        let rules: Vec<Rule> = d.checks().iter().map(|c| c.rule).collect();
+        assert_eq!(
+            rules,
+            [
+                Rule::MetadataHostEnv,
+                Rule::NoGceCheck,
+                Rule::DmiProductName,
+                Rule::ServerlessEnv,
+                Rule::Probe
+            ]
+        );
+        let err = d.not_on_google_cloud_error().unwrap();
+        assert_eq!(err.kind(), ErrorKind::NotOnGoogleCloud);
+        let text = err.to_string();
+        for needle in [
+            "GCE_METADATA_HOST",
+            "NO_GCE_CHECK",
+            "product_name",
+            "K_SERVICE",
+            "probe",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert_eq!(d.explain().lines().count(), 6);
+    }
+
+    #[test]
+    fn probe_addresses_parse() {
+        assert_eq!(parse_probe_addr("169.254.169.254"), Some(METADATA_IP_ADDR));
+        assert_eq!(
+            parse_probe_addr("127.0.0.1:8080"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(parse_probe_addr("metadata.google.internal"), None);
+        let d = detect(
+            &DetectionInput::with_env_vars([("GCE_METADATA_IP", "not-an-ip")])
+                .dmi_product_name_path(no_dmi()),
+        );
+        assert!(!d.is_on_google_cloud());
+        assert!(d.checks().last().unwrap().outcome.contains("not probed"));
+    }
+}

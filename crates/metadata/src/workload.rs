@@ -1,0 +1,309 @@
+//! Managed workload identity: the `instance/gce-workload-certificates/*` endpoints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use workload_auth_core::{Error, Result, SecretString};
+
+use crate::json::{Fields, malformed};
+
+/// The workload's X.509 SPIFFE credential (X509-SVID) from `workload-identities`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkloadIdentities {
+    /// The SPIFFE ID the certificate was issued for, e.g.
+    /// `spiffe://POOL.global.PROJECT_NUMBER.workload.id.goog/ns/NS/sa/ID`.
+    pub spiffe_id: String,
+    /// The leaf certificate followed by its intermediates, PEM.
+    pub certificate_pem: String,
+    /// The private key of the leaf (PKCS#8 or SEC1 EC), PEM.
+    pub private_key_pem: SecretString,
+    /// The `status` the server reported, when it reported one (normally `OK`).
+    pub status: Option<String>,
+}
+
+/// Why the workload-certificate endpoints have nothing to give; find it with
+/// [`WorkloadCertificatesUnavailable::of`].
+///
+/// Callers that can fall back (for example to the credentials directory) match on this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkloadCertificatesUnavailable {
+    /// HTTP 412: managed workload identity was never configured for this VM.
+    NotConfigured,
+    /// HTTP 404 `workload certificate feature not enabled`: the feature is off for this VM.
+    FeatureDisabled,
+}
+
+impl WorkloadCertificatesUnavailable {
+    /// The reason carried by `error`, when it is one of these.
+    pub fn of(error: &Error) -> Option<Self> {
+        std::error::Error::source(error)?
+            .downcast_ref::<Self>()
+            .copied()
+    }
+
+    pub(crate) fn into_error(self, status: u16, endpoint: &str) -> Error {
+        let hint = match self {
+            Self::NotConfigured => {
+                "create the VM with managed workload identity (a workload identity pool and a \
+                 partner metadata configuration), or use the credentials directory"
+            }
+            Self::FeatureDisabled => {
+                "enable managed workload identity (gce-workload-certificates) for this VM"
+            }
+        };
+        Error::http_status(
+            status,
+            endpoint.to_owned(),
+            "cannot get workload certificates",
+        )
+        .with_source(self)
+        .with_hint(hint)
+    }
+
+    /// Interprets a non-success status from a workload-certificate endpoint.
+    pub(crate) fn from_status(status: u16, body: &str) -> Option<Self> {
+        match status {
+            412 => Some(Self::NotConfigured),
+            404 if body
+                .to_ascii_lowercase()
+                .contains("workload certificate feature not enabled") =>
+            {
+                Some(Self::FeatureDisabled)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for WorkloadCertificatesUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotConfigured => "workload certificates not configured on this VM",
+            Self::FeatureDisabled => "the workload certificate feature is not enabled on this VM",
+        })
+    }
+}
+
+impl std::error::Error for WorkloadCertificatesUnavailable {}
+
+/// Parses `{"status":"OK","workloadCredentials":{"spiffe://...":{"certificatePem":..,"privateKeyPem":..}}}`.
+pub(crate) fn parse_workload_identities(body: &[u8], endpoint: &str) -> Result<WorkloadIdentities> {
+    let mut fields = Fields::parse(body, endpoint)?;
+    let status = fields.optional_string("status")?;
+    let credentials = fields.required_object("workloadCredentials")?;
+    let count = credentials.len();
+    let mut entries = credentials.into_object_entries()?;
+    let (spiffe_id, mut entry) = match (entries.pop(), count) {
+        (Some(one), 1) => one,
+        _ => {
+            return Err(malformed(
+                endpoint,
+                format!(
+                    "field `workloadCredentials` has {count} entries, expected exactly one \
+                     (status {:?})",
+                    status.as_deref().unwrap_or("absent")
+                ),
+            ));
+        }
+    };
+    if !spiffe_id.starts_with("spiffe://") || spiffe_id.len() <= "spiffe://".len() {
+        return Err(malformed(
+            endpoint,
+            format!("the key of `workloadCredentials` is not a SPIFFE ID: {spiffe_id:?}"),
+        ));
+    }
+    let certificate_pem = entry.required_string("certificatePem")?;
+    if !certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(entry.invalid("certificatePem", "holds no PEM certificate"));
+    }
+    let private_key_pem = SecretString::new(entry.required_string("privateKeyPem")?);
+    if !private_key_pem.expose().contains("PRIVATE KEY-----") {
+        return Err(entry.invalid("privateKeyPem", "holds no PEM private key"));
+    }
+    Ok(WorkloadIdentities {
+        spiffe_id,
+        certificate_pem,
+        private_key_pem,
+        status,
+    })
+}
+
+/// Parses `{"trustAnchors":{"TD":{"trustAnchorsPem":"<roots>"}}}` into trust domain → roots PEM.
+pub(crate) fn parse_trust_anchors(body: &[u8], endpoint: &str) -> Result<BTreeMap<String, String>> {
+    let mut fields = Fields::parse(body, endpoint)?;
+    let anchors = fields.required_object("trustAnchors")?;
+    let mut out = BTreeMap::new();
+    for (domain, mut entry) in anchors.into_object_entries()? {
+        // Keys are bare trust domains; tolerate a `spiffe://` prefix rather than fail on it.
+        let bare = domain.strip_prefix("spiffe://").unwrap_or(&domain);
+        if bare.is_empty() || bare.contains('/') {
+            return Err(malformed(
+                endpoint,
+                format!("the key {domain:?} of `trustAnchors` is not a trust domain"),
+            ));
+        }
+        let pem = entry.required_string("trustAnchorsPem")?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(entry.invalid("trustAnchorsPem", "holds no PEM certificate"));
+        }
+        if out.insert(bare.to_owned(), pem).is_some() {
+            return Err(malformed(
+                endpoint,
+                format!("trust domain {bare:?} appears twice in `trustAnchors`"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `config-status`: any JSON object.
+pub(crate) fn parse_config_status(body: &[u8], endpoint: &str) -> Result<serde_json::Value> {
+    Ok(Fields::parse(body, endpoint)?.into_value())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workload_auth_core::ErrorKind;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n";
+    const KEY: &str = "-----BEGIN EC PRIVATE KEY-----\\nsekrit\\n-----END EC PRIVATE KEY-----\\n";
+
+    fn identities(status: &str, entries: &str) -> String {
+        format!(r#"{{{status}"workloadCredentials":{{{entries}}}}}"#)
+    }
+
+    fn entry(id: &str) -> String {
+        format!(r#""{id}":{{"certificatePem":"{CERT}","privateKeyPem":"{KEY}"}}"#)
+    }
+
+    #[test]
+    fn parses_one_identity_with_or_without_status() {
+        let id = "spiffe://pool.global.1.workload.id.goog/ns/ns1/sa/sa1";
+        for status in [r#""status":"OK","#, ""] {
+            let body = identities(status, &entry(id));
+            let w = parse_workload_identities(body.as_bytes(), "e").unwrap();
+            assert_eq!(w.spiffe_id, id);
+            assert!(
+                w.certificate_pem
+                    .starts_with("-----BEGIN CERTIFICATE-----\n")
+            );
+            assert!(w.private_key_pem.expose().contains("sekrit"));
+            assert!(!format!("{w:?}").contains("sekrit"));
+        }
+    }
+
+    #[test]
+    fn refuses_zero_or_several_identities_and_bad_entries() {
+        let a = entry("spiffe://td/ns/a/sa/a");
+        let b = entry("spiffe://td/ns/b/sa/b");
+        for (body, needle) in [
+            (identities("", ""), "has 0 entries"),
+            (identities("", &format!("{a},{b}")), "has 2 entries"),
+            (identities("", &entry("td/ns/a")), "not a SPIFFE ID"),
+            (
+                identities("", r#""spiffe://td/x":{"privateKeyPem":"k"}"#),
+                "`workloadCredentials[\"spiffe://td/x\"].certificatePem` is missing",
+            ),
+            (
+                identities(
+                    "",
+                    &format!(r#""spiffe://td/x":{{"certificatePem":"{CERT}"}}"#),
+                ),
+                "privateKeyPem` is missing",
+            ),
+            (
+                identities(
+                    "",
+                    &format!(
+                        r#""spiffe://td/x":{{"certificatePem":"{CERT}","privateKeyPem":"sekrit"}}"#
+                    ),
+                ),
+                "holds no PEM private key",
+            ),
+            (
+                identities("", r#""spiffe://td/x":"x""#),
+                "is a string, expected an object",
+            ),
+            (
+                r#"{"status":"OK"}"#.to_owned(),
+                "`workloadCredentials` is missing",
+            ),
+            (
+                r#"{"status":5,"workloadCredentials":{}}"#.to_owned(),
+                "`status` is a number",
+            ),
+        ] {
+            let err = parse_workload_identities(body.as_bytes(), "e").unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse, "{text}");
+            assert!(text.contains(needle), "{text}");
+            assert!(!text.contains("sekrit"), "{text}");
+        }
+    }
+
+    #[test]
+    fn parses_trust_anchors_by_bare_domain() {
+        let body = format!(
+            r#"{{"trustAnchors":{{"a.example":{{"trustAnchorsPem":"{CERT}"}},"spiffe://b.example":{{"trustAnchorsPem":"{CERT}"}}}}}}"#
+        );
+        let map = parse_trust_anchors(body.as_bytes(), "e").unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["a.example", "b.example"]);
+        for (body, needle) in [
+            (
+                format!(
+                    r#"{{"trustAnchors":{{"a":{{"trustAnchorsPem":"{CERT}"}},"spiffe://a":{{"trustAnchorsPem":"{CERT}"}}}}}}"#
+                ),
+                "appears twice",
+            ),
+            (
+                format!(
+                    r#"{{"trustAnchors":{{"a":{{"trustAnchorsPem":"{CERT}"}},"a":{{"trustAnchorsPem":"{CERT}"}}}}}}"#
+                ),
+                "duplicate key",
+            ),
+            (
+                r#"{"trustAnchors":{"a":{"trustAnchorsPem":"x"}}}"#.to_owned(),
+                "holds no PEM",
+            ),
+            (
+                r#"{"trustAnchors":{"a":{}}}"#.to_owned(),
+                "trustAnchorsPem` is missing",
+            ),
+            (
+                r#"{"trustAnchors":[]}"#.to_owned(),
+                "`trustAnchors` is an array",
+            ),
+            (
+                r#"{"trustAnchors":{"":{}}}"#.to_owned(),
+                "not a trust domain",
+            ),
+        ] {
+            let err = parse_trust_anchors(body.as_bytes(), "e").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn unavailable_reasons_come_from_status_and_body() {
+        use WorkloadCertificatesUnavailable as U;
+        assert_eq!(U::from_status(412, ""), Some(U::NotConfigured));
+        assert_eq!(
+            U::from_status(404, "workload certificate feature not enabled"),
+            Some(U::FeatureDisabled)
+        );
+        assert_eq!(U::from_status(404, "Not Found"), None);
+        assert_eq!(U::from_status(500, ""), None);
+        let err = U::NotConfigured.into_error(412, "e");
+        assert_eq!(U::of(&err), Some(U::NotConfigured));
+        assert_eq!(err.status(), Some(412));
+        assert!(
+            err.to_string()
+                .contains("workload certificates not configured on this VM")
+        );
+        assert_eq!(U::of(&Error::http_status(404, "e", "x")), None);
+    }
+}

@@ -1,0 +1,422 @@
+//! A cache of peer chains that passed verification, so a repeat handshake with a known peer skips
+//! certificate parsing and path validation.
+//!
+//! What is cached is only the outcome of [`verify_x509_svid`](crate::verify_x509_svid) for one
+//! exact chain: its SPIFFE ID. An entry is used only when, at the moment of use,
+//!
+//! - the chain presented is byte for byte the chain verified (leaf and every intermediate, same
+//!   order; the hash only picks the slot, the bytes are compared),
+//! - it is verified for the same purpose (`serverAuth` / `clientAuth`),
+//! - the trust bundles are still the very set it was verified against
+//!   ([`TrustBundleSet::generation`](crate::TrustBundleSet::generation)): any reload or change of
+//!   the bundles makes every entry stale, and
+//! - `now` lies within the validity period of every certificate of the chain.
+//!
+//! The authorizer is not cached at all: it runs on every handshake, so a policy change (or a
+//! predicate that changes its mind) applies to known peers at once. Refusals are never cached.
+//! The handshake signature (CertificateVerify) is still checked against the presented leaf by rustls
+//! on every handshake, so a cached chain proves nothing without its private key.
+//!
+//! The cache is bounded (least recently used entries go first) and split into shards, each behind
+//! its own mutex held only for a scan of a few dozen slots, so concurrent handshakes rarely wait
+//! on each other.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rustls_pki_types::CertificateDer;
+
+use crate::cert::Purpose;
+use crate::spiffe_id::SpiffeId;
+
+/// The most shards a cache is split into.
+const MAX_SHARDS: usize = 16;
+
+/// A bounded, shared cache of verified peer chains; see the [module docs](self) for what is
+/// re-checked on every use.
+///
+/// Cloning shares the cache. Give one to [`SpiffeVerifier::with_cache`](crate::SpiffeVerifier::with_cache)
+/// or [`MtlsConfig::with_chain_cache`](crate::MtlsConfig::with_chain_cache).
+///
+/// ```
+/// use workload_auth_mtls::VerifiedChainCache;
+/// let cache = VerifiedChainCache::new(256);
+/// assert!(cache.is_empty());
+/// assert_eq!(VerifiedChainCache::default().capacity(), VerifiedChainCache::DEFAULT_CAPACITY);
+/// ```
+#[derive(Clone)]
+pub struct VerifiedChainCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: Vec<Entry>,
+    /// Bumped on every use; an entry's `last_used` is the tick of its last hit.
+    tick: u64,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+}
+
+struct Entry {
+    hash: u64,
+    /// The chain: for each certificate, its length (4 bytes, big endian) then its DER.
+    chain: Box<[u8]>,
+    purpose: Purpose,
+    bundles_generation: u64,
+    /// Latest notBefore and earliest notAfter over the chain, seconds since the Unix epoch.
+    not_before: i64,
+    not_after: i64,
+    id: SpiffeId,
+    last_used: u64,
+}
+
+/// Counters of a [`VerifiedChainCache`], for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChainCacheStats {
+    /// Entries held now.
+    pub entries: usize,
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that had to verify (no entry, or a stale one).
+    pub misses: u64,
+    /// Entries dropped to make room.
+    pub evictions: u64,
+}
+
+/// The validity window of a verified chain and what it was verified against.
+pub(crate) struct Verified<'a> {
+    pub(crate) id: &'a SpiffeId,
+    pub(crate) purpose: Purpose,
+    pub(crate) bundles_generation: u64,
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
+}
+
+impl VerifiedChainCache {
+    /// The capacity of [`VerifiedChainCache::default`].
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    /// A cache holding about `capacity` chains (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self::with_shards(capacity, MAX_SHARDS)
+    }
+
+    fn with_shards(capacity: usize, shards: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = capacity.min(shards).max(1);
+        let per_shard = capacity.div_ceil(shards);
+        Self {
+            inner: Arc::new(Inner {
+                hasher: RandomState::new(),
+                shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+                per_shard,
+            }),
+        }
+    }
+
+    /// How many chains it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.inner.per_shard * self.inner.shards.len()
+    }
+
+    /// How many chains it holds now.
+    pub fn len(&self) -> usize {
+        self.shards().map(|s| s.entries.len()).sum()
+    }
+
+    /// Whether it holds no chain.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every chain (counters are kept).
+    pub fn clear(&self) {
+        for mut shard in self.shards() {
+            shard.entries.clear();
+        }
+    }
+
+    /// Hits, misses, evictions and size so far.
+    pub fn stats(&self) -> ChainCacheStats {
+        let mut stats = ChainCacheStats::default();
+        for shard in self.shards() {
+            stats.entries += shard.entries.len();
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
+            stats.evictions += shard.evictions;
+        }
+        stats
+    }
+
+    fn shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
+        self.inner.shards.iter().map(lock)
+    }
+
+    fn hash(&self, leaf: &[u8], intermediates: &[CertificateDer<'_>]) -> u64 {
+        let mut h = self.inner.hasher.build_hasher();
+        for der in std::iter::once(leaf).chain(intermediates.iter().map(|c| c.as_ref())) {
+            h.write_usize(der.len());
+            h.write(der);
+        }
+        h.finish()
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        // The high bits pick the shard; the whole hash is compared within it.
+        let n = self.inner.shards.len() as u64;
+        let index = ((hash >> 32) % n) as usize;
+        lock(&self.inner.shards[index])
+    }
+
+    /// The SPIFFE ID of `leaf` + `intermediates` if that exact chain was verified for `purpose`
+    /// against bundles of `bundles_generation` and `now` (seconds) is within its validity.
+    pub(crate) fn get(
+        &self,
+        leaf: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        purpose: Purpose,
+        bundles_generation: u64,
+        now: i64,
+    ) -> Option<SpiffeId> {
+        let hash = self.hash(leaf, intermediates);
+        let mut shard = self.shard(hash);
+        shard.tick += 1;
+        let tick = shard.tick;
+        let found = shard.entries.iter().position(|e| {
+            e.hash == hash && e.purpose == purpose && same_chain(&e.chain, leaf, intermediates)
+        });
+        let Some(index) = found else {
+            shard.misses += 1;
+            return None;
+        };
+        if shard.entries[index].bundles_generation != bundles_generation {
+            // Verified against bundles that are gone: never usable again.
+            shard.entries.swap_remove(index);
+            shard.misses += 1;
+            return None;
+        }
+        let entry = &mut shard.entries[index];
+        if now < entry.not_before || now > entry.not_after {
+            shard.misses += 1;
+            return None;
+        }
+        entry.last_used = tick;
+        let id = entry.id.clone();
+        shard.hits += 1;
+        Some(id)
+    }
+
+    /// Records that `leaf` + `intermediates` verified as `verified` says.
+    pub(crate) fn insert(
+        &self,
+        leaf: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        verified: Verified<'_>,
+    ) {
+        let hash = self.hash(leaf, intermediates);
+        let chain = encode_chain(leaf, intermediates);
+        let per_shard = self.inner.per_shard;
+        let mut shard = self.shard(hash);
+        shard.tick += 1;
+        let entry = Entry {
+            hash,
+            chain,
+            purpose: verified.purpose,
+            bundles_generation: verified.bundles_generation,
+            not_before: verified.not_before,
+            not_after: verified.not_after,
+            id: verified.id.clone(),
+            last_used: shard.tick,
+        };
+        let existing = shard
+            .entries
+            .iter()
+            .position(|e| e.hash == hash && e.purpose == entry.purpose && e.chain == entry.chain);
+        if let Some(index) = existing {
+            shard.entries[index] = entry;
+            return;
+        }
+        if shard.entries.len() >= per_shard {
+            let oldest = shard
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(i, _)| i);
+            if let Some(index) = oldest {
+                shard.entries.swap_remove(index);
+                shard.evictions += 1;
+            }
+        }
+        shard.entries.push(entry);
+    }
+}
+
+impl Default for VerifiedChainCache {
+    /// A cache of [`VerifiedChainCache::DEFAULT_CAPACITY`] chains.
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl fmt::Debug for VerifiedChainCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedChainCache")
+            .field("capacity", &self.capacity())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding the lock leaves the entries consistent (each change is one step).
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn encode_chain(leaf: &[u8], intermediates: &[CertificateDer<'_>]) -> Box<[u8]> {
+    let certs = std::iter::once(leaf).chain(intermediates.iter().map(|c| c.as_ref()));
+    let total = certs.clone().map(|c| c.len() + 4).sum();
+    let mut out = Vec::with_capacity(total);
+    for der in certs {
+        // Certificates are far below 4 GiB; a longer one saturates, and the bytes still compare.
+        out.extend_from_slice(&u32::try_from(der.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(der);
+    }
+    out.into_boxed_slice()
+}
+
+/// Whether `encoded` (see [`encode_chain`]) is exactly `leaf` followed by `intermediates`.
+fn same_chain(encoded: &[u8], leaf: &[u8], intermediates: &[CertificateDer<'_>]) -> bool {
+    let mut rest = encoded;
+    for der in std::iter::once(leaf).chain(intermediates.iter().map(|c| c.as_ref())) {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        if u32::from_be_bytes(*len) as usize != der.len() || !tail.starts_with(der) {
+            return false;
+        }
+        rest = &tail[der.len()..];
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> SpiffeId {
+        SpiffeId::parse(s).unwrap()
+    }
+
+    fn verified(id: &SpiffeId, generation: u64) -> Verified<'_> {
+        Verified {
+            id,
+            purpose: Purpose::ClientAuth,
+            bundles_generation: generation,
+            not_before: 100,
+            not_after: 200,
+        }
+    }
+
+    #[test]
+    fn chains_compare_byte_for_byte_and_by_boundaries() {
+        let a = CertificateDer::from(vec![1u8, 2, 3]);
+        let b = CertificateDer::from(vec![4u8, 5]);
+        let enc = encode_chain(&[9, 9], &[a.clone(), b.clone()]);
+        assert!(same_chain(&enc, &[9, 9], &[a.clone(), b.clone()]));
+        assert!(!same_chain(&enc, &[9, 9], std::slice::from_ref(&a)));
+        assert!(!same_chain(&enc, &[9, 9], &[b.clone(), a.clone()]));
+        assert!(!same_chain(
+            &enc,
+            &[9, 9, 1],
+            &[CertificateDer::from(vec![2u8, 3]), b.clone()]
+        ));
+        assert!(!same_chain(&enc, &[9, 8], &[a, b]));
+    }
+
+    #[test]
+    fn hits_only_within_window_generation_and_purpose() {
+        let cache = VerifiedChainCache::new(8);
+        let who = id("spiffe://td/ns/a/sa/b");
+        let leaf = [7u8; 40];
+        assert_eq!(cache.get(&leaf, &[], Purpose::ClientAuth, 1, 150), None);
+        cache.insert(&leaf, &[], verified(&who, 1));
+        assert_eq!(
+            cache.get(&leaf, &[], Purpose::ClientAuth, 1, 150),
+            Some(who.clone())
+        );
+        assert_eq!(cache.get(&leaf, &[], Purpose::ServerAuth, 1, 150), None);
+        assert_eq!(cache.get(&leaf, &[], Purpose::ClientAuth, 1, 201), None);
+        assert_eq!(cache.get(&leaf, &[], Purpose::ClientAuth, 1, 99), None);
+        assert_eq!(
+            cache.get(&[7u8; 39], &[], Purpose::ClientAuth, 1, 150),
+            None
+        );
+        // A new bundle generation drops the entry for good.
+        assert_eq!(cache.get(&leaf, &[], Purpose::ClientAuth, 2, 150), None);
+        assert_eq!(cache.get(&leaf, &[], Purpose::ClientAuth, 1, 150), None);
+        assert!(cache.is_empty());
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 7));
+    }
+
+    #[test]
+    fn stays_bounded_and_evicts_the_least_recently_used() {
+        let cache = VerifiedChainCache::new(4);
+        assert_eq!(cache.capacity(), 4);
+        let who = id("spiffe://td/w");
+        // With 4 slots in 4 shards of 1, every insert into a full shard evicts its one entry.
+        for i in 0..64u8 {
+            cache.insert(&[i; 8], &[], verified(&who, 1));
+            assert!(cache.len() <= 4);
+        }
+        assert_eq!(cache.stats().evictions, 60);
+
+        let one = VerifiedChainCache::new(1);
+        one.insert(&[1; 8], &[], verified(&who, 1));
+        one.insert(&[2; 8], &[], verified(&who, 1));
+        assert_eq!(one.get(&[1; 8], &[], Purpose::ClientAuth, 1, 150), None);
+        assert!(one.get(&[2; 8], &[], Purpose::ClientAuth, 1, 150).is_some());
+    }
+
+    #[test]
+    fn a_full_shard_evicts_the_least_recently_used() {
+        let cache = VerifiedChainCache::with_shards(3, 1);
+        let who = id("spiffe://td/w");
+        for k in 1..=3u8 {
+            cache.insert(&[k; 8], &[], verified(&who, 1));
+        }
+        // Use 1 and 3; 2 is now the least recently used and goes when 4 arrives.
+        assert!(
+            cache
+                .get(&[1; 8], &[], Purpose::ClientAuth, 1, 150)
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&[3; 8], &[], Purpose::ClientAuth, 1, 150)
+                .is_some()
+        );
+        cache.insert(&[4; 8], &[], verified(&who, 1));
+        assert_eq!(cache.len(), 3);
+        for (k, present) in [(1u8, true), (2, false), (3, true), (4, true)] {
+            let hit = cache
+                .get(&[k; 8], &[], Purpose::ClientAuth, 1, 150)
+                .is_some();
+            assert_eq!(hit, present, "entry {k}");
+        }
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+}

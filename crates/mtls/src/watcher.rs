@@ -1,0 +1,149 @@
+//! Rotation: a background task that notices new credentials and swaps them in.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use workload_auth_core::{Error, ErrorKind, Result};
+
+use crate::source::SvidSource;
+use crate::store::SvidStore;
+
+/// How often the [`Watcher`] looks.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchOptions {
+    /// How often to run the source's cheap change check (a few `stat` calls). Default 1 s.
+    pub poll_interval: Duration,
+    /// Re-read the source at least this often even when nothing seems to have changed. Default
+    /// 5 minutes (the node agent refreshes every 10).
+    pub max_reload_interval: Duration,
+    /// After a failed reload, wait at least this long before the next try, doubling up to
+    /// `max_reload_interval`. Default 1 s.
+    pub retry_backoff: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            max_reload_interval: Duration::from_secs(300),
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Keeps an [`SvidStore`] up to date with an [`SvidSource`].
+///
+/// The task belongs to this handle: dropping the `Watcher` stops it. A failed reload keeps the
+/// last good material and is recorded in [`SvidStore::status`].
+pub struct Watcher {
+    task: JoinHandle<()>,
+    store: SvidStore,
+    source: Arc<dyn SvidSource>,
+}
+
+impl Watcher {
+    /// Starts watching `source` on the current tokio runtime, updating `store`.
+    ///
+    /// Fails (rather than panicking) when called outside a tokio runtime.
+    pub fn spawn(
+        store: SvidStore,
+        source: Arc<dyn SvidSource>,
+        options: WatchOptions,
+    ) -> Result<Self> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "watching credentials needs a tokio runtime",
+            )
+            .with_source(e)
+        })?;
+        // Taken now, so a change made right after `spawn` returns is seen as a change.
+        let marker = source.change_marker();
+        let task = handle.spawn(run(store.clone(), source.clone(), options, marker));
+        Ok(Self {
+            task,
+            store,
+            source,
+        })
+    }
+
+    /// The store being kept up to date.
+    pub fn store(&self) -> &SvidStore {
+        &self.store
+    }
+
+    /// Loads the source now and swaps the result in (or records the failure and returns it).
+    pub async fn reload_now(&self) -> Result<()> {
+        reload(&self.store, self.source.as_ref()).await
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher")
+            .field("source", &self.source.describe())
+            .field("generation", &self.store.generation())
+            .finish()
+    }
+}
+
+async fn reload(store: &SvidStore, source: &dyn SvidSource) -> Result<()> {
+    match source.load().await {
+        Ok(material) => {
+            tracing::info!(
+                spiffe_id = %material.svid().spiffe_id(),
+                origin = material.origin(),
+                "X.509 credentials reloaded"
+            );
+            store.replace(material);
+            Ok(())
+        }
+        Err(e) => {
+            store.record_failure(e.clone());
+            Err(e)
+        }
+    }
+}
+
+async fn run(
+    store: SvidStore,
+    source: Arc<dyn SvidSource>,
+    options: WatchOptions,
+    mut marker: Option<crate::source::ChangeMarker>,
+) {
+    let poll = options.poll_interval.max(Duration::from_millis(10));
+    let mut next_full = Instant::now() + options.max_reload_interval;
+    let mut backoff = options.retry_backoff;
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(poll).await;
+        let now = Instant::now();
+        let current = source.change_marker();
+        // A failed load is retried after a backoff, or at once if the source changes again.
+        let due = current != marker || now >= next_full || retry_at.is_some_and(|at| now >= at);
+        if !due {
+            continue;
+        }
+        marker = current;
+        match reload(&store, source.as_ref()).await {
+            Ok(()) => {
+                retry_at = None;
+                backoff = options.retry_backoff;
+            }
+            Err(_) => {
+                retry_at = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(options.max_reload_interval);
+            }
+        }
+        next_full = Instant::now() + options.max_reload_interval;
+    }
+}

@@ -1,0 +1,103 @@
+//! A workload's managed identity, kept current as it rotates.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use workload_auth_core::{Result, runtime};
+use workload_auth_mtls::{
+    Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, ReloadStatus, SpiffeId,
+    SvidSource, SvidStore, WatchOptions, Watcher, X509Material,
+};
+
+/// The workload's X509-SVID and trust bundles, from the credentials directory the node agent keeps
+/// fresh (or from memory), swapped atomically on every rotation.
+///
+/// Cheap to clone; clones share the material and the watcher, which stops with the last clone.
+#[derive(Clone)]
+pub struct WorkloadIdentity {
+    store: SvidStore,
+    watcher: Option<Arc<Watcher>>,
+}
+
+impl fmt::Debug for WorkloadIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkloadIdentity")
+            .field("spiffe_id", &self.spiffe_id().as_str())
+            .field("watching", &self.watcher.is_some())
+            .finish()
+    }
+}
+
+impl WorkloadIdentity {
+    /// Loads the credentials directory (`None`: `/var/run/secrets/workload-spiffe-credentials`) and
+    /// watches it for rotations with the default [`WatchOptions`]. Blocks briefly; needs no runtime.
+    pub fn from_directory(dir: Option<&Path>) -> Result<Self> {
+        Self::from_directory_with(dir, WatchOptions::default())
+    }
+
+    /// [`WorkloadIdentity::from_directory`] with explicit watch options.
+    pub fn from_directory_with(dir: Option<&Path>, options: WatchOptions) -> Result<Self> {
+        let dir = match dir {
+            Some(path) => CredentialsDir::new(path),
+            None => CredentialsDir::default_location(),
+        };
+        let store = SvidStore::new(dir.load_blocking()?);
+        let source: Arc<dyn SvidSource> = Arc::new(dir);
+        Self::watching(store, source, options)
+    }
+
+    /// Watches any [`SvidSource`] (for example the metadata server's workload-certificate
+    /// endpoints), starting from material already loaded from it.
+    pub fn watching(
+        store: SvidStore,
+        source: Arc<dyn SvidSource>,
+        options: WatchOptions,
+    ) -> Result<Self> {
+        let handle = runtime::handle()?;
+        let _entered = handle.enter();
+        let watcher = Watcher::spawn(store.clone(), source, options)?;
+        Ok(Self {
+            store,
+            watcher: Some(Arc::new(watcher)),
+        })
+    }
+
+    /// Fixed material given by the caller: no watching.
+    pub fn from_material(material: X509Material) -> Self {
+        Self {
+            store: SvidStore::new(material),
+            watcher: None,
+        }
+    }
+
+    /// This workload's SPIFFE ID (of the current certificate).
+    pub fn spiffe_id(&self) -> SpiffeId {
+        self.store.with_current(|m| m.svid().spiffe_id().clone())
+    }
+
+    /// The store holding the current material; it changes atomically on rotation.
+    pub fn store(&self) -> &SvidStore {
+        &self.store
+    }
+
+    /// How reloading has gone: counts, the last error (a failed reload keeps the last good material).
+    pub fn status(&self) -> ReloadStatus {
+        self.store.status()
+    }
+
+    /// mTLS configuration that presents this identity and accepts peers `authorizer` allows.
+    pub fn mtls(&self, authorizer: Authorizer) -> MtlsConfig {
+        MtlsConfig::new(self.store.clone(), authorizer)
+    }
+
+    /// A client that connects with this identity to peers `authorizer` allows.
+    pub fn connector(&self, authorizer: Authorizer) -> Result<MtlsConnector> {
+        MtlsConnector::from_config(&self.mtls(authorizer))
+    }
+
+    /// A server side that accepts peers `authorizer` allows (client certificates required).
+    pub fn acceptor(&self, authorizer: Authorizer) -> Result<MtlsAcceptor> {
+        MtlsAcceptor::from_config(&self.mtls(authorizer))
+    }
+}

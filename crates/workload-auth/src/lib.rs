@@ -1,0 +1,78 @@
+//! workload-auth: a workload proves who it is — to Google APIs with OAuth tokens found through
+//! Application Default Credentials, and to other workloads over mutual TLS with its managed
+//! workload identity (a SPIFFE X.509 certificate).
+//!
+//! This is the crate a Rust program depends on; it gathers the focused crates behind one door:
+//!
+//! - [`Credentials`] (built by [`CredentialsBuilder`] or [`default_credentials`]): access tokens,
+//!   ID tokens, request headers and an [`Explanation`] of why these credentials were chosen. Tokens
+//!   are cached lock-free and refreshed in the background before they expire.
+//! - [`WorkloadIdentity`]: the workload's X509-SVID and trust bundles, kept current as they rotate,
+//!   ready to make [`mtls`] clients and servers that authorize peers by SPIFFE ID.
+//!
+//! Every operation is async first, with a `_blocking` twin for callers without a runtime; building
+//! needs no runtime at all (the library runs its own small one for background work).
+//!
+//! ```no_run
+//! # async fn run() -> workload_auth::Result<()> {
+//! use workload_auth::mtls::{Authorizer, SpiffeId};
+//! use workload_auth::{WorkloadIdentity, default_credentials};
+//!
+//! // To Google APIs.
+//! let credentials = default_credentials()?;
+//! let token = credentials.access_token().await?;
+//! println!("{} token, {:?} left", credentials.credential_type(), token.expires_in());
+//!
+//! // To another workload.
+//! let identity = WorkloadIdentity::from_directory(None)?; // /var/run/secrets/workload-spiffe-credentials
+//! let backend = SpiffeId::parse("spiffe://my-pool.global.123.workload.id.goog/ns/prod/sa/backend")?;
+//! let connector = identity.connector(Authorizer::exact(backend))?;
+//! let (stream, peer) = connector.connect("10.0.0.7:8443").await?;
+//! # let _ = (stream, peer); Ok(()) }
+//! ```
+//!
+//! Examples that run anywhere (they start the built-in emulator) are in `examples/`.
+//!
+//! What it deliberately does not do: call any Google API for you, speak HTTP beyond what tokens
+//! need, or use OpenSSL.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod identity;
+
+pub use identity::WorkloadIdentity;
+pub use workload_auth_adc::{
+    Builder as CredentialsBuilder, CredentialType, Credentials, EnvSource, Explanation,
+    RequestHeaders,
+};
+pub use workload_auth_core::{
+    AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
+};
+
+/// Application Default Credentials, every credential type and its explanation.
+pub mod adc {
+    pub use workload_auth_adc::*;
+}
+
+/// The GCE metadata-server client and on-Google-Cloud detection.
+pub mod metadata {
+    pub use workload_auth_metadata::*;
+}
+
+/// SPIFFE IDs, trust bundles, verification, authorizers and rustls configurations.
+pub mod mtls {
+    pub use workload_auth_mtls::*;
+}
+
+/// Shared building blocks: the token cache, clocks, the library's runtime.
+pub mod core {
+    pub use workload_auth_core::*;
+}
+
+/// Application Default Credentials from the process environment, with the default scopes.
+///
+/// Same as `CredentialsBuilder::new().build()`. Off Google Cloud with nothing configured this fails
+/// within milliseconds, and the error lists every place that was looked at.
+pub fn default_credentials() -> Result<Credentials> {
+    CredentialsBuilder::new().build()
+}
