@@ -16,10 +16,16 @@
 //!   key derivation and record encryption are left out.
 //! - `mtls_handshake/spiffe, verified-chain cache warm`: a repeat handshake with known peers, each
 //!   side's verifier holding a `VerifiedChainCache`.
-//! - `verify_chain/*`: chain verification alone, SPIFFE verifier against the stock verifier.
+//! - `verify_chain/*`: chain verification alone, SPIFFE verifier against the stock verifier, and a
+//!   cache hit on one and on all cores.
+//! - `crypto_floor_parts/*`: each operation of the floor alone, to check its sum.
+//!
+//! Times are the CPU time of the benchmark thread (the bench machine is shared), and the variants
+//! of a group run interleaved; only the many-thread figure is wall time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::io::Write as _;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -38,7 +44,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
 use workload_auth_mtls::{
     Authorizer, MtlsConfig, Purpose, SpiffeId, SvidStore, TrustBundle, TrustBundleSet, TrustDomain,
-    VerifiedChainCache, X509Material, X509Svid, peer_spiffe_id,
+    VerifiedChainCache, X509Material, X509Svid, peer_spiffe_id, spiffe_id_of,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -257,6 +263,20 @@ impl CryptoFloor {
             .unwrap();
     }
 
+    fn sign_once(&self) {
+        black_box(self.server_key.sign(&self.rng, &self.message).unwrap());
+    }
+
+    fn verify_once(&self) {
+        Self::verify(&self.server_leaf_key, &self.message, &self.server_signature);
+    }
+
+    fn x25519_keygen(&self) -> (EphemeralPrivateKey, agreement::PublicKey) {
+        let key = EphemeralPrivateKey::generate(&X25519, &self.rng).unwrap();
+        let public = key.compute_public_key().unwrap();
+        (key, public)
+    }
+
     fn run(&self) {
         // Key exchange: each side makes an ephemeral key and agrees with the other's share.
         let c_kx = EphemeralPrivateKey::generate(&X25519, &self.rng).unwrap();
@@ -293,20 +313,84 @@ impl CryptoFloor {
     }
 }
 
-/// Runs `own` `iters` times and returns its total time. After each run one of `others` runs
-/// untimed, in turn, so load from elsewhere on the machine falls on every variant alike and their
-/// ratios hold even when absolute times drift.
+/// CPU time of the calling thread. The machine these run on is shared; CPU time leaves out the
+/// time other processes hold the core, which wall time would charge to whichever measurement
+/// happened to be running.
+fn cpu_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Runs `op` `iters` times and returns the CPU time it took.
+fn cpu_timed(iters: u64, op: &dyn Fn()) -> Duration {
+    let start = cpu_now();
+    for _ in 0..iters {
+        op();
+    }
+    cpu_now() - start
+}
+
+/// Runs `own` `iters` times and returns its total CPU time. After each run one of `others` runs
+/// untimed, in turn, so whatever the caches and the core's clock go through falls on every variant
+/// alike.
 fn interleaved(iters: u64, own: &dyn Fn(), others: &[&dyn Fn()]) -> Duration {
     let mut total = Duration::ZERO;
     for n in 0..iters {
-        let start = Instant::now();
+        let start = cpu_now();
         own();
-        total += start.elapsed();
+        total += cpu_now() - start;
         if !others.is_empty() {
             others[n as usize % others.len()]();
         }
     }
     total
+}
+
+/// A paired comparison printed after the criterion figures, the source of the ratios in
+/// BENCHMARKS.md: in each round every variant runs a small batch, back to back (starting with a
+/// different one each round), and each round gives one ratio per pair; the median and quartiles
+/// over the rounds are reported. Changes in the machine's speed slower than a round cancel out.
+fn paired_report(variants: &[(&str, &dyn Fn())]) {
+    let quick = std::env::args().any(|a| a == "--test" || a == "--list");
+    let (rounds, batch) = if quick { (2, 1) } else { (600, 3) };
+    let n = variants.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let v = (round + k) % n;
+            let t = cpu_timed(batch, variants[v].1);
+            times[v].push(t.as_secs_f64() / batch as f64);
+        }
+    }
+    let quartiles = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+        (at(0.25), at(0.5), at(0.75))
+    };
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(
+        out,
+        "\npaired comparison, {rounds} rounds of {batch} (CPU time; median [p25, p75]):"
+    );
+    for (v, (label, _)) in variants.iter().enumerate() {
+        let (lo, mid, hi) = quartiles(times[v].clone());
+        let _ = writeln!(
+            out,
+            "  {label:<58} {:>8.1} µs [{:.1}, {:.1}]",
+            mid * 1e6,
+            lo * 1e6,
+            hi * 1e6
+        );
+    }
+    for (a, b) in [(0, 1), (0, 2), (1, 2), (3, 1), (3, 0)] {
+        let ratios: Vec<f64> = (0..rounds).map(|r| times[a][r] / times[b][r]).collect();
+        let (lo, mid, hi) = quartiles(ratios);
+        let _ = writeln!(
+            out,
+            "  ratio {} / {}: {mid:.3} [{lo:.3}, {hi:.3}]",
+            variants[a].0, variants[b].0
+        );
+    }
 }
 
 fn handshakes(c: &mut Criterion) {
@@ -367,6 +451,35 @@ fn handshakes(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    paired_report(&variants);
+
+    // The floor's parts, for checking its sum: 2 sign + 6 verify + 2 keygen + 2 agreement.
+    let (_, peer_share) = floor.x25519_keygen();
+    let mut g = c.benchmark_group("crypto_floor_parts");
+    g.bench_function("ECDSA P-256 sign", |b| {
+        b.iter_custom(|n| cpu_timed(n, &|| floor.sign_once()))
+    });
+    g.bench_function("ECDSA P-256 verify", |b| {
+        b.iter_custom(|n| cpu_timed(n, &|| floor.verify_once()))
+    });
+    g.bench_function("X25519 keygen", |b| {
+        b.iter_custom(|n| {
+            cpu_timed(n, &|| {
+                black_box(floor.x25519_keygen());
+            })
+        })
+    });
+    g.bench_function("X25519 keygen + agreement", |b| {
+        b.iter_custom(|n| {
+            cpu_timed(n, &|| {
+                let (key, _) = floor.x25519_keygen();
+                let peer = AgreementPublicKey::new(&X25519, peer_share.as_ref());
+                black_box(agreement::agree_ephemeral(key, &peer, |k| k[0]).unwrap());
+            })
+        })
+    });
+    g.finish();
 }
 
 fn verification(c: &mut Criterion) {
@@ -417,7 +530,19 @@ fn verification(c: &mut Criterion) {
     g.bench_function("baseline: rustls WebPkiServerVerifier", |b| {
         b.iter_custom(|iters| interleaved(iters, &verify_webpki, &[&verify_spiffe]))
     });
-    g.bench_function("spiffe verifier, cache hit/1 thread", |b| b.iter(cache_hit));
+    g.bench_function(
+        "spiffe_id_of: reading the peer's ID after a handshake",
+        |b| {
+            b.iter_custom(|n| {
+                cpu_timed(n, &|| {
+                    black_box(spiffe_id_of(&chain[0]));
+                })
+            })
+        },
+    );
+    g.bench_function("spiffe verifier, cache hit/1 thread", |b| {
+        b.iter_custom(|n| cpu_timed(n, &cache_hit))
+    });
     g.bench_function(
         format!(
             "spiffe verifier, cache hit/{threads} threads, same chain (time per op, all threads)"

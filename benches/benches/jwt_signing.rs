@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use serde_json::json;
 use workload_auth_adc::signing::JwtSigner;
 
@@ -24,11 +26,10 @@ fn test_key(name: &str) -> String {
 
 fn pkcs8_der(pem: &str) -> Vec<u8> {
     use base64::Engine as _;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }
 
 /// The claims of a JWT-bearer assertion, as the credential builds them for each request.
@@ -47,7 +48,8 @@ fn jwt_signing(c: &mut Criterion) {
     let rng = SystemRandom::new();
     let rsa_pem = test_key("test_rsa_pkcs8.pem");
     let ec_pem = test_key("test_ec_p256_pkcs8.pem");
-    let rsa_signer = JwtSigner::from_pem(&rsa_pem.as_str().into(), Some("rsa-key-id".into())).unwrap();
+    let rsa_signer =
+        JwtSigner::from_pem(&rsa_pem.as_str().into(), Some("rsa-key-id".into())).unwrap();
     let ec_signer = JwtSigner::from_pem(&ec_pem.as_str().into(), Some("ec-key-id".into())).unwrap();
     // The signing input of a real JWT, for the baselines.
     let jwt = rsa_signer.sign(&claims()).unwrap();
@@ -56,7 +58,8 @@ fn jwt_signing(c: &mut Criterion) {
 
     let rsa = RsaKeyPair::from_pkcs8(&pkcs8_der(&rsa_pem)).unwrap();
     let mut rsa_sig = vec![0u8; rsa.public().modulus_len()];
-    let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8_der(&ec_pem), &rng).unwrap();
+    let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8_der(&ec_pem), &rng)
+        .unwrap();
 
     let mut group = c.benchmark_group("jwt_signing");
     group.bench_function("rs256/ring_sign_baseline", |b| {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use workload_auth_core::{AccessToken, TokenCache};
+use workload_auth_emulator::{Emulator, EmulatorConfig};
+use workload_auth_metadata::MetadataClient;
 
 fn token() -> AccessToken {
     AccessToken::new(
@@ -63,8 +65,12 @@ fn cache_hit(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("token_cache");
     g.bench_function("hit/1 thread", |b| b.iter(hit));
-    g.bench_function("baseline: Instant::now", |b| b.iter(|| black_box(Instant::now())));
-    g.bench_function("baseline: RwLock<Arc<Token>> read+clone/1 thread", |b| b.iter(rw));
+    g.bench_function("baseline: Instant::now", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+    g.bench_function("baseline: RwLock<Arc<Token>> read+clone/1 thread", |b| {
+        b.iter(rw)
+    });
     g.bench_function("baseline: watch borrow+clone/1 thread", |b| b.iter(watch));
     let name = |what: &str| format!("{what}/{threads} threads (time per op, all threads)");
     g.bench_function(name("hit"), |b| {
@@ -80,5 +86,39 @@ fn cache_hit(c: &mut Criterion) {
     drop(watch_tx);
 }
 
-criterion_group!(benches, cache_hit);
+/// A fetch from the emulator's metadata server over loopback, the HTTP connection reused; and the
+/// same behind a cache miss (invalidate, then a blocking get: spawn, fetch, store, wake).
+fn cold_fetch(c: &mut Criterion) {
+    let emulator = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
+    let client = MetadataClient::builder()
+        .host(emulator.host())
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fetch_client = client.clone();
+    let cache = TokenCache::new(move || {
+        let client = fetch_client.clone();
+        async move { client.access_token(&[]).await }
+    });
+    let mut g = c.benchmark_group("token_cache");
+    g.bench_function("fetch from emulator (connection reused)", |b| {
+        b.iter(|| runtime.block_on(client.access_token(&[])).unwrap())
+    });
+    g.bench_function(
+        "cache miss: invalidate + get_blocking (fetch from emulator)",
+        |b| {
+            b.iter(|| {
+                cache.invalidate();
+                black_box(cache.get_blocking().unwrap().secret().len());
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, cache_hit, cold_fetch);
 criterion_main!(benches);

@@ -12,9 +12,7 @@ use workload_auth_metadata::{
 };
 
 use crate::credentials::{Credentials, ProjectState, Resolved};
-use crate::env::{
-    CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
-};
+use crate::env::{CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV};
 use crate::explain::{Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::http::{DEFAULT_TIMEOUT, Http, TlsRoots};
 use crate::kinds::{self, Context, Source};
@@ -241,7 +239,7 @@ impl Builder {
     fn context(&self) -> Result<Context> {
         Ok(Context {
             env: self.env.clone(),
-            http: Http::new(&self.roots, None, self.timeout)?,
+            http: Http::new(&self.roots, None, self.timeout),
             roots: self.roots.clone(),
             timeout: self.timeout,
             self_signed_jwt: self.self_signed_jwt,
@@ -251,10 +249,10 @@ impl Builder {
 
     fn resolve(&self) -> (Result<Credentials>, Vec<Step>) {
         let mut steps = Vec::new();
-        let result = self.search(&mut steps).and_then(|found| {
+        let result = self.search(&mut steps).map(|found| {
             let (project, project_steps) = self.project_id(&found);
             let quota = self.quota_project(&found.source);
-            Ok(Credentials::new(Resolved {
+            Credentials::new(Resolved {
                 source: found.source,
                 origin: found.origin,
                 steps: steps.clone(),
@@ -264,7 +262,7 @@ impl Builder {
                 quota,
                 cache: self.cache.clone(),
                 metadata: found.metadata,
-            }))
+            })
         });
         (result, steps)
     }
@@ -277,24 +275,35 @@ impl Builder {
                     "credentials file given to the builder",
                     path.display().to_string(),
                     load_file(path, &ctx, "the credentials file given to the builder").and_then(
-                        |r| r.ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::CredentialsNotFound,
-                                "the credentials file given to the builder does not exist",
-                            )
-                            .with_endpoint(path.display().to_string())
-                        }),
+                        |r| {
+                            r.ok_or_else(|| {
+                                Error::new(
+                                    ErrorKind::CredentialsNotFound,
+                                    "the credentials file given to the builder does not exist",
+                                )
+                                .with_endpoint(path.display().to_string())
+                            })
+                        },
                     ),
                 ),
                 Explicit::Json(json) => (
                     "credentials JSON given to the builder",
                     "JSON given to Builder::with_json".to_owned(),
-                    load_json(json.expose().as_bytes(), "JSON given to Builder::with_json", &ctx),
+                    load_json(
+                        json.expose().as_bytes(),
+                        "JSON given to Builder::with_json",
+                        &ctx,
+                    ),
                 ),
             };
             return match loaded {
                 Ok(source) => {
-                    steps.push(Step::new(name, Some(place.clone()), Outcome::Chosen, source.credential_type().as_str()));
+                    steps.push(Step::new(
+                        name,
+                        Some(place.clone()),
+                        Outcome::Chosen,
+                        source.credential_type().as_str(),
+                    ));
                     Ok(Found {
                         source,
                         origin: place,
@@ -316,7 +325,12 @@ impl Builder {
 
         // 1. GOOGLE_APPLICATION_CREDENTIALS.
         match self.env.var(CREDENTIALS_ENV).filter(|v| !v.is_empty()) {
-            None => steps.push(Step::new(CREDENTIALS_ENV, None, Outcome::NotFound, "not set")),
+            None => steps.push(Step::new(
+                CREDENTIALS_ENV,
+                None,
+                Outcome::NotFound,
+                "not set",
+            )),
             Some(value) => {
                 let path = PathBuf::from(&value);
                 let what = format!("the file named by {CREDENTIALS_ENV}");
@@ -348,7 +362,12 @@ impl Builder {
                         })
                     }
                     Err(e) => {
-                        steps.push(Step::new(CREDENTIALS_ENV, Some(value), Outcome::Failed, e.to_string()));
+                        steps.push(Step::new(
+                            CREDENTIALS_ENV,
+                            Some(value),
+                            Outcome::Failed,
+                            e.to_string(),
+                        ));
                         self.not_tried(steps, gcloud_file.as_deref());
                         Err(e)
                     }
@@ -544,7 +563,12 @@ impl Builder {
         }
         if found.gcloud {
             if decided.is_some() {
-                steps.push(Step::new("gcloud configuration", None, Outcome::NotTried, ""));
+                steps.push(Step::new(
+                    "gcloud configuration",
+                    None,
+                    Outcome::NotTried,
+                    "",
+                ));
             } else {
                 match gcloud_config_project(&self.env) {
                     (Some(id), place) => {
@@ -632,7 +656,7 @@ fn load_file(path: &Path, ctx: &Context, what: &str) -> Result<Option<Source>> {
 }
 
 fn load_json(content: &[u8], place: &str, ctx: &Context) -> Result<Source> {
-    let map = crate::json::parse_object(
+    let map = workload_auth_core::json::parse_object(
         content,
         place,
         ErrorKind::InvalidCredentials,
@@ -703,7 +727,10 @@ mod tests {
         )
         .unwrap();
         let env = EnvSource::from_vars([("CLOUDSDK_CONFIG", dir.display().to_string())]);
-        assert_eq!(gcloud_config_project(&env).0.as_deref(), Some("proj-default"));
+        assert_eq!(
+            gcloud_config_project(&env).0.as_deref(),
+            Some("proj-default")
+        );
         std::fs::write(dir.join("active_config"), "work\n").unwrap();
         assert_eq!(gcloud_config_project(&env).0.as_deref(), Some("proj-work"));
         let env = env.with_var("CLOUDSDK_CORE_PROJECT", "from-env");

@@ -183,7 +183,9 @@ impl Credentials {
 
     /// [`Credentials::access_token`] for callers without an async runtime (blocks the thread).
     pub fn access_token_blocking(&self) -> Result<AccessToken> {
-        Ok(AccessToken::clone(&*self.inner.default_cache.get_blocking()?))
+        Ok(AccessToken::clone(
+            &*self.inner.default_cache.get_blocking()?,
+        ))
     }
 
     /// An access token for `scopes`; each scope set gets its own cache on first use.
@@ -291,7 +293,7 @@ impl Credentials {
         match &self.inner.project {
             ProjectState::Known(known) => Ok(known.as_ref().map(|(id, _)| id.clone())),
             ProjectState::Metadata(client, cell) => cell
-                .get_or_try_init(|| async { client.project_id().await })
+                .get_or_try_init(|| self.inner.cache.retry.run(|| client.project_id()))
                 .await
                 .map(|id| Some(id.clone())),
         }
@@ -313,7 +315,7 @@ impl Credentials {
             Some(client) => self
                 .inner
                 .universe
-                .get_or_try_init(|| async { client.universe_domain().await })
+                .get_or_try_init(|| self.inner.cache.retry.run(|| client.universe_domain()))
                 .await
                 .cloned(),
             None => Ok(DEFAULT_UNIVERSE_DOMAIN.to_owned()),
@@ -424,6 +426,14 @@ impl fmt::Debug for RequestHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Credentials>();
+        assert_send_sync::<RequestHeaders>();
+        assert_send_sync::<crate::Explanation>();
+    }
 
     #[test]
     fn scopes_are_checked_sorted_and_deduplicated() {

@@ -218,6 +218,9 @@ mod tests {
             env.gcloud_config_dir(),
             Some(PathBuf::from("/x/.config/gcloud"))
         );
-        assert_eq!(EnvSource::from_vars::<&str, &str>([]).gcloud_config_dir(), None);
+        assert_eq!(
+            EnvSource::from_vars::<&str, &str>([]).gcloud_config_dir(),
+            None
+        );
     }
 }

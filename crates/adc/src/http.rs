@@ -2,16 +2,17 @@
 //! no redirects, and errors that say whether retrying can help.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
-use workload_auth_core::{AccessToken, Error, ErrorKind, Result, Retry, SecretString};
+use workload_auth_core::http::{BoundedBody, TransportFailure, snippet};
+use workload_auth_core::json::{Fields, JsonObject, parse_object};
+use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString};
 use zeroize::Zeroizing;
 
-use crate::json::{Fields, parse_object};
 use crate::url_policy::display_url;
 
 /// The largest response body accepted (1 MiB): token answers are a few kilobytes.
@@ -65,12 +66,9 @@ pub(crate) fn client_config(
             }
             builder.with_root_certificates(store)
         }
-        None => {
-            let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(tls_error)?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(platform_verifier()?),
     };
     match identity {
         None => Ok(builder.with_no_client_auth()),
@@ -84,19 +82,50 @@ pub(crate) fn client_config(
     }
 }
 
-/// The HTTP client of one credential. Cheap to clone.
+/// The HTTP client of one credential. Cheap to clone. The reqwest client (and the TLS
+/// configuration under it) is built on the first request, so resolving credentials costs no more
+/// than reading the file.
 #[derive(Clone)]
 pub(crate) struct Http {
-    client: reqwest::Client,
+    inner: Arc<HttpInner>,
+}
+
+struct HttpInner {
+    roots: TlsRoots,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     timeout: Duration,
+    client: OnceLock<std::result::Result<reqwest::Client, Error>>,
 }
 
 impl fmt::Debug for Http {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Http")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.inner.timeout)
+            .field("roots", &self.inner.roots)
+            .field("client_certificate", &self.inner.identity.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The platform verifier, built once per process: loading the system's roots takes
+/// milliseconds.
+fn platform_verifier() -> Result<Arc<rustls_platform_verifier::Verifier>> {
+    type Cached = std::result::Result<Arc<rustls_platform_verifier::Verifier>, String>;
+    static VERIFIER: OnceLock<Cached> = OnceLock::new();
+    VERIFIER
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls_platform_verifier::Verifier::new(provider)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot load the platform's TLS roots: {e}"),
+            )
+        })
 }
 
 /// How a request authenticates itself.
@@ -113,15 +142,53 @@ pub(crate) enum Body<'a> {
     Json(String),
 }
 
-/// An answer: status and (zeroed on drop) body.
+/// An answer: status and (zeroed on drop) body, and the endpoint as errors name it.
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) body: Zeroizing<Vec<u8>>,
+    pub(crate) endpoint: String,
 }
 
 impl Reply {
     pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// This reply if it is 2xx; otherwise an HTTP-status error with `message` (transient or not
+    /// by the status).
+    pub(crate) fn ok_or_http_error(self, message: impl Into<String>) -> Result<Self> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(Error::http_status(self.status, self.endpoint, message))
+        }
+    }
+
+    /// This reply if it is 2xx; otherwise the token endpoint's error for a `what` request, see
+    /// [`answer_error`].
+    pub(crate) fn ok_or_token_error(self, what: &str, refused_hint: &str) -> Result<Self> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(answer_error(&self, &self.endpoint, what, refused_hint))
+        }
+    }
+
+    /// The body as a JSON object; `what` names it in errors ("the token answer").
+    pub(crate) fn json(&self, what: &str) -> Result<JsonObject> {
+        parse_object(
+            &self.body,
+            &self.endpoint,
+            ErrorKind::MalformedResponse,
+            what,
+        )
+    }
+
+    /// The ID token (a JWT) in the `field` of this JSON answer; `what` names the answer.
+    pub(crate) fn id_token(&self, what: &str, field: &str) -> Result<IdToken> {
+        let map = self.json(what)?;
+        let token = Fields::of_response(&map, &self.endpoint).secret(field)?;
+        IdToken::from_jwt(token).map_err(|e| e.with_endpoint(self.endpoint.clone()))
     }
 }
 
@@ -130,20 +197,48 @@ impl Http {
         roots: &TlsRoots,
         identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
         timeout: Duration,
-    ) -> Result<Self> {
-        let tls = client_config(roots, identity)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client").with_source(e)
-            })?;
-        Ok(Self { client, timeout })
+    ) -> Self {
+        Self {
+            inner: Arc::new(HttpInner {
+                roots: roots.clone(),
+                identity,
+                timeout,
+                client: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Builds the client now, to report a configuration error where it is known.
+    pub(crate) fn prepared(self) -> Result<Self> {
+        self.client()?;
+        Ok(self)
+    }
+
+    fn client(&self) -> Result<&reqwest::Client> {
+        let inner = &self.inner;
+        inner
+            .client
+            .get_or_init(|| {
+                let identity = inner
+                    .identity
+                    .as_ref()
+                    .map(|(chain, key)| (chain.clone(), key.clone_key()));
+                let tls = client_config(&inner.roots, identity)?;
+                reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(inner.timeout)
+                    .connect_timeout(inner.timeout.min(Duration::from_secs(10)))
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| {
+                        Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client")
+                            .with_source(e)
+                    })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Sends one request (no retries: the token cache retries transient failures).
@@ -156,7 +251,7 @@ impl Http {
         body: Body<'_>,
     ) -> Result<Reply> {
         let endpoint = display_url(url);
-        let mut request = self.client.request(method, url.clone());
+        let mut request = self.client()?.request(method, url.clone());
         match auth {
             Auth::None => {}
             Auth::Bearer(token) => {
@@ -200,7 +295,7 @@ impl Http {
         let mut response = request
             .send()
             .await
-            .map_err(|e| transport_error(&e, &endpoint, self.timeout))?;
+            .map_err(|e| transport_error(&e, &endpoint, self.inner.timeout))?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             return Err(Error::http_status(
@@ -211,102 +306,41 @@ impl Http {
             )
             .with_retry(Retry::Permanent));
         }
-        let body = read_body(&mut response, &endpoint, self.timeout).await?;
-        Ok(Reply { status, body })
-    }
-}
-
-async fn read_body(
-    response: &mut reqwest::Response,
-    endpoint: &str,
-    timeout: Duration,
-) -> Result<Zeroizing<Vec<u8>>> {
-    let too_large = || {
-        Error::new(
-            ErrorKind::MalformedResponse,
-            format!("the response body is larger than {MAX_BODY_BYTES} bytes"),
-        )
-        .with_endpoint(endpoint.to_owned())
-    };
-    let declared = response.content_length();
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let capacity = declared.map_or(4096, |n| n as usize);
-    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                if body.len() + chunk.len() > body.capacity() {
-                    let mut bigger = Zeroizing::new(Vec::with_capacity(
-                        (body.len() + chunk.len()).max(body.capacity() * 2),
-                    ));
-                    bigger.extend_from_slice(&body);
-                    body = bigger;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(transport_error(&e, endpoint, timeout)),
+        let mut body = BoundedBody::new(response.content_length(), MAX_BODY_BYTES, &endpoint)?;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&e, &endpoint, self.inner.timeout))?
+        {
+            body.push(&chunk)?;
         }
+        Ok(Reply {
+            status,
+            body: body.finish(),
+            endpoint,
+        })
     }
 }
-
-/// The innermost cause of a transport failure, as text.
-#[derive(Debug)]
-struct Cause(String);
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Cause {}
 
 fn transport_error(e: &reqwest::Error, endpoint: &str, timeout: Duration) -> Error {
-    let message = if e.is_timeout() {
-        format!("no complete answer within {} ms", timeout.as_millis())
+    let failure = if e.is_timeout() {
+        TransportFailure::Timeout(timeout)
     } else if e.is_connect() {
-        "could not connect".to_owned()
+        TransportFailure::Connect
     } else if e.is_body() || e.is_decode() {
-        "the connection failed while reading the answer (truncated or reset)".to_owned()
+        TransportFailure::Body
     } else {
-        "the request failed (connection closed or reset)".to_owned()
+        TransportFailure::Other
     };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    let mut err = Error::new(ErrorKind::Transport, message).with_endpoint(endpoint.to_owned());
-    if !detail.is_empty() {
-        err = err.with_source(Cause(detail));
-    }
-    err
-}
-
-/// The first `max` characters of `text` on one line.
-pub(crate) fn snippet(text: &str, max: usize) -> String {
-    let trimmed = text.trim();
-    let mut out: String = trimmed
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if trimmed.chars().count() > max {
-        out.push('…');
-    }
-    out
+    workload_auth_core::http::transport_error(failure, None, endpoint, e)
 }
 
 /// OAuth error codes after which the same request may succeed later (google-auth's list).
-const RETRYABLE_OAUTH_ERRORS: [&str; 3] =
-    ["internal_failure", "server_error", "temporarily_unavailable"];
+const RETRYABLE_OAUTH_ERRORS: [&str; 3] = [
+    "internal_failure",
+    "server_error",
+    "temporarily_unavailable",
+];
 
 /// OAuth error codes that mean the credential itself was refused.
 const REFUSED_OAUTH_ERRORS: [&str; 6] = [
@@ -333,7 +367,8 @@ impl ErrorBody {
         else {
             return Self::default();
         };
-        let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(|s| snippet(s, 200));
+        let text =
+            |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(|s| snippet(s, 200));
         match map.get("error") {
             Some(serde_json::Value::String(code)) => Self {
                 code: Some(snippet(code, 60)),
@@ -391,14 +426,9 @@ pub(crate) fn answer_error(reply: &Reply, endpoint: &str, what: &str, refused_hi
 }
 
 /// An OAuth 2.0 token answer: `access_token`, `expires_in` (default 3600 s), `token_type`.
-pub(crate) fn parse_access_token(reply: &Reply, endpoint: &str, now: SystemTime) -> Result<AccessToken> {
-    let map = parse_object(
-        &reply.body,
-        endpoint,
-        ErrorKind::MalformedResponse,
-        "the token answer",
-    )?;
-    let fields = Fields::of_response(&map, endpoint);
+pub(crate) fn parse_access_token(reply: &Reply, now: SystemTime) -> Result<AccessToken> {
+    let map = reply.json("the token answer")?;
+    let fields = Fields::of_response(&map, &reply.endpoint);
     let token = fields.secret("access_token")?;
     let expires_in = fields.opt_u64("expires_in")?.unwrap_or(3600);
     if expires_in == 0 {
@@ -425,13 +455,17 @@ mod tests {
         Reply {
             status,
             body: Zeroizing::new(body.as_bytes().to_vec()),
+            endpoint: "e".to_owned(),
         }
     }
 
     #[test]
     fn invalid_grant_is_a_permanent_refusal_with_the_hint() {
         let e = answer_error(
-            &reply(400, r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#),
+            &reply(
+                400,
+                r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
+            ),
             "https://oauth2.googleapis.com/token",
             "the refresh-token grant",
             "log in again",
@@ -458,7 +492,10 @@ mod tests {
         assert!(!e.is_transient());
         assert_eq!(e.kind(), ErrorKind::Http);
         let e = answer_error(
-            &reply(403, r#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied","status":"PERMISSION_DENIED"}}"#),
+            &reply(
+                403,
+                r#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied","status":"PERMISSION_DENIED"}}"#,
+            ),
             "e",
             "generateAccessToken",
             "grant the role",
@@ -471,8 +508,10 @@ mod tests {
     fn token_answers_are_checked() {
         let now = SystemTime::UNIX_EPOCH;
         let t = parse_access_token(
-            &reply(200, r#"{"access_token":"ya29.x","expires_in":"120","token_type":"bearer"}"#),
-            "e",
+            &reply(
+                200,
+                r#"{"access_token":"ya29.x","expires_in":"120","token_type":"bearer"}"#,
+            ),
             now,
         )
         .unwrap();
@@ -485,7 +524,7 @@ mod tests {
             r#"{"access_token":"x","expires_in":0}"#,
             "not json",
         ] {
-            let e = parse_access_token(&reply(200, bad), "e", now).unwrap_err();
+            let e = parse_access_token(&reply(200, bad), now).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::MalformedResponse, "{bad}");
         }
     }

@@ -45,21 +45,22 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod client_certificate;
 mod credentials;
 mod env;
 mod explain;
 mod http;
-mod json;
 mod kinds;
 pub mod signing;
 mod time;
 mod url_policy;
 
 pub use builder::{Builder, GCLOUD_CREDENTIALS_FILE};
+pub use client_certificate::{ClientCertificate, USE_CLIENT_CERTIFICATE_ENV};
 pub use credentials::{Credentials, RequestHeaders};
 pub use env::{
-    ALLOW_EXECUTABLES_ENV, CERTIFICATE_CONFIG_ENV, CLOUDSDK_CONFIG_ENV, CREDENTIALS_ENV,
-    EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
+    ALLOW_EXECUTABLES_ENV, CERTIFICATE_CONFIG_ENV, CLOUDSDK_CONFIG_ENV, CREDENTIALS_ENV, EnvSource,
+    LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
 };
 pub use explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};

@@ -20,7 +20,9 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use zeroize::Zeroizing;
 
@@ -85,8 +87,13 @@ fn first_pem_block(text: &str) -> Result<PemBlock> {
         .find("-----")
         .ok_or_else(|| bad_key("the private key's PEM header is malformed"))?;
     let label = after[..label_end].to_owned();
-    if !["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"]
-        .contains(&label.as_str())
+    if ![
+        "PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+    ]
+    .contains(&label.as_str())
     {
         return Err(bad_key(format!(
             "the PEM block is a {:?}, not a private key",
@@ -158,8 +165,11 @@ impl JwtSigner {
             "PRIVATE KEY" => match RsaKeyPair::from_pkcs8(&block.der) {
                 Ok(rsa) => Key::Rsa(rsa),
                 Err(rsa_err) => {
-                    match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &block.der, &rng)
-                    {
+                    match EcdsaKeyPair::from_pkcs8(
+                        &ECDSA_P256_SHA256_FIXED_SIGNING,
+                        &block.der,
+                        &rng,
+                    ) {
                         Ok(ec) => Key::Ec(ec),
                         Err(ec_err) => {
                             return Err(bad_key(format!(
@@ -217,7 +227,12 @@ impl JwtSigner {
 
     /// The raw signature of `message` (PKCS#1 v1.5 for RSA, `r || s` for P-256).
     pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>> {
-        let failed = || Error::new(ErrorKind::InvalidCredentials, "signing with the private key failed");
+        let failed = || {
+            Error::new(
+                ErrorKind::InvalidCredentials,
+                "signing with the private key failed",
+            )
+        };
         match &self.key {
             Key::Rsa(key) => {
                 let mut sig = vec![0u8; key.public().modulus_len()];
@@ -242,9 +257,7 @@ impl JwtSigner {
         }
         let header = serde_json::Value::Object(header).to_string();
         let claims = claims.to_string();
-        let mut jwt = String::with_capacity(
-            (header.len() + claims.len()) * 4 / 3 + 360 + 8,
-        );
+        let mut jwt = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 360 + 8);
         URL_SAFE_NO_PAD.encode_string(header.as_bytes(), &mut jwt);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(claims.as_bytes(), &mut jwt);
@@ -311,7 +324,11 @@ mod tests {
         }
         let pkcs8 = JwtSigner::from_pem(&key("test_rsa_pkcs8.pem"), None).unwrap();
         let pkcs1 = JwtSigner::from_pem(&key("test_rsa_pkcs1.pem"), None).unwrap();
-        assert_eq!(pkcs8.public_key(), pkcs1.public_key(), "same key, two encodings");
+        assert_eq!(
+            pkcs8.public_key(),
+            pkcs1.public_key(),
+            "same key, two encodings"
+        );
     }
 
     #[test]

@@ -117,7 +117,10 @@ fn split(t: SystemTime) -> ((i64, u32, u32), (u64, u64, u64)) {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
-    (civil_from_days(days), (rem / 3600, rem % 3600 / 60, rem % 60))
+    (
+        civil_from_days(days),
+        (rem / 3600, rem % 3600 / 60, rem % 60),
+    )
 }
 
 /// Seconds since the Unix epoch.
@@ -136,7 +139,10 @@ mod tests {
     #[test]
     fn rfc3339_round_trips_and_accepts_offsets_and_fractions() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(at(0)));
-        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Some(at(1_767_225_600)));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T00:00:00Z"),
+            Some(at(1_767_225_600))
+        );
         assert_eq!(
             parse_rfc3339("2026-01-01T01:00:00+01:00"),
             Some(at(1_767_225_600))

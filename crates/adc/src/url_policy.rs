@@ -37,13 +37,7 @@ pub(crate) fn credential_endpoint(raw: &str, field: &str, place: &str) -> Result
              check that this credentials file comes from a source you trust",
         )
     };
-    let url = Url::parse(raw.trim()).map_err(|e| invalid(format!("it is not a valid URL ({e})")))?;
-    if url.host().is_none() {
-        return Err(invalid("it has no host".to_owned()));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("it contains a user name or password".to_owned()));
-    }
+    let url = parse_with_host(raw, &invalid)?;
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
@@ -66,17 +60,27 @@ pub(crate) fn source_url(raw: &str, field: &str, place: &str) -> Result<Url> {
         )
         .with_endpoint(place.to_owned())
     };
-    let url = Url::parse(raw.trim()).map_err(|e| invalid(format!("it is not a valid URL ({e})")))?;
+    let url = parse_with_host(raw, &invalid)?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(invalid(format!(
+            "the scheme {other:?} is not http or https"
+        ))),
+    }
+}
+
+/// Parses `raw` as an absolute URL with a host and no user info; `invalid` makes the error from
+/// what is wrong.
+fn parse_with_host(raw: &str, invalid: &impl Fn(String) -> Error) -> Result<Url> {
+    let url =
+        Url::parse(raw.trim()).map_err(|e| invalid(format!("it is not a valid URL ({e})")))?;
     if url.host().is_none() {
         return Err(invalid("it has no host".to_owned()));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("it contains a user name or password".to_owned()));
     }
-    match url.scheme() {
-        "http" | "https" => Ok(url),
-        other => Err(invalid(format!("the scheme {other:?} is not http or https"))),
-    }
+    Ok(url)
 }
 
 /// Decodes `%XX` escapes (invalid escapes and non-UTF-8 results are kept as they are).

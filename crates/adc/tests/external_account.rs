@@ -36,11 +36,18 @@ fn external(emu: &Emulator, subject_token_type: &str, source: Value) -> Value {
 /// An OIDC token signed by the emulator, as an identity provider would issue it.
 async fn oidc_token(emu: &Emulator) -> String {
     let client = MetadataClient::builder().host(emu.host()).build().unwrap();
-    let token = client.id_token(WORKLOAD_AUDIENCE, false, false).await.unwrap();
+    let token = client
+        .id_token(WORKLOAD_AUDIENCE, false, false)
+        .await
+        .unwrap();
     token.secret().expose().to_owned()
 }
 
-async fn token_from(home: &TempDir, file: &Path, vars: &[(&str, String)]) -> workload_auth_core::Result<String> {
+async fn token_from(
+    home: &TempDir,
+    file: &Path,
+    vars: &[(&str, String)],
+) -> workload_auth_core::Result<String> {
     let mut vars = vars.to_vec();
     vars.push(("GOOGLE_APPLICATION_CREDENTIALS", file.display().to_string()));
     let creds = builder(home, &vars).build()?;
@@ -59,7 +66,10 @@ async fn file_sources_in_text_and_json() {
     let text = home.write("token.txt", &jwt);
     let as_json = home.write_json("token.json", &json!({"id_token": jwt, "other": 1}));
 
-    let path = home.write_json("text.json", &external(&emu, JWT_TYPE, json!({"file": text})));
+    let path = home.write_json(
+        "text.json",
+        &external(&emu, JWT_TYPE, json!({"file": text})),
+    );
     let token = token_from(&home, &path, &[]).await.unwrap();
     assert_eq!(emu.issued_token(&token).unwrap().scopes, [CLOUD_PLATFORM]);
 
@@ -76,21 +86,34 @@ async fn file_sources_in_text_and_json() {
 
     // A SAML assertion the STS knows.
     let saml = home.write("saml.txt", SAML_TOKEN);
-    let path = home.write_json("saml.json", &external(&emu, SAML_TYPE, json!({"file": saml})));
+    let path = home.write_json(
+        "saml.json",
+        &external(&emu, SAML_TYPE, json!({"file": saml})),
+    );
     token_from(&home, &path, &[]).await.unwrap();
 
     // A token the STS does not accept: refused, permanently.
     let forged = home.write("forged.txt", &format!("{jwt}x"));
-    let path = home.write_json("forged.json", &external(&emu, JWT_TYPE, json!({"file": forged})));
+    let path = home.write_json(
+        "forged.json",
+        &external(&emu, JWT_TYPE, json!({"file": forged})),
+    );
     let err = token_from(&home, &path, &[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(err.message().contains("invalid_grant"), "{err}");
-    assert!(!err.to_string().contains(&jwt[..40]), "no token in the error");
+    assert!(
+        !err.to_string().contains(&jwt[..40]),
+        "no token in the error"
+    );
 
     // A missing subject-token file: an I/O error naming it, at token time.
     let path = home.write_json(
         "missing.json",
-        &external(&emu, JWT_TYPE, json!({"file": home.path().join("nope.txt")})),
+        &external(
+            &emu,
+            JWT_TYPE,
+            json!({"file": home.path().join("nope.txt")}),
+        ),
     );
     let err = token_from(&home, &path, &[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
@@ -117,7 +140,11 @@ async fn url_sources_send_their_headers() {
     let url = format!("{}/external/oidc-token?audience=my-pool", emu.url());
     let path = home.write_json(
         "text.json",
-        &external(&emu, JWT_TYPE, json!({"url": url, "headers": {"Metadata": "True"}})),
+        &external(
+            &emu,
+            JWT_TYPE,
+            json!({"url": url, "headers": {"Metadata": "True"}}),
+        ),
     );
     token_from(&home, &path, &[]).await.unwrap();
     let json_url = format!("{url}&format=json");
@@ -139,10 +166,18 @@ async fn url_sources_send_their_headers() {
     let err = token_from(&home, &path, &[]).await.unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
     assert!(err.endpoint().unwrap().contains("/external/oidc-token"));
-    assert!(!err.endpoint().unwrap().contains("audience="), "query left out");
+    assert!(
+        !err.endpoint().unwrap().contains("audience="),
+        "query left out"
+    );
 }
 
-fn executable_file(emu: &Emulator, home: &TempDir, script: &str, extra: Value) -> std::path::PathBuf {
+fn executable_file(
+    emu: &Emulator,
+    home: &TempDir,
+    script: &str,
+    extra: Value,
+) -> std::path::PathBuf {
     let script_path = home.write("exe.sh", script);
     #[cfg(unix)]
     {
@@ -157,7 +192,7 @@ fn executable_file(emu: &Emulator, home: &TempDir, script: &str, extra: Value) -
     }
     home.write_json(
         "exe.json",
-        &external(&emu, ID_TOKEN_TYPE, json!({"executable": exe})),
+        &external(emu, ID_TOKEN_TYPE, json!({"executable": exe})),
     )
 }
 
@@ -185,13 +220,22 @@ async fn executables_run_only_when_allowed_and_speak_the_protocol() {
     let path_var = ("PATH", std::env::var("PATH").unwrap_or_default());
 
     // Not allowed: nothing runs.
-    let err = token_from(&home, &path, std::slice::from_ref(&path_var)).await.unwrap_err();
+    let err = token_from(&home, &path, std::slice::from_ref(&path_var))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
-    assert!(err.hint().unwrap().contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"), "{err}");
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"),
+        "{err}"
+    );
     assert!(!seen.exists());
 
     let allow = ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1".to_owned());
-    let token = token_from(&home, &path, &[path_var.clone(), allow.clone()]).await.unwrap();
+    let token = token_from(&home, &path, &[path_var.clone(), allow.clone()])
+        .await
+        .unwrap();
     assert!(emu.issued_token(&token).is_some());
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap(),
@@ -201,25 +245,37 @@ async fn executables_run_only_when_allowed_and_speak_the_protocol() {
     // A failure response: its code and message, as a refusal.
     let script = "#!/bin/sh\nprintf '{\"version\":1,\"success\":false,\"code\":\"401\",\"message\":\"Caller not authorized.\"}'\n";
     let path = executable_file(&emu, &home, script, json!({}));
-    let err = token_from(&home, &path, &[path_var.clone(), allow.clone()]).await.unwrap_err();
+    let err = token_from(&home, &path, &[path_var.clone(), allow.clone()])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(err.message().contains("Caller not authorized."), "{err}");
 
     // Garbage output, and a non-zero exit.
     let path = executable_file(&emu, &home, "#!/bin/sh\necho 'Hello, world'\n", json!({}));
-    let err = token_from(&home, &path, &[path_var.clone(), allow.clone()]).await.unwrap_err();
+    let err = token_from(&home, &path, &[path_var.clone(), allow.clone()])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MalformedResponse, "{err}");
     assert!(err.endpoint().unwrap().starts_with("executable "), "{err}");
     let path = executable_file(&emu, &home, "#!/bin/sh\nexit 3\n", json!({}));
-    let err = token_from(&home, &path, &[path_var.clone(), allow.clone()]).await.unwrap_err();
+    let err = token_from(&home, &path, &[path_var.clone(), allow.clone()])
+        .await
+        .unwrap_err();
     assert!(err.message().contains("exited with status 3"), "{err}");
 
     // A program that does not exist.
     let file = home.write_json(
         "noexe.json",
-        &external(&emu, ID_TOKEN_TYPE, json!({"executable": {"command": "/nonexistent/bin/tool"}})),
+        &external(
+            &emu,
+            ID_TOKEN_TYPE,
+            json!({"executable": {"command": "/nonexistent/bin/tool"}}),
+        ),
     );
-    let err = token_from(&home, &file, &[path_var, allow]).await.unwrap_err();
+    let err = token_from(&home, &file, &[path_var, allow])
+        .await
+        .unwrap_err();
     assert!(err.message().contains("cannot be started"), "{err}");
 }
 
@@ -242,7 +298,10 @@ async fn executable_output_files_are_a_cache_and_hangs_time_out() {
     ];
     token_from(&home, &path, &vars).await.unwrap();
     assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
-    assert!(output.exists(), "the script wrote the output file it was told about");
+    assert!(
+        output.exists(),
+        "the script wrote the output file it was told about"
+    );
     // A second credential finds a valid cached response and does not run the program.
     token_from(&home, &path, &vars).await.unwrap();
     assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
@@ -264,9 +323,16 @@ async fn executable_output_files_are_a_cache_and_hangs_time_out() {
     );
     let started = Instant::now();
     let err = token_from(&home, &path, &vars).await.unwrap_err();
-    assert!(err.message().contains("did not finish within 5000 ms"), "{err}");
+    assert!(
+        err.message().contains("did not finish within 5000 ms"),
+        "{err}"
+    );
     assert!(!err.is_transient(), "a hang is not retried");
-    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn aws_file(emu: &Emulator, source: Value) -> Value {
@@ -288,8 +354,14 @@ async fn aws_signs_get_caller_identity_with_env_or_imdsv2_credentials() {
     let vars = [
         ("AWS_REGION", aws.region.clone()),
         ("AWS_ACCESS_KEY_ID", aws.access_key_id.clone()),
-        ("AWS_SECRET_ACCESS_KEY", aws.secret_access_key.expose().to_owned()),
-        ("AWS_SESSION_TOKEN", aws.session_token.as_ref().unwrap().expose().to_owned()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            aws.secret_access_key.expose().to_owned(),
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            aws.session_token.as_ref().unwrap().expose().to_owned(),
+        ),
     ];
     let token = token_from(&home, &path, &vars).await.unwrap();
     assert!(emu.issued_token(&token).is_some());
@@ -319,7 +391,11 @@ async fn aws_signs_get_caller_identity_with_env_or_imdsv2_credentials() {
     assert!(emu.issued_token(&token).is_some());
     assert_eq!(emu.requests(Endpoint::AwsSessionToken), 1);
     assert_eq!(emu.requests(Endpoint::AwsRegion), 1);
-    assert_eq!(emu.requests(Endpoint::AwsCredentials), 2, "role name, then credentials");
+    assert_eq!(
+        emu.requests(Endpoint::AwsCredentials),
+        2,
+        "role name, then credentials"
+    );
 
     // Without the IMDSv2 URL the metadata service refuses (it requires sessions).
     let path = home.write_json(
@@ -348,7 +424,9 @@ async fn certificates_authenticate_the_exchange_over_mutual_tls() {
     let emu = emulator().await;
     let home = TempDir::new("ext-x509");
     let ca = TrustDomainCa::new("workload.example").unwrap();
-    let svid = ca.issue("spiffe://workload.example/ns/default/sa/app").unwrap();
+    let svid = ca
+        .issue("spiffe://workload.example/ns/default/sa/app")
+        .unwrap();
     let cert = home.write("certs/workload.pem", svid.chain_pem());
     let key = home.write("certs/workload.key", svid.private_key_pem().expose());
     let trust_chain = home.write("certs/chain.pem", ca.intermediate_pem());
@@ -364,17 +442,29 @@ async fn certificates_authenticate_the_exchange_over_mutual_tls() {
     );
     file["token_url"] = json!(format!("{}/v1/token", listener.url()));
     let path = home.write_json("x509.json", &file);
-    let vars = [(
-        "GOOGLE_API_CERTIFICATE_CONFIG",
-        home.path().join("certificate_config.json").display().to_string(),
-    ), ("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string())];
+    let vars = [
+        (
+            "GOOGLE_API_CERTIFICATE_CONFIG",
+            home.path()
+                .join("certificate_config.json")
+                .display()
+                .to_string(),
+        ),
+        ("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()),
+    ];
     let root = CertificateDer::from(listener.server_root_der().to_vec());
     let creds = builder(&home, &vars)
         .with_tls_root_certificates([root.clone()])
         .build()
         .unwrap();
     let explanation = creds.explain().await;
-    assert!(explanation.details.iter().any(|d| d.value.starts_with("certificate")), "{explanation}");
+    assert!(
+        explanation
+            .details
+            .iter()
+            .any(|d| d.value.starts_with("certificate")),
+        "{explanation}"
+    );
     let token = creds.access_token().await.unwrap();
     assert!(emu.issued_token(token.secret().expose()).is_some());
     assert_eq!(emu.requests(Endpoint::StsToken), 1);
@@ -384,12 +474,18 @@ async fn certificates_authenticate_the_exchange_over_mutual_tls() {
     let mut plain = file.clone();
     plain["token_url"] = json!(format!("{}/v1/token", emu.url()));
     let path = home.write_json("x509-plain.json", &plain);
-    let err = builder(&home, &[vars[0].clone(), ("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string())])
-        .build()
-        .unwrap()
-        .access_token()
-        .await
-        .unwrap_err();
+    let err = builder(
+        &home,
+        &[
+            vars[0].clone(),
+            ("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()),
+        ],
+    )
+    .build()
+    .unwrap()
+    .access_token()
+    .await
+    .unwrap_err();
     assert!(err.message().contains("client certificate"), "{err}");
 
     // A certificate from a CA the server does not trust: the handshake fails.
@@ -431,7 +527,10 @@ async fn client_authentication_and_workforce_user_projects() {
 
     // With client authentication (HTTP Basic) the project is not needed.
     let mut with_client = file.clone();
-    with_client.as_object_mut().unwrap().remove("workforce_pool_user_project");
+    with_client
+        .as_object_mut()
+        .unwrap()
+        .remove("workforce_pool_user_project");
     with_client["client_id"] = json!(WF_CLIENT_ID);
     with_client["client_secret"] = json!(WF_CLIENT_SECRET);
     let path = home.write_json("client.json", &with_client);
@@ -441,7 +540,11 @@ async fn client_authentication_and_workforce_user_projects() {
         .into_iter()
         .rfind(|r| r.endpoint == Endpoint::StsToken)
         .unwrap();
-    assert_eq!(last.header("authorization"), Some("[redacted]"), "basic auth was sent");
+    assert_eq!(
+        last.header("authorization"),
+        Some("[redacted]"),
+        "basic auth was sent"
+    );
     with_client["client_secret"] = json!("wrong");
     let path = home.write_json("client-wrong.json", &with_client);
     let err = token_from(&home, &path, &[]).await.unwrap_err();
@@ -453,11 +556,16 @@ async fn client_authentication_and_workforce_user_projects() {
     workload["workforce_pool_user_project"] = json!("p");
     let path = home.write_json("workload-project.json", &workload);
     let err = builder_for(&home, &path).build().unwrap_err();
-    assert!(err.message().contains("workforce_pool_user_project"), "{err}");
+    assert!(
+        err.message().contains("workforce_pool_user_project"),
+        "{err}"
+    );
 
     // An audience the STS does not know.
     let mut unknown = external(&emu, SAML_TYPE, json!({"file": saml}));
-    unknown["audience"] = json!("//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/nope/providers/nope");
+    unknown["audience"] = json!(
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/nope/providers/nope"
+    );
     let path = home.write_json("unknown.json", &unknown);
     let err = token_from(&home, &path, &[]).await.unwrap_err();
     assert!(err.message().contains("invalid_target"), "{err}");
@@ -483,13 +591,23 @@ async fn impersonation_after_the_exchange_gives_access_and_id_tokens() {
     );
     assert!(token.expires_in() <= Duration::from_secs(1800));
     let id = creds.id_token("https://svc.example").await.unwrap();
-    assert_eq!(verified_claims(&emu, id.secret().expose())["email"], TARGET_SA);
-    assert_eq!(emu.requests(Endpoint::StsToken), 1, "one federated token serves both");
+    assert_eq!(
+        verified_claims(&emu, id.secret().expose())["email"],
+        TARGET_SA
+    );
+    assert_eq!(
+        emu.requests(Endpoint::StsToken),
+        1,
+        "one federated token serves both"
+    );
     assert_eq!(emu.requests(Endpoint::IamGenerateAccessToken), 1);
     assert_eq!(emu.requests(Endpoint::IamGenerateIdToken), 1);
 
     // Without impersonation there is no ID token.
-    let plain = home.write_json("plain.json", &external(&emu, SAML_TYPE, json!({"file": saml})));
+    let plain = home.write_json(
+        "plain.json",
+        &external(&emu, SAML_TYPE, json!({"file": saml})),
+    );
     let err = builder_for(&home, &plain)
         .build()
         .unwrap()
@@ -521,7 +639,10 @@ async fn credentials_are_never_sent_to_urls_that_are_not_https_or_loopback() {
         assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{value}: {err}");
         assert!(err.message().contains(field), "{err}");
         assert!(err.hint().unwrap().contains("https"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(1), "refused before any request");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "refused before any request"
+        );
     }
     // Same for the other credential types' endpoints.
     let mut user = authorized_user_json(&emu);

@@ -86,7 +86,14 @@ async fn run_python(home: &Path, case: &Case) -> Value {
         command.env("REQUESTS_CA_BUNDLE", home.join("tls-root.pem"));
     }
     // What finds the interpreter and its packages with HOME moved: PATH, pyenv, virtualenvs.
-    for name in ["PATH", "PYENV_ROOT", "PYENV_VERSION", "VIRTUAL_ENV", "PYTHONPATH", "LANG"] {
+    for name in [
+        "PATH",
+        "PYENV_ROOT",
+        "PYENV_VERSION",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "LANG",
+    ] {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
         }
@@ -95,8 +102,8 @@ async fn run_python(home: &Path, case: &Case) -> Value {
         if std::env::var_os("PYENV_ROOT").is_none() {
             command.env("PYENV_ROOT", real_home.join(".pyenv"));
         }
-        let user_base = std::env::var_os("PYTHONUSERBASE")
-            .unwrap_or_else(|| real_home.join(".local").into());
+        let user_base =
+            std::env::var_os("PYTHONUSERBASE").unwrap_or_else(|| real_home.join(".local").into());
         command.env("PYTHONUSERBASE", user_base);
     }
     let output = match tokio::time::timeout(Duration::from_secs(120), command.output()).await {
@@ -117,13 +124,20 @@ async fn run_python(home: &Path, case: &Case) -> Value {
         ),
     }
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("{}: output is not JSON ({e}): {stdout}\n{stderr}", case.name))
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{}: output is not JSON ({e}): {stdout}\n{stderr}",
+            case.name
+        )
+    })
 }
 
 async fn check(emu: &Emulator, home: &TempDir, case: Case) {
     let mut vars = case.vars.clone();
-    vars.push(var("CLOUDSDK_CONFIG", home.path().join(".config/gcloud").display().to_string()));
+    vars.push(var(
+        "CLOUDSDK_CONFIG",
+        home.path().join(".config/gcloud").display().to_string(),
+    ));
     let env = EnvSource::from_vars(vars).with_home(home.path());
     let lookup = env.clone();
     let mut builder = Builder::new()
@@ -262,7 +276,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             &home,
             Case {
                 name: "service-account key",
-                vars: vec![var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())],
+                vars: vec![var(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    key.display().to_string(),
+                )],
                 overrides: json!({}),
                 expected: CredentialType::ServiceAccount,
                 tls_root: None,
@@ -332,14 +349,20 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
         let token = home.write("token.jwt", &jwt);
         let config = home.write_json(
             "wif-file.json",
-            &federation(json!({"file": token}), "urn:ietf:params:oauth:token-type:jwt"),
+            &federation(
+                json!({"file": token}),
+                "urn:ietf:params:oauth:token-type:jwt",
+            ),
         );
         check(
             &emu,
             &home,
             Case {
                 name: "workload identity federation, file source",
-                vars: vec![var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string())],
+                vars: vec![var(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    config.display().to_string(),
+                )],
                 overrides: json!({}),
                 expected: CredentialType::ExternalAccount,
                 tls_root: None,
@@ -366,7 +389,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             &home,
             Case {
                 name: "workload identity federation, url source",
-                vars: vec![var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string())],
+                vars: vec![var(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    config.display().to_string(),
+                )],
                 overrides: json!({}),
                 expected: CredentialType::ExternalAccount,
                 tls_root: None,
@@ -407,7 +433,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             Case {
                 name: "workload identity federation, executable source",
                 vars: vec![
-                    var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string()),
+                    var(
+                        "GOOGLE_APPLICATION_CREDENTIALS",
+                        config.display().to_string(),
+                    ),
                     var("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1"),
                 ],
                 overrides: json!({}),
@@ -440,7 +469,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             &home,
             Case {
                 name: "workload identity federation, aws source",
-                vars: vec![var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string())],
+                vars: vec![var(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    config.display().to_string(),
+                )],
                 overrides: json!({}),
                 expected: CredentialType::ExternalAccount,
                 tls_root: None,
@@ -459,7 +491,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             "certificate_config.json",
             &json!({"version": 1, "cert_configs": {"workload": {"cert_path": cert, "key_path": key}}}),
         );
-        let listener = emu.start_mtls(&[client.root_der.clone()]).await.unwrap();
+        let listener = emu
+            .start_mtls(std::slice::from_ref(&client.root_der))
+            .await
+            .unwrap();
         let mut config = federation(
             json!({"certificate": {"use_default_certificate_config": true}}),
             "urn:ietf:params:oauth:token-type:mtls",
@@ -472,8 +507,14 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             Case {
                 name: "workload identity federation, certificate source",
                 vars: vec![
-                    var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string()),
-                    var("GOOGLE_API_CERTIFICATE_CONFIG", cert_config.display().to_string()),
+                    var(
+                        "GOOGLE_APPLICATION_CREDENTIALS",
+                        config.display().to_string(),
+                    ),
+                    var(
+                        "GOOGLE_API_CERTIFICATE_CONFIG",
+                        cert_config.display().to_string(),
+                    ),
                 ],
                 overrides: json!({}),
                 expected: CredentialType::ExternalAccount,
@@ -487,7 +528,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
     {
         let home = TempDir::new("xc-wif-imp");
         let token = home.write("token.jwt", &jwt);
-        let mut config = federation(json!({"file": token}), "urn:ietf:params:oauth:token-type:id_token");
+        let mut config = federation(
+            json!({"file": token}),
+            "urn:ietf:params:oauth:token-type:id_token",
+        );
         config["service_account_impersonation_url"] = json!(impersonation_url(&emu, TARGET_SA));
         config["service_account_impersonation"] = json!({"token_lifetime_seconds": 3600});
         let config = home.write_json("wif-imp.json", &config);
@@ -496,7 +540,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             &home,
             Case {
                 name: "workload identity federation with impersonation",
-                vars: vec![var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string())],
+                vars: vec![var(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    config.display().to_string(),
+                )],
                 overrides: json!({}),
                 expected: CredentialType::ExternalAccount,
                 tls_root: None,
@@ -509,7 +556,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
     {
         let home = TempDir::new("xc-workforce");
         let saml = home.write("saml.txt", SAML_TOKEN);
-        let mut config = federation(json!({"file": saml}), "urn:ietf:params:oauth:token-type:saml2");
+        let mut config = federation(
+            json!({"file": saml}),
+            "urn:ietf:params:oauth:token-type:saml2",
+        );
         config["audience"] = json!(WORKFORCE_AUDIENCE);
         config["workforce_pool_user_project"] = json!("wf-user-project");
         let config = home.write_json("wf.json", &config);
@@ -518,7 +568,10 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
             &home,
             Case {
                 name: "workforce identity federation",
-                vars: vec![var("GOOGLE_APPLICATION_CREDENTIALS", config.display().to_string())],
+                vars: vec![var(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    config.display().to_string(),
+                )],
                 overrides: json!({}),
                 expected: CredentialType::ExternalAccount,
                 tls_root: None,

@@ -27,9 +27,12 @@ async fn the_environment_variable_comes_first_and_never_falls_back() {
         &service_account_json(&emu, "test_rsa_pkcs8.pem", SA_EMAIL, RSA_KEY_ID),
     );
 
-    let creds = builder(&home, &[("GOOGLE_APPLICATION_CREDENTIALS", sa.display().to_string())])
-        .build()
-        .unwrap();
+    let creds = builder(
+        &home,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", sa.display().to_string())],
+    )
+    .build()
+    .unwrap();
     assert_eq!(creds.credential_type(), CredentialType::ServiceAccount);
     let steps = creds.explain().await.steps;
     assert_eq!(steps[0].outcome, Outcome::Chosen);
@@ -40,11 +43,17 @@ async fn the_environment_variable_comes_first_and_never_falls_back() {
     let missing = home.path().join("no-such-key.json");
     let builder_missing = builder(
         &home,
-        &[("GOOGLE_APPLICATION_CREDENTIALS", missing.display().to_string())],
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            missing.display().to_string(),
+        )],
     );
     let err = builder_missing.clone().build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CredentialsNotFound, "{err}");
-    assert!(err.message().contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
+    assert!(
+        err.message().contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{err}"
+    );
     assert!(err.to_string().contains("no-such-key.json"), "{err}");
     assert!(err.hint().unwrap().contains("unset"), "{err}");
     let explanation = builder_missing.explain().await;
@@ -53,9 +62,15 @@ async fn the_environment_variable_comes_first_and_never_falls_back() {
     assert!(explanation.error.unwrap().contains("no-such-key.json"));
 
     // A directory is not a credentials file.
-    let err = builder(&home, &[("GOOGLE_APPLICATION_CREDENTIALS", home.path().display().to_string())])
-        .build()
-        .unwrap_err();
+    let err = builder(
+        &home,
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            home.path().display().to_string(),
+        )],
+    )
+    .build()
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{err}");
     assert!(err.message().contains("directory"), "{err}");
 
@@ -82,17 +97,29 @@ async fn gcloud_file_missing_means_next_step_and_bad_means_error() {
     // Missing: the metadata server (named by GCE_METADATA_HOST) is used.
     let creds = builder(&home, &metadata).build().unwrap();
     assert_eq!(creds.credential_type(), CredentialType::MetadataServer);
-    assert_eq!(creds.project_id().await.unwrap().as_deref(), Some("metadata-project"));
-    assert_eq!(creds.universe_domain().await.unwrap(), "metadata-universe.test");
+    assert_eq!(
+        creds.project_id().await.unwrap().as_deref(),
+        Some("metadata-project")
+    );
+    assert_eq!(
+        creds.universe_domain().await.unwrap(),
+        "metadata-universe.test"
+    );
     let token = creds.access_token().await.unwrap();
     assert!(emu.issued_token(token.secret().expose()).is_some());
     let id = creds.id_token("https://svc.example").await.unwrap();
     let claims = verified_claims(&emu, id.secret().expose());
     assert_eq!(claims["email"], emu.config().email, "format=full");
     let explanation = creds.explain().await;
-    assert_eq!(explanation.project_id_source, Some(ProjectIdSource::MetadataServer));
+    assert_eq!(
+        explanation.project_id_source,
+        Some(ProjectIdSource::MetadataServer)
+    );
     assert_eq!(explanation.steps[1].outcome, Outcome::NotFound);
-    assert!(explanation.steps[2].detail.contains("GCE_METADATA_HOST"), "{explanation}");
+    assert!(
+        explanation.steps[2].detail.contains("GCE_METADATA_HOST"),
+        "{explanation}"
+    );
 
     // Present but invalid: an error naming the file; no fall back to the metadata server.
     let path = home.write(GCLOUD_FILE, "{\"type\": \"authorized_user\", ");
@@ -152,7 +179,11 @@ async fn off_google_cloud_with_nothing_configured_fails_in_milliseconds() {
     ] {
         assert!(text.contains(place), "{place} missing from: {text}");
     }
-    assert!(err.hint().unwrap().contains("gcloud auth application-default login"));
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("gcloud auth application-default login")
+    );
 
     // With the builder's own detection over the given environment, NO_GCE_CHECK decides.
     let started = Instant::now();
@@ -161,7 +192,10 @@ async fn off_google_cloud_with_nothing_configured_fails_in_milliseconds() {
         .build()
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_millis(250));
-    assert!(err.to_string().contains("NO_GCE_CHECK: set to true"), "{err}");
+    assert!(
+        err.to_string().contains("NO_GCE_CHECK: set to true"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,12 +215,18 @@ async fn project_id_precedence() {
         }
     };
     assert_eq!(
-        project(&[gac.clone()]).await,
-        (Some("test-project".into()), Some(ProjectIdSource::CredentialsFile))
+        project(std::slice::from_ref(&gac)).await,
+        (
+            Some("test-project".into()),
+            Some(ProjectIdSource::CredentialsFile)
+        )
     );
     assert_eq!(
         project(&[gac.clone(), ("GCLOUD_PROJECT", "legacy".into())]).await,
-        (Some("legacy".into()), Some(ProjectIdSource::GcloudProjectEnv))
+        (
+            Some("legacy".into()),
+            Some(ProjectIdSource::GcloudProjectEnv)
+        )
     );
     assert_eq!(
         project(&[
@@ -195,7 +235,10 @@ async fn project_id_precedence() {
             ("GOOGLE_CLOUD_PROJECT", "env-project".into())
         ])
         .await,
-        (Some("env-project".into()), Some(ProjectIdSource::GoogleCloudProjectEnv))
+        (
+            Some("env-project".into()),
+            Some(ProjectIdSource::GoogleCloudProjectEnv)
+        )
     );
 
     // gcloud's file: the project of gcloud's active configuration.
@@ -207,7 +250,10 @@ async fn project_id_precedence() {
     );
     assert_eq!(
         project(&[]).await,
-        (Some("gcloud-project".into()), Some(ProjectIdSource::GcloudConfig))
+        (
+            Some("gcloud-project".into()),
+            Some(ProjectIdSource::GcloudConfig)
+        )
     );
     // ...but not for a file named by GOOGLE_APPLICATION_CREDENTIALS.
     let user = home.write_json("user.json", &authorized_user_json(&emu));
@@ -225,7 +271,10 @@ async fn project_id_precedence() {
     )
     .build()
     .unwrap();
-    assert_eq!(creds.project_id().await.unwrap().as_deref(), Some("env-project"));
+    assert_eq!(
+        creds.project_id().await.unwrap().as_deref(),
+        Some("env-project")
+    );
     assert_eq!(emu.requests(Endpoint::ProjectId), 0);
 }
 
@@ -234,17 +283,26 @@ async fn explicit_credentials_skip_the_search() {
     let emu = emulator().await;
     let home = TempDir::new("explicit");
     let json = serde_json::to_string(&authorized_user_json(&emu)).unwrap();
-    let creds = builder(&home, &[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent".into())])
-        .with_json(json.as_str())
-        .build()
-        .unwrap();
+    let creds = builder(
+        &home,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent".into())],
+    )
+    .with_json(json.as_str())
+    .build()
+    .unwrap();
     assert_eq!(creds.credential_type(), CredentialType::AuthorizedUser);
     assert_eq!(creds.explain().await.steps.len(), 1);
     let debug = format!("{:?}", builder(&home, &[]).with_json(json.as_str()));
     assert!(!debug.contains(CLIENT_SECRET), "{debug}");
 
-    let file = home.write_json("sa.json", &service_account_json(&emu, "test_rsa_pkcs8.pem", SA_EMAIL, RSA_KEY_ID));
-    let creds = builder(&home, &[]).with_credentials_file(&file).build().unwrap();
+    let file = home.write_json(
+        "sa.json",
+        &service_account_json(&emu, "test_rsa_pkcs8.pem", SA_EMAIL, RSA_KEY_ID),
+    );
+    let creds = builder(&home, &[])
+        .with_credentials_file(&file)
+        .build()
+        .unwrap();
     assert_eq!(creds.credential_type(), CredentialType::ServiceAccount);
     let err = builder(&home, &[])
         .with_credentials_file(home.path().join("gone.json"))
@@ -260,7 +318,11 @@ async fn explicit_credentials_skip_the_search() {
         .unwrap();
     assert_eq!(creds.credential_type(), CredentialType::MetadataServer);
     creds.access_token().await.unwrap();
-    assert_eq!(creds.universe_domain().await.unwrap(), "googleapis.com", "404 means the default");
+    assert_eq!(
+        creds.universe_domain().await.unwrap(),
+        "googleapis.com",
+        "404 means the default"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,13 +336,25 @@ async fn explain_reads_well_and_serializes() {
         .explain()
         .await;
     let text = explanation.to_string();
-    assert!(text.starts_with("Application Default Credentials\n"), "{text}");
-    assert!(text.contains("1. GOOGLE_APPLICATION_CREDENTIALS: not found — not set"), "{text}");
+    assert!(
+        text.starts_with("Application Default Credentials\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1. GOOGLE_APPLICATION_CREDENTIALS: not found — not set"),
+        "{text}"
+    );
     assert!(text.contains("2. gcloud credentials file ("), "{text}");
     assert!(text.contains("credential type: authorized_user"), "{text}");
     assert!(text.contains("account: someone@example.com"), "{text}");
-    assert!(text.contains("project id: p-1 (from GOOGLE_CLOUD_PROJECT)"), "{text}");
-    assert!(text.contains("quota project: user-quota-project (from the credentials file)"), "{text}");
+    assert!(
+        text.contains("project id: p-1 (from GOOGLE_CLOUD_PROJECT)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quota project: user-quota-project (from the credentials file)"),
+        "{text}"
+    );
     assert!(text.contains("universe domain: googleapis.com"), "{text}");
     assert!(!text.contains(CLIENT_SECRET) && !text.contains(REFRESH_TOKEN));
 
@@ -304,5 +378,8 @@ async fn explain_reads_well_and_serializes() {
     })
     .join()
     .unwrap();
-    assert_eq!(blocking.credential_type, Some(CredentialType::AuthorizedUser));
+    assert_eq!(
+        blocking.credential_type,
+        Some(CredentialType::AuthorizedUser)
+    );
 }

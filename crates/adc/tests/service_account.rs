@@ -26,7 +26,10 @@ async fn every_key_form_gets_a_token_the_emulator_verified() {
         let path = home.write_json("sa.json", &service_account_json(&emu, file, email, kid));
         let creds = builder_for(&home, &path).build().unwrap();
         assert_eq!(creds.credential_type(), CredentialType::ServiceAccount);
-        assert_eq!(creds.project_id().await.unwrap().as_deref(), Some("test-project"));
+        assert_eq!(
+            creds.project_id().await.unwrap().as_deref(),
+            Some("test-project")
+        );
         let before = emu.requests(Endpoint::OAuthToken);
         let token = creds.access_token().await.unwrap();
         assert_eq!(emu.requests(Endpoint::OAuthToken), before + 1, "{file}");
@@ -67,7 +70,10 @@ async fn scopes_kid_and_algorithm_reach_the_token_endpoint() {
         .unwrap();
     let mut scopes = emu.issued_token(scoped.secret().expose()).unwrap().scopes;
     scopes.sort();
-    assert_eq!(scopes, [CLOUD_PLATFORM, "https://www.googleapis.com/auth/pubsub"]);
+    assert_eq!(
+        scopes,
+        [CLOUD_PLATFORM, "https://www.googleapis.com/auth/pubsub"]
+    );
     assert_eq!(emu.requests(Endpoint::OAuthToken), 2);
     let again = creds
         .access_token_with_scopes(&[CLOUD_PLATFORM, "https://www.googleapis.com/auth/pubsub"])
@@ -77,7 +83,8 @@ async fn scopes_kid_and_algorithm_reach_the_token_endpoint() {
     assert_eq!(emu.requests(Endpoint::OAuthToken), 2);
 
     // A wrong kid is refused by the emulator: the header really carries it.
-    let mut wrong_kid = service_account_json(&emu, "test_ec_p256_pkcs8.pem", EC_SA_EMAIL, "other-kid");
+    let mut wrong_kid =
+        service_account_json(&emu, "test_ec_p256_pkcs8.pem", EC_SA_EMAIL, "other-kid");
     wrong_kid["project_id"] = json!("p");
     let path = home.write_json("wrong-kid.json", &wrong_kid);
     let err = builder_for(&home, &path)
@@ -104,7 +111,10 @@ async fn id_tokens_come_from_the_jwt_bearer_grant_and_are_cached_per_audience() 
     assert_eq!(claims["email"], SA_EMAIL);
     assert_eq!(claims["iss"], "https://accounts.google.com");
     let b = creds.id_token("https://b.example.com").await.unwrap();
-    assert_eq!(verified_claims(&emu, b.secret().expose())["aud"], "https://b.example.com");
+    assert_eq!(
+        verified_claims(&emu, b.secret().expose())["aud"],
+        "https://b.example.com"
+    );
     assert_eq!(creds.id_token("https://a.example.com").await.unwrap(), a);
     assert_eq!(emu.requests(Endpoint::OAuthToken), 2);
     let err = creds.id_token("  ").await.unwrap_err();
@@ -124,7 +134,11 @@ async fn self_signed_jwts_need_no_network_and_iam_accepts_them() {
         .build()
         .unwrap();
     let token = creds.access_token().await.unwrap();
-    assert_eq!(emu.total_requests(), 0, "a self-signed JWT needs no request");
+    assert_eq!(
+        emu.total_requests(),
+        0,
+        "a self-signed JWT needs no request"
+    );
     let jwt = token.secret().expose();
     let claims = claims(jwt);
     assert_eq!(claims["iss"], SA_EMAIL);
@@ -172,7 +186,10 @@ async fn other_universes_always_self_sign() {
     sa["universe_domain"] = json!("example-universe.test");
     let path = home.write_json("sa.json", &sa);
     let creds = builder_for(&home, &path).build().unwrap();
-    assert_eq!(creds.universe_domain().await.unwrap(), "example-universe.test");
+    assert_eq!(
+        creds.universe_domain().await.unwrap(),
+        "example-universe.test"
+    );
     let token = creds.access_token().await.unwrap();
     assert_eq!(header(token.secret().expose())["alg"], "ES256");
     assert_eq!(emu.total_requests(), 0);
@@ -261,5 +278,62 @@ async fn blocking_calls_work_without_a_runtime() {
     .await
     .unwrap();
     assert!(token.expires_at() > SystemTime::now());
-    assert_eq!(verified_claims(&emu, id.secret().expose())["aud"], "https://aud.example");
+    assert_eq!(
+        verified_claims(&emu, id.secret().expose())["aud"],
+        "https://aud.example"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_refused_not_followed() {
+    let emu = emulator().await;
+    let home = TempDir::new("sa-redirect");
+    let path = home.write_json(
+        "sa.json",
+        &service_account_json(&emu, "test_rsa_pkcs8.pem", SA_EMAIL, RSA_KEY_ID),
+    );
+    let creds = builder_for(&home, &path).build().unwrap();
+    // A redirect to the emulator's own token endpoint would succeed if it were followed.
+    emu.inject(
+        Endpoint::OAuthToken,
+        Fault::Redirect(format!("{}/token", emu.url())),
+        Some(1),
+    );
+    let err = creds.access_token().await.unwrap_err();
+    assert_eq!(err.status(), Some(302), "{err}");
+    assert!(err.message().contains("redirect"), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        emu.requests(Endpoint::OAuthToken),
+        1,
+        "not followed, not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_fetch() {
+    let emu = emulator().await;
+    emu.inject(
+        Endpoint::OAuthToken,
+        Fault::Delay(Duration::from_millis(200)),
+        Some(1),
+    );
+    let home = TempDir::new("sa-single-flight");
+    let path = home.write_json(
+        "sa.json",
+        &service_account_json(&emu, "test_rsa_pkcs8.pem", SA_EMAIL, RSA_KEY_ID),
+    );
+    let creds = builder_for(&home, &path).build().unwrap();
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let creds = creds.clone();
+            tokio::spawn(async move { creds.access_token().await.unwrap() })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for call in calls {
+        tokens.push(call.await.unwrap());
+    }
+    assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(emu.requests(Endpoint::OAuthToken), 1);
 }

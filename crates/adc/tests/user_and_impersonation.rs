@@ -25,11 +25,22 @@ async fn authorized_user_refreshes_and_sends_the_quota_project() {
     assert_eq!(creds.quota_project_id(), Some("user-quota-project"));
     let headers = creds.request_headers().await.unwrap();
     assert_eq!(headers.user_project(), Some("user-quota-project"));
-    let token = headers.authorization().expose().strip_prefix("Bearer ").unwrap().to_owned();
+    let token = headers
+        .authorization()
+        .expose()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
     let issued = emu.issued_token(&token).unwrap();
-    assert!(issued.scopes.contains(&CLOUD_PLATFORM.to_owned()), "the grant's own scopes");
+    assert!(
+        issued.scopes.contains(&CLOUD_PLATFORM.to_owned()),
+        "the grant's own scopes"
+    );
     let explanation = creds.explain().await;
-    assert_eq!(explanation.quota_project_source, Some(QuotaProjectSource::CredentialsFile));
+    assert_eq!(
+        explanation.quota_project_source,
+        Some(QuotaProjectSource::CredentialsFile)
+    );
     assert_eq!(
         explanation.credential_source.as_deref(),
         Some(path.display().to_string().as_str())
@@ -73,9 +84,20 @@ async fn a_revoked_refresh_token_says_log_in_again() {
     let err = creds.access_token().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(!err.is_transient());
-    assert!(err.to_string().contains("gcloud auth application-default login"), "{err}");
-    assert!(!err.to_string().contains("revoked-long-ago"), "no secret in errors: {err}");
-    assert_eq!(emu.requests(Endpoint::OAuthToken), 1, "permanent: not retried");
+    assert!(
+        err.to_string()
+            .contains("gcloud auth application-default login"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("revoked-long-ago"),
+        "no secret in errors: {err}"
+    );
+    assert_eq!(
+        emu.requests(Endpoint::OAuthToken),
+        1,
+        "permanent: not retried"
+    );
     // Remembered for the cooldown: a caller in a loop does not hammer the endpoint.
     let _ = creds.access_token().await.unwrap_err();
     assert_eq!(emu.requests(Endpoint::OAuthToken), 1);
@@ -129,7 +151,10 @@ async fn external_account_authorized_user_uses_basic_auth_and_follows_rotation()
         })
         .build()
         .unwrap();
-    assert_eq!(creds.credential_type(), CredentialType::ExternalAccountAuthorizedUser);
+    assert_eq!(
+        creds.credential_type(),
+        CredentialType::ExternalAccountAuthorizedUser
+    );
     assert_eq!(creds.quota_project_id(), Some("wf-quota-project"));
     let first = creds.access_token().await.unwrap();
     assert!(emu.issued_token(first.secret().expose()).is_some());
@@ -165,10 +190,17 @@ async fn external_account_authorized_user_uses_basic_auth_and_follows_rotation()
     let path = home.write_json("missing.json", &missing);
     let err = builder_for(&home, &path).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
-    assert!(err.message().contains("`token_url`") && err.message().contains("`client_secret`"), "{err}");
+    assert!(
+        err.message().contains("`token_url`") && err.message().contains("`client_secret`"),
+        "{err}"
+    );
 }
 
-fn impersonated_json(emu: &Emulator, source: serde_json::Value, delegates: &[&str]) -> serde_json::Value {
+fn impersonated_json(
+    emu: &Emulator,
+    source: serde_json::Value,
+    delegates: &[&str],
+) -> serde_json::Value {
     json!({
         "type": "impersonated_service_account",
         "delegates": delegates.iter().map(|d| format!("projects/-/serviceAccounts/{d}")).collect::<Vec<_>>(),
@@ -183,7 +215,11 @@ async fn impersonation_works_from_each_source_type() {
     let emu = emulator().await;
     let home = TempDir::new("imp");
     let sources = [
-        ("authorized_user", authorized_user_json(&emu), Endpoint::OAuthToken),
+        (
+            "authorized_user",
+            authorized_user_json(&emu),
+            Endpoint::OAuthToken,
+        ),
         (
             "service_account",
             service_account_json(&emu, "test_rsa_pkcs8.pem", SA_EMAIL, RSA_KEY_ID),
@@ -197,15 +233,28 @@ async fn impersonation_works_from_each_source_type() {
     ];
     for (name, source, source_endpoint) in sources {
         emu.reset_counters();
-        let path = home.write_json(&format!("{name}.json"), &impersonated_json(&emu, source, &[]));
+        let path = home.write_json(
+            &format!("{name}.json"),
+            &impersonated_json(&emu, source, &[]),
+        );
         let creds = builder_for(&home, &path).build().unwrap();
-        assert_eq!(creds.credential_type(), CredentialType::ImpersonatedServiceAccount);
+        assert_eq!(
+            creds.credential_type(),
+            CredentialType::ImpersonatedServiceAccount
+        );
         assert_eq!(creds.quota_project_id(), Some("imp-quota"));
-        assert_eq!(creds.project_id().await.unwrap(), None, "google-auth gives none");
+        assert_eq!(
+            creds.project_id().await.unwrap(),
+            None,
+            "google-auth gives none"
+        );
         let token = creds.access_token().await.unwrap();
         let issued = emu.issued_token(token.secret().expose()).unwrap();
         assert_eq!(issued.scopes, [CLOUD_PLATFORM], "{name}");
-        let remaining = token.expires_at().duration_since(SystemTime::now()).unwrap();
+        let remaining = token
+            .expires_at()
+            .duration_since(SystemTime::now())
+            .unwrap();
         assert!(remaining > Duration::from_secs(3500) && remaining <= Duration::from_secs(3600));
         assert_eq!(emu.requests(source_endpoint), 1, "{name}: one source token");
         assert_eq!(emu.requests(Endpoint::IamGenerateAccessToken), 1, "{name}");
@@ -215,7 +264,11 @@ async fn impersonation_works_from_each_source_type() {
         let claims = verified_claims(&emu, id.secret().expose());
         assert_eq!(claims["aud"], "https://svc.example");
         assert_eq!(claims["email"], TARGET_SA, "{name}");
-        assert_eq!(emu.requests(source_endpoint), 1, "{name}: source token cached");
+        assert_eq!(
+            emu.requests(source_endpoint),
+            1,
+            "{name}: source token cached"
+        );
         assert_eq!(emu.requests(Endpoint::IamGenerateIdToken), 1);
     }
 }
@@ -233,17 +286,37 @@ async fn delegates_lifetime_and_refusals() {
         .build()
         .unwrap();
     let token = creds.access_token().await.unwrap();
-    let remaining = token.expires_at().duration_since(SystemTime::now()).unwrap();
-    assert!(remaining <= Duration::from_secs(900) && remaining > Duration::from_secs(800), "{remaining:?}");
+    let remaining = token
+        .expires_at()
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(
+        remaining <= Duration::from_secs(900) && remaining > Duration::from_secs(800),
+        "{remaining:?}"
+    );
     let explanation = creds.explain().await;
-    assert!(explanation.details.iter().any(|d| d.name == "delegates" && d.value.contains(DELEGATE_SA)));
+    assert!(
+        explanation
+            .details
+            .iter()
+            .any(|d| d.name == "delegates" && d.value.contains(DELEGATE_SA))
+    );
 
     // An unknown delegate is refused by IAM (404 NOT_FOUND).
     let path = home.write_json(
         "imp-bad-delegate.json",
-        &impersonated_json(&emu, authorized_user_json(&emu), &["nobody@x.iam.gserviceaccount.com"]),
+        &impersonated_json(
+            &emu,
+            authorized_user_json(&emu),
+            &["nobody@x.iam.gserviceaccount.com"],
+        ),
     );
-    let err = builder_for(&home, &path).build().unwrap().access_token().await.unwrap_err();
+    let err = builder_for(&home, &path)
+        .build()
+        .unwrap()
+        .access_token()
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(404), "{err}");
     assert!(err.message().contains("NOT_FOUND"), "{err}");
 
@@ -271,9 +344,17 @@ async fn delegates_lifetime_and_refusals() {
     let mut source = authorized_user_json(&emu);
     source["refresh_token"] = json!("1//email-only");
     let path = home.write_json("imp-scope.json", &impersonated_json(&emu, source, &[]));
-    let err = builder_for(&home, &path).build().unwrap().access_token().await.unwrap_err();
+    let err = builder_for(&home, &path)
+        .build()
+        .unwrap()
+        .access_token()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
-    assert!(err.hint().unwrap().contains("serviceAccountTokenCreator"), "{err}");
+    assert!(
+        err.hint().unwrap().contains("serviceAccountTokenCreator"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,18 +366,31 @@ async fn unsupported_sources_and_bad_urls_are_load_errors() {
     let err = builder_for(&home, &path).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
     assert!(err.message().contains("\"external_account\""), "{err}");
-    assert!(err.message().contains("authorized_user, service_account"), "{err}");
+    assert!(
+        err.message().contains("authorized_user, service_account"),
+        "{err}"
+    );
 
     file["source_credentials"] = authorized_user_json(&emu);
     file["service_account_impersonation_url"] =
         json!("http://evil.example/v1/projects/-/serviceAccounts/x@y.com:generateAccessToken");
     let path = home.write_json("evil.json", &file);
     let err = builder_for(&home, &path).build().unwrap_err();
-    assert!(err.message().contains("service_account_impersonation_url"), "{err}");
+    assert!(
+        err.message().contains("service_account_impersonation_url"),
+        "{err}"
+    );
 
     file["service_account_impersonation_url"] = json!(format!("{}/v1/nothing-here", emu.url()));
     let path = home.write_json("no-target.json", &file);
     let err = builder_for(&home, &path).build().unwrap_err();
-    assert!(err.message().contains("does not name a service account"), "{err}");
-    assert_eq!(emu.total_requests(), 0, "nothing was sent for a refused file");
+    assert!(
+        err.message().contains("does not name a service account"),
+        "{err}"
+    );
+    assert_eq!(
+        emu.total_requests(),
+        0,
+        "nothing was sent for a refused file"
+    );
 }

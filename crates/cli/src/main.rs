@@ -6,6 +6,7 @@
 
 mod demo;
 mod emulator_cmd;
+mod mtls_cmd;
 mod output;
 mod token_cmd;
 
@@ -39,6 +40,8 @@ enum Command {
     Explain(token_cmd::ExplainArgs),
     /// Run the local emulator of the metadata server, OAuth/STS/IAM endpoints and workload CA.
     Emulator(emulator_cmd::EmulatorArgs),
+    /// Mutual TLS with SPIFFE credentials: an echo server and a client.
+    Mtls(mtls_cmd::MtlsArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
             Command::IdToken(args) => token_cmd::id_token(args).await,
             Command::Explain(args) => token_cmd::explain(args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
+            Command::Mtls(args) => mtls_cmd::run(args).await,
         }
     });
     match result {

@@ -168,7 +168,10 @@ impl<T, C> fmt::Debug for TokenCache<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
             .field("has_token", &self.shared.current.load().is_some())
-            .field("refreshing", &self.shared.refreshing.load(Ordering::Relaxed))
+            .field(
+                "refreshing",
+                &self.shared.refreshing.load(Ordering::Relaxed),
+            )
             .field("fetches", &self.shared.fetches.load(Ordering::Relaxed))
             .finish()
     }
@@ -312,7 +315,9 @@ fn nanos(d: Duration) -> u64 {
 impl<T: Expiring, C: Clock> Shared<T, C> {
     fn lock_slow(&self) -> MutexGuard<'_, SlowState> {
         // The state stays consistent even if a holder panicked: every write is a single assignment.
-        self.slow.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn has_usable(&self) -> bool {

@@ -122,7 +122,10 @@ mod tests {
         let b = c.now_mono();
         assert!(b > a);
         let elapsed = Duration::from_nanos(b - a);
-        assert!(elapsed + c.resolution() >= Duration::from_millis(30), "{elapsed:?}");
+        assert!(
+            elapsed + c.resolution() >= Duration::from_millis(30),
+            "{elapsed:?}"
+        );
     }
 
     #[test]
@@ -131,6 +134,9 @@ mod tests {
         let (m, s) = (c.now_mono(), c.now_system());
         c.advance(Duration::from_secs(90));
         assert_eq!(c.now_mono() - m, 90_000_000_000);
-        assert_eq!(c.now_system().duration_since(s).unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            c.now_system().duration_since(s).unwrap(),
+            Duration::from_secs(90)
+        );
     }
 }

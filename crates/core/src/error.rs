@@ -97,7 +97,11 @@ impl Error {
 
     /// An error for an HTTP status answered by `endpoint`. 408, 429 and 5xx are transient;
     /// 401 and 403 are [`ErrorKind::Rejected`]; other statuses are permanent [`ErrorKind::Http`].
-    pub fn http_status(status: u16, endpoint: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn http_status(
+        status: u16,
+        endpoint: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         let kind = match status {
             401 | 403 => ErrorKind::Rejected,
             _ => ErrorKind::Http,
@@ -267,7 +271,10 @@ mod tests {
         for s in [400, 401, 403, 404] {
             assert!(!Error::http_status(s, "x", "m").is_transient(), "{s}");
         }
-        assert_eq!(Error::http_status(403, "x", "m").kind(), ErrorKind::Rejected);
+        assert_eq!(
+            Error::http_status(403, "x", "m").kind(),
+            ErrorKind::Rejected
+        );
         assert_eq!(Error::http_status(404, "x", "m").kind(), ErrorKind::Http);
     }
 

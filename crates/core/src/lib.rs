@@ -7,6 +7,9 @@
 //! - [`RetryPolicy`]: capped exponential backoff with jitter.
 //! - [`TokenCache`]: a lock-free token cache with single-flight, early, jittered background refresh.
 //! - [`runtime`]: the library's own small runtime, so callers need none.
+//! - [`json`]: reading JSON documents whose errors name the field but never echo a value.
+//! - [`http`]: the client-independent part of reading an HTTP answer (bounded, zeroed bodies;
+//!   transport errors).
 //!
 //! ```
 //! use workload_auth_core::{Error, ErrorKind};
@@ -15,13 +18,16 @@
 //! assert_eq!(e.kind(), ErrorKind::Http);
 //! ```
 //!
-//! This crate does no I/O of its own: fetching tokens is the job of the credential crates.
+//! This crate does no I/O of its own: fetching tokens is the job of the credential crates, which
+//! plug their HTTP client into [`http`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cache;
 pub mod clock;
 pub mod error;
+pub mod http;
+pub mod json;
 pub mod retry;
 pub mod runtime;
 pub mod secret;

@@ -107,7 +107,11 @@ async fn hammer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_callers_on_a_missing_token_cause_one_fetch() {
     let clock = ManualClock::new();
-    let up = Upstream::new(&clock, Duration::from_millis(50), vec![Step::Ok("t1", 3600)]);
+    let up = Upstream::new(
+        &clock,
+        Duration::from_millis(50),
+        vec![Step::Ok("t1", 3600)],
+    );
     let cache = cache(&up, &clock);
     let results = hammer(&cache, 1000).await;
     assert!(results.iter().all(|r| r.as_deref().unwrap() == "t1"));
@@ -293,7 +297,10 @@ impl Drop for SetOnDrop {
 
 /// A cache whose fetch never finishes, and a flag that tells when that fetch's future was dropped.
 fn hanging_cache() -> (TokenCache<AccessToken>, Arc<AtomicBool>, Arc<AtomicBool>) {
-    let (started, dropped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (started, dropped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let (s, d) = (Arc::clone(&started), Arc::clone(&dropped));
     let cache = TokenCache::new(move || {
         let guard = SetOnDrop(Arc::clone(&d));
@@ -321,7 +328,11 @@ fn wait_for(flag: &AtomicBool) -> bool {
 fn building_and_fetching_need_no_runtime() {
     // A plain thread, no tokio anywhere in sight.
     let clock = ManualClock::new();
-    let up = Upstream::new(&clock, Duration::from_millis(5), vec![Step::Ok("plain", 3600)]);
+    let up = Upstream::new(
+        &clock,
+        Duration::from_millis(5),
+        vec![Step::Ok("plain", 3600)],
+    );
     let cache = cache(&up, &clock);
     assert_eq!(secret(&cache.get_blocking().unwrap()), "plain");
     assert_eq!(secret(&cache.get_blocking().unwrap()), "plain");
@@ -346,7 +357,10 @@ fn a_fetch_outlives_a_cancelled_caller_but_not_its_cache() {
     .join()
     .unwrap();
     assert!(started.load(Ordering::SeqCst));
-    assert!(!dropped.load(Ordering::SeqCst), "the fetch stopped with its caller");
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "the fetch stopped with its caller"
+    );
     // Dropping the last clone of the cache stops the fetch.
     drop(cache);
     assert!(wait_for(&dropped), "the fetch outlived its cache");

@@ -427,11 +427,18 @@ impl<'a> SvidBuilder<'a> {
                 .distinguished_name
                 .push(DnType::CommonName, "no subject alternative name");
         }
-        params.is_ca = if self.is_ca {
-            IsCa::Ca(BasicConstraints::Unconstrained)
+        if self.is_ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         } else {
-            IsCa::ExplicitNoCa
-        };
+            // CA:FALSE as DER requires: an empty SEQUENCE (cA's DEFAULT FALSE is omitted), critical.
+            // rcgen's `ExplicitNoCa` writes the default out, which strict parsers (Python's
+            // cryptography) refuse.
+            params.is_ca = IsCa::NoCa;
+            let mut basic_constraints =
+                rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+            basic_constraints.set_criticality(true);
+            params.custom_extensions.push(basic_constraints);
+        }
         params.key_usages = self.key_usages.clone();
         if self.is_ca && !params.key_usages.contains(&KeyUsagePurpose::KeyCertSign) {
             params.key_usages.push(KeyUsagePurpose::KeyCertSign);

@@ -16,7 +16,8 @@ use workload_auth_emulator::{
 };
 
 const SA: &str = "tester@p.iam.gserviceaccount.com";
-const AUDIENCE: &str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+const AUDIENCE: &str =
+    "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
 
 /// A fresh P-256 key: its PKCS#8 PEM, and the pair to sign with.
 fn ec_key() -> (String, EcdsaKeyPair) {
@@ -32,7 +33,8 @@ fn ec_key() -> (String, EcdsaKeyPair) {
 }
 
 fn sign(key: &EcdsaKeyPair, claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "typ": "JWT", "kid": "k1"}).to_string());
+    let header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "typ": "JWT", "kid": "k1"}).to_string());
     let body = URL_SAFE_NO_PAD.encode(claims.to_string());
     let signed = format!("{header}.{body}");
     let sig = key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
@@ -50,7 +52,9 @@ async fn start() -> (Emulator, EcdsaKeyPair) {
     let (pem, pair) = ec_key();
     let emu = Emulator::start(EmulatorConfig {
         identity: IdentityConfig {
-            service_accounts: vec![ServiceAccountKey::from_private_key_pem(SA, Some("k1"), &pem).unwrap()],
+            service_accounts: vec![
+                ServiceAccountKey::from_private_key_pem(SA, Some("k1"), &pem).unwrap(),
+            ],
             oauth_clients: vec![OAuthClient::new("client", "secret")],
             refresh_tokens: vec![RefreshTokenGrant::new("1//rt", "client")],
             sts: StsConfig {
@@ -114,36 +118,110 @@ async fn jwt_bearer_grant_checks_signature_audience_and_times() {
     let t = now();
     let good = json!({"iss": SA, "aud": "https://oauth2.googleapis.com/token", "iat": t, "exp": t + 3600, "scope": "a b"});
     let grant = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-    let (status, body) = post_form(&emu, "/token", &[("grant_type", grant), ("assertion", &sign(&key, &good))]).await;
+    let (status, body) = post_form(
+        &emu,
+        "/token",
+        &[("grant_type", grant), ("assertion", &sign(&key, &good))],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(emu.issued_token(body["access_token"].as_str().unwrap()).unwrap().scopes, ["a", "b"]);
+    assert_eq!(
+        emu.issued_token(body["access_token"].as_str().unwrap())
+            .unwrap()
+            .scopes,
+        ["a", "b"]
+    );
     assert_eq!(body["token_type"], "Bearer");
 
     let mut id = good.clone();
     id.as_object_mut().unwrap().remove("scope");
     id["target_audience"] = json!("https://svc.example");
-    let (status, body) = post_form(&emu, "/token", &[("grant_type", grant), ("assertion", &sign(&key, &id))]).await;
+    let (status, body) = post_form(
+        &emu,
+        "/token",
+        &[("grant_type", grant), ("assertion", &sign(&key, &id))],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let payload = body["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+    let payload = body["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["aud"], "https://svc.example");
     assert_eq!(claims["email"], SA);
 
     for (claims, needle) in [
-        ({ let mut c = good.clone(); c["aud"] = json!("https://evil.example/token"); c }, "Failed audience check"),
-        ({ let mut c = good.clone(); c["exp"] = json!(t - 10); c }, "Invalid JWT"),
-        ({ let mut c = good.clone(); c["exp"] = json!(t + 7200); c }, "Invalid JWT"),
-        ({ let mut c = good.clone(); c["iss"] = json!("other@p.iam.gserviceaccount.com"); c }, "account not found"),
-        ({ let mut c = good.clone(); c.as_object_mut().unwrap().remove("scope"); c }, "Invalid oauth scope"),
+        (
+            {
+                let mut c = good.clone();
+                c["aud"] = json!("https://evil.example/token");
+                c
+            },
+            "Failed audience check",
+        ),
+        (
+            {
+                let mut c = good.clone();
+                c["exp"] = json!(t - 10);
+                c
+            },
+            "Invalid JWT",
+        ),
+        (
+            {
+                let mut c = good.clone();
+                c["exp"] = json!(t + 7200);
+                c
+            },
+            "Invalid JWT",
+        ),
+        (
+            {
+                let mut c = good.clone();
+                c["iss"] = json!("other@p.iam.gserviceaccount.com");
+                c
+            },
+            "account not found",
+        ),
+        (
+            {
+                let mut c = good.clone();
+                c.as_object_mut().unwrap().remove("scope");
+                c
+            },
+            "Invalid oauth scope",
+        ),
     ] {
-        let (status, body) = post_form(&emu, "/token", &[("grant_type", grant), ("assertion", &sign(&key, &claims))]).await;
+        let (status, body) = post_form(
+            &emu,
+            "/token",
+            &[("grant_type", grant), ("assertion", &sign(&key, &claims))],
+        )
+        .await;
         assert_eq!(status, 400, "{claims}");
-        assert!(body["error_description"].as_str().unwrap().contains(needle), "{needle}: {body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(needle),
+            "{needle}: {body}"
+        );
     }
     // A signature by another key.
     let (_, stranger) = ec_key();
-    let (status, body) = post_form(&emu, "/token", &[("grant_type", grant), ("assertion", &sign(&stranger, &good))]).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, body) = post_form(
+        &emu,
+        "/token",
+        &[
+            ("grant_type", grant),
+            ("assertion", &sign(&stranger, &good)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     assert_eq!(body["error_description"], "Invalid JWT Signature.");
     assert_eq!(emu.requests(Endpoint::OAuthToken), 8);
 }
@@ -151,16 +229,40 @@ async fn jwt_bearer_grant_checks_signature_audience_and_times() {
 #[tokio::test]
 async fn refresh_grant_checks_client_and_token_and_faults_apply() {
     let (emu, _) = start().await;
-    let ok = [("grant_type", "refresh_token"), ("client_id", "client"), ("client_secret", "secret"), ("refresh_token", "1//rt")];
+    let ok = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "client"),
+        ("client_secret", "secret"),
+        ("refresh_token", "1//rt"),
+    ];
     let (status, body) = post_form(&emu, "/token", &ok).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["scope"].as_str().unwrap().contains("cloud-platform"));
-    let (status, body) = post_form(&emu, "/token", &[ok[0], ok[1], ("client_secret", "nope"), ok[3]]).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
-    let (status, body) = post_form(&emu, "/token", &[ok[0], ok[1], ok[2], ("refresh_token", "1//other")]).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, body) = post_form(
+        &emu,
+        "/token",
+        &[ok[0], ok[1], ("client_secret", "nope"), ok[3]],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, body) = post_form(
+        &emu,
+        "/token",
+        &[ok[0], ok[1], ok[2], ("refresh_token", "1//other")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let (status, body) = post_form(&emu, "/token", &[("grant_type", "password")]).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
 
     // Wrong content type and wrong method.
     let response = common::client()
@@ -171,7 +273,11 @@ async fn refresh_grant_checks_client_and_token_and_faults_apply() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    let response = common::client().get(format!("{}/token", emu.url())).send().await.unwrap();
+    let response = common::client()
+        .get(format!("{}/token", emu.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 405);
     assert_eq!(response.headers()["allow"], "POST");
 
@@ -192,8 +298,14 @@ async fn sts_checks_grant_type_subject_token_type_and_audience() {
         .unwrap();
     let jwt = response.text().await.unwrap();
     let base = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-        ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
         ("audience", AUDIENCE),
         ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
         ("subject_token", jwt.as_str()),
@@ -201,7 +313,10 @@ async fn sts_checks_grant_type_subject_token_type_and_audience() {
     ];
     let (status, body) = post_form(&emu, "/v1/token", &base).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_u64().unwrap() > 0);
     let federated = body["access_token"].as_str().unwrap().to_owned();
@@ -213,13 +328,22 @@ async fn sts_checks_grant_type_subject_token_type_and_audience() {
     };
     for (pairs, error) in [
         (with(0, "refresh_token"), "unsupported_grant_type"),
-        (with(1, "urn:ietf:params:oauth:token-type:id_token"), "invalid_request"),
+        (
+            with(1, "urn:ietf:params:oauth:token-type:id_token"),
+            "invalid_request",
+        ),
         (with(2, "//iam.googleapis.com/unknown"), "invalid_target"),
         (with(2, "https://evil.example"), "invalid_target"),
         (with(3, "urn:example:unknown"), "invalid_request"),
         (with(4, "not-a-jwt"), "invalid_grant"),
-        (with(3, "urn:ietf:params:oauth:token-type:saml2"), "invalid_grant"),
-        (with(3, "urn:ietf:params:oauth:token-type:mtls"), "invalid_grant"),
+        (
+            with(3, "urn:ietf:params:oauth:token-type:saml2"),
+            "invalid_grant",
+        ),
+        (
+            with(3, "urn:ietf:params:oauth:token-type:mtls"),
+            "invalid_grant",
+        ),
     ] {
         let (status, body) = post_form(&emu, "/v1/token", &pairs).await;
         assert_eq!(status, 400, "{pairs:?}: {body}");
@@ -227,18 +351,31 @@ async fn sts_checks_grant_type_subject_token_type_and_audience() {
     }
 
     // The federated token authorizes IAM; nothing else does.
-    let path = format!("/v1/projects/-/serviceAccounts/{}:generateAccessToken", emu.config().email);
-    let request = json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"], "lifetime": "600s"});
+    let path = format!(
+        "/v1/projects/-/serviceAccounts/{}:generateAccessToken",
+        emu.config().email
+    );
+    let request =
+        json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"], "lifetime": "600s"});
     let (status, body) = post_json(&emu, &path, Some(&federated), &request).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["expireTime"].as_str().unwrap().ends_with('Z'));
-    assert!(emu.issued_token(body["accessToken"].as_str().unwrap()).is_some());
+    assert!(
+        emu.issued_token(body["accessToken"].as_str().unwrap())
+            .is_some()
+    );
     let (status, body) = post_json(&emu, &path, None, &request).await;
-    assert_eq!((status, body["error"]["status"].as_str()), (401, Some("UNAUTHENTICATED")));
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
     let (status, body) = post_json(&emu, &path, Some("ya29.forged"), &request).await;
     assert_eq!(status, 401, "{body}");
     let (status, body) = post_json(&emu, &path, Some(&federated), &json!({"scope": []})).await;
-    assert_eq!((status, body["error"]["status"].as_str()), (400, Some("INVALID_ARGUMENT")));
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
     let (status, body) = post_json(
         &emu,
         "/v1/projects/-/serviceAccounts/nobody@x.iam.gserviceaccount.com:generateAccessToken",
@@ -246,9 +383,18 @@ async fn sts_checks_grant_type_subject_token_type_and_audience() {
         &request,
     )
     .await;
-    assert_eq!((status, body["error"]["status"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
     let id_path = path.replace(":generateAccessToken", ":generateIdToken");
-    let (status, body) = post_json(&emu, &id_path, Some(&federated), &json!({"audience": "https://a", "includeEmail": true})).await;
+    let (status, body) = post_json(
+        &emu,
+        &id_path,
+        Some(&federated),
+        &json!({"audience": "https://a", "includeEmail": true}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(emu.requests(Endpoint::IamGenerateAccessToken), 5);
     assert_eq!(emu.requests(Endpoint::IamGenerateIdToken), 1);
@@ -260,7 +406,10 @@ async fn aws_metadata_requires_an_imdsv2_session() {
     let (emu, _) = start().await;
     let client = common::client();
     let zone = format!("{}/latest/meta-data/placement/availability-zone", emu.url());
-    assert_eq!(client.get(&zone).send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        client.get(&zone).send().await.unwrap().status().as_u16(),
+        401
+    );
     let token = client
         .put(format!("{}/latest/api/token", emu.url()))
         .header("X-aws-ec2-metadata-token-ttl-seconds", "300")
@@ -274,7 +423,12 @@ async fn aws_metadata_requires_an_imdsv2_session() {
         let client = client.clone();
         let token = token.clone();
         async move {
-            let r = client.get(url).header("X-aws-ec2-metadata-token", token).send().await.unwrap();
+            let r = client
+                .get(url)
+                .header("X-aws-ec2-metadata-token", token)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
@@ -285,10 +439,17 @@ async fn aws_metadata_requires_an_imdsv2_session() {
     let (status, creds) = get(format!("{roles}/{role}")).await;
     assert_eq!(status, 200);
     let creds: Value = serde_json::from_str(&creds).unwrap();
-    assert_eq!(creds["AccessKeyId"], emu.config().identity.aws.access_key_id);
+    assert_eq!(
+        creds["AccessKeyId"],
+        emu.config().identity.aws.access_key_id
+    );
     assert_eq!(get(format!("{roles}/other")).await.0, 404);
     // PUT without a TTL is refused.
-    let response = client.put(format!("{}/latest/api/token", emu.url())).send().await.unwrap();
+    let response = client
+        .put(format!("{}/latest/api/token", emu.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(emu.requests(Endpoint::AwsSessionToken), 2);
     assert_eq!(emu.requests(Endpoint::AwsCredentials), 3);

@@ -8,14 +8,14 @@ use std::time::{Duration, SystemTime};
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, RetryPolicy};
 
 use crate::host::{METADATA_HOST_ENV, MetadataHost};
-use crate::json::malformed;
 use crate::service_account::{ServiceAccountInfo, parse_service_account};
 use crate::token::{parse_access_token, parse_id_token};
-use crate::transport::{Answer, get_once, snippet};
+use crate::transport::{Answer, get_once, malformed};
 use crate::workload::{
     WorkloadCertificatesUnavailable, WorkloadIdentities, parse_config_status, parse_trust_anchors,
     parse_workload_identities,
 };
+use workload_auth_core::http::snippet;
 
 /// The universe domain when the metadata server does not name one.
 pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use workload_auth_core::{Error, ErrorKind};
 
 use crate::host::{METADATA_HOST_ENV, MetadataHost};
-use crate::transport::{FLAVOR_HEADER, FLAVOR_VALUE, snippet};
+use crate::transport::{FLAVOR_HEADER, FLAVOR_VALUE};
+use workload_auth_core::http::snippet;
 
 /// Set to `true` to declare that this is not Google Cloud and skip the probe.
 pub const NO_GCE_CHECK_ENV: &str = "NO_GCE_CHECK";

@@ -40,7 +40,6 @@
 mod client;
 mod detect;
 mod host;
-mod json;
 mod service_account;
 mod token;
 mod transport;

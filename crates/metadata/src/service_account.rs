@@ -1,8 +1,9 @@
 //! The attached service account, from `instance/service-accounts/default/?recursive=true`.
 
 use workload_auth_core::Result;
+use workload_auth_core::json::Fields;
 
-use crate::json::Fields;
+use crate::transport::parse_json;
 
 /// The service account attached to the VM, as the metadata server describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,10 +19,11 @@ pub struct ServiceAccountInfo {
 
 /// Parses `{"aliases": [...], "email": "...", "scopes": [...]}`; only `email` is required.
 pub(crate) fn parse_service_account(body: &[u8], endpoint: &str) -> Result<ServiceAccountInfo> {
-    let mut fields = Fields::parse(body, endpoint)?;
-    let email = fields.required_string("email")?;
-    let scopes = fields.string_array("scopes")?;
-    let aliases = fields.string_array("aliases")?;
+    let doc = parse_json(body, endpoint)?;
+    let fields = Fields::of_response(&doc, endpoint);
+    let email = fields.str("email")?;
+    let scopes = fields.opt_str_list("scopes")?.unwrap_or_default();
+    let aliases = fields.opt_str_list("aliases")?.unwrap_or_default();
     Ok(ServiceAccountInfo {
         email: email.trim().to_owned(),
         scopes,
@@ -51,12 +53,15 @@ mod tests {
     #[test]
     fn names_the_bad_field() {
         for (body, needle) in [
-            (r#"{"scopes":[]}"#, "`email` is missing"),
-            (r#"{"email":["x"]}"#, "`email` is an array"),
-            (r#"{"email":"x@y","scopes":"a"}"#, "`scopes` is a string"),
+            (r#"{"scopes":[]}"#, "`email` field is missing"),
+            (r#"{"email":["x"]}"#, "`email` field is an array"),
+            (
+                r#"{"email":"x@y","scopes":"a"}"#,
+                "`scopes` field is a string",
+            ),
             (
                 r#"{"email":"x@y","aliases":[1]}"#,
-                "`aliases[0]` is a number",
+                "item 0 of the `aliases` field is a number",
             ),
             ("email", "not valid JSON"),
         ] {

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 
-use crate::json::{Fields, malformed};
+use crate::transport::{malformed, parse_json};
 
 /// Parses `{"access_token": "...", "expires_in": N, "token_type": "Bearer"}`, received at `now`.
 ///
@@ -14,13 +15,14 @@ pub(crate) fn parse_access_token(
     endpoint: &str,
     now: SystemTime,
 ) -> Result<AccessToken> {
-    let mut fields = Fields::parse(body, endpoint)?;
-    let token = SecretString::new(fields.required_string("access_token")?);
+    let doc = parse_json(body, endpoint)?;
+    let fields = Fields::of_response(&doc, endpoint);
+    let token = fields.secret("access_token")?;
     let expires_in = fields.positive_seconds("expires_in")?;
-    let token_type = match fields.optional_string("token_type")? {
+    let token_type = match fields.opt_str("token_type")? {
         Some(t) if t.trim().is_empty() => return Err(fields.invalid("token_type", "is empty")),
         Some(t) => t,
-        None => "Bearer".to_owned(),
+        None => "Bearer",
     };
     if token
         .expose()
@@ -84,34 +86,34 @@ mod tests {
             ("ya29.sekrit", "not valid JSON"),
             ("{\"access_token\":\"ya29.sekrit\"", "ends early"),
             ("[\"ya29.sekrit\"]", "an array, expected a JSON object"),
-            (r#"{"expires_in":3599}"#, "`access_token` is missing"),
+            (r#"{"expires_in":3599}"#, "`access_token` field is missing"),
             (
                 r#"{"access_token":"","expires_in":3599}"#,
-                "`access_token` is empty",
+                "`access_token` field is empty",
             ),
             (
                 r#"{"access_token":7,"expires_in":3599}"#,
-                "`access_token` is a number",
+                "`access_token` field is a number",
             ),
             (
                 r#"{"access_token":"ya29.sekrit"}"#,
-                "`expires_in` is missing",
+                "`expires_in` field is missing",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":0}"#,
-                "`expires_in` is zero",
+                "`expires_in` field is zero",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":-5}"#,
-                "`expires_in` is negative",
+                "`expires_in` field is negative",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":-0.5}"#,
-                "`expires_in` is negative",
+                "`expires_in` field is negative",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":0.5}"#,
-                "`expires_in` is zero",
+                "`expires_in` field is zero",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":1e300}"#,
@@ -119,19 +121,19 @@ mod tests {
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":"3599"}"#,
-                "`expires_in` is a string",
+                "`expires_in` field is a string",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":null}"#,
-                "`expires_in` is null",
+                "`expires_in` field is null",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":9,"token_type":1}"#,
-                "`token_type` is a number",
+                "`token_type` field is a number",
             ),
             (
                 r#"{"access_token":"ya29.sekrit","expires_in":9,"token_type":""}"#,
-                "`token_type` is empty",
+                "`token_type` field is empty",
             ),
             (
                 r#"{"access_token":"ya29 sekrit","expires_in":9}"#,

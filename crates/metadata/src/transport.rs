@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use url::Url;
+use workload_auth_core::http::{BoundedBody, TransportFailure, snippet};
+use workload_auth_core::json::{JsonObject, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, Retry};
 use zeroize::Zeroizing;
 
@@ -98,106 +100,58 @@ fn check_flavor(headers: &HeaderMap, status: u16, endpoint: &str) -> Result<()> 
     .with_hint("check GCE_METADATA_HOST and any HTTP proxy or interception between here and the metadata server"))
 }
 
-/// Reads the body chunk by chunk, refusing it as soon as it grows past [`MAX_BODY_BYTES`].
+/// Reads the body, refusing it as soon as it grows past [`MAX_BODY_BYTES`].
 async fn read_body(
     response: &mut reqwest::Response,
     endpoint: &str,
     timeout: Duration,
 ) -> Result<Body> {
-    let too_large = || {
-        Error::new(
-            ErrorKind::MalformedResponse,
-            format!("the response body is larger than {MAX_BODY_BYTES} bytes"),
-        )
-        .with_endpoint(endpoint.to_owned())
-    };
-    let declared = response.content_length();
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+    let mut body = BoundedBody::new(response.content_length(), MAX_BODY_BYTES, endpoint)?;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(&e, endpoint, timeout))?
+    {
+        body.push(&chunk)?;
     }
-    // Reserving the declared size up front avoids reallocations that would leave unzeroed copies.
-    let capacity = declared.map_or(1024, |n| n as usize);
-    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                if body.len() + chunk.len() > body.capacity() {
-                    let mut bigger = Zeroizing::new(Vec::with_capacity(
-                        (body.len() + chunk.len()).max(body.capacity() * 2),
-                    ));
-                    bigger.extend_from_slice(&body);
-                    body = bigger;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(transport_error(&e, endpoint, timeout)),
-        }
-    }
+    Ok(body.finish())
 }
 
 /// A transport failure: connect errors, timeouts, resets and truncated bodies, all transient.
 fn transport_error(e: &reqwest::Error, endpoint: &str, timeout: Duration) -> Error {
-    let message = if e.is_timeout() {
-        format!(
-            "no complete answer from the metadata server within {} ms",
-            timeout.as_millis()
-        )
+    let failure = if e.is_timeout() {
+        TransportFailure::Timeout(timeout)
     } else if e.is_connect() {
-        "could not connect to the metadata server".to_owned()
+        TransportFailure::Connect
     } else if e.is_body() || e.is_decode() {
-        "the connection failed while reading the response body (truncated or reset)".to_owned()
+        TransportFailure::Body
     } else {
-        "the request to the metadata server failed (connection closed or reset)".to_owned()
+        TransportFailure::Other
     };
-    // reqwest's own text names the URL (without secrets: the query holds only scopes or an
-    // audience); its source chain says what the socket reported.
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    let mut err = Error::new(ErrorKind::Transport, message).with_endpoint(endpoint.to_owned());
-    if !detail.is_empty() {
-        err = err.with_source(TransportDetail(detail));
-    }
-    if e.is_connect() {
-        err = err.with_hint(
+    let err = workload_auth_core::http::transport_error(
+        failure,
+        Some("the metadata server"),
+        endpoint,
+        e,
+    );
+    if failure == TransportFailure::Connect {
+        err.with_hint(
             "is this running on Google Cloud? Elsewhere, set GCE_METADATA_HOST to a metadata server \
              (for example the workload-auth emulator) or use other credentials",
-        );
-    }
-    err
-}
-
-/// The innermost cause of a transport failure, as text.
-#[derive(Debug)]
-struct TransportDetail(String);
-
-impl std::fmt::Display for TransportDetail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        )
+    } else {
+        err
     }
 }
 
-impl std::error::Error for TransportDetail {}
+/// A malformed-response error about `endpoint`.
+pub(crate) fn malformed(endpoint: &str, message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::MalformedResponse, message).with_endpoint(endpoint.to_owned())
+}
 
-/// The first `max` characters of `text` on one line, control characters replaced.
-pub(crate) fn snippet(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .trim()
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.trim().chars().count() > max {
-        out.push('…');
-    }
-    out
+/// Parses a response body as a JSON object (duplicate keys refused, errors never quote it).
+pub(crate) fn parse_json(body: &[u8], endpoint: &str) -> Result<JsonObject> {
+    parse_object(body, endpoint, ErrorKind::MalformedResponse, "the body")
 }
 
 #[cfg(test)]
@@ -221,12 +175,5 @@ mod tests {
             assert_eq!(err.endpoint(), Some("e"));
             assert!(!err.is_transient());
         }
-    }
-
-    #[test]
-    fn snippets_are_short_single_lines() {
-        assert_eq!(snippet("  Not Found\n", 120), "Not Found");
-        assert_eq!(snippet("a\nb\r\nc", 120), "a b  c");
-        assert_eq!(snippet("abcdef", 3), "abc…");
     }
 }

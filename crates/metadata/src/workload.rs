@@ -5,7 +5,9 @@ use std::fmt;
 
 use workload_auth_core::{Error, Result, SecretString};
 
-use crate::json::{Fields, malformed};
+use workload_auth_core::json::Fields;
+
+use crate::transport::{malformed, parse_json};
 
 /// The workload's X.509 SPIFFE credential (X509-SVID) from `workload-identities`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,19 +92,19 @@ impl std::error::Error for WorkloadCertificatesUnavailable {}
 
 /// Parses `{"status":"OK","workloadCredentials":{"spiffe://...":{"certificatePem":..,"privateKeyPem":..}}}`.
 pub(crate) fn parse_workload_identities(body: &[u8], endpoint: &str) -> Result<WorkloadIdentities> {
-    let mut fields = Fields::parse(body, endpoint)?;
-    let status = fields.optional_string("status")?;
-    let credentials = fields.required_object("workloadCredentials")?;
+    let doc = parse_json(body, endpoint)?;
+    let fields = Fields::of_response(&doc, endpoint);
+    let status = fields.opt_str("status")?.map(str::to_owned);
+    let credentials = fields.object("workloadCredentials")?;
     let count = credentials.len();
-    let mut entries = credentials.into_object_entries()?;
-    let (spiffe_id, mut entry) = match (entries.pop(), count) {
+    let mut entries = credentials.object_entries()?;
+    let (spiffe_id, entry) = match (entries.pop(), count) {
         (Some(one), 1) => one,
         _ => {
-            return Err(malformed(
-                endpoint,
-                format!(
-                    "field `workloadCredentials` has {count} entries, expected exactly one \
-                     (status {:?})",
+            return Err(fields.invalid(
+                "workloadCredentials",
+                &format!(
+                    "has {count} entries, expected exactly one (status {:?})",
                     status.as_deref().unwrap_or("absent")
                 ),
             ));
@@ -114,16 +116,16 @@ pub(crate) fn parse_workload_identities(body: &[u8], endpoint: &str) -> Result<W
             format!("the key of `workloadCredentials` is not a SPIFFE ID: {spiffe_id:?}"),
         ));
     }
-    let certificate_pem = entry.required_string("certificatePem")?;
+    let certificate_pem = entry.str("certificatePem")?.to_owned();
     if !certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
         return Err(entry.invalid("certificatePem", "holds no PEM certificate"));
     }
-    let private_key_pem = SecretString::new(entry.required_string("privateKeyPem")?);
+    let private_key_pem = entry.secret("privateKeyPem")?;
     if !private_key_pem.expose().contains("PRIVATE KEY-----") {
         return Err(entry.invalid("privateKeyPem", "holds no PEM private key"));
     }
     Ok(WorkloadIdentities {
-        spiffe_id,
+        spiffe_id: spiffe_id.to_owned(),
         certificate_pem,
         private_key_pem,
         status,
@@ -132,19 +134,19 @@ pub(crate) fn parse_workload_identities(body: &[u8], endpoint: &str) -> Result<W
 
 /// Parses `{"trustAnchors":{"TD":{"trustAnchorsPem":"<roots>"}}}` into trust domain → roots PEM.
 pub(crate) fn parse_trust_anchors(body: &[u8], endpoint: &str) -> Result<BTreeMap<String, String>> {
-    let mut fields = Fields::parse(body, endpoint)?;
-    let anchors = fields.required_object("trustAnchors")?;
+    let doc = parse_json(body, endpoint)?;
+    let anchors = Fields::of_response(&doc, endpoint).object("trustAnchors")?;
     let mut out = BTreeMap::new();
-    for (domain, mut entry) in anchors.into_object_entries()? {
+    for (domain, entry) in anchors.object_entries()? {
         // Keys are bare trust domains; tolerate a `spiffe://` prefix rather than fail on it.
-        let bare = domain.strip_prefix("spiffe://").unwrap_or(&domain);
+        let bare = domain.strip_prefix("spiffe://").unwrap_or(domain);
         if bare.is_empty() || bare.contains('/') {
             return Err(malformed(
                 endpoint,
                 format!("the key {domain:?} of `trustAnchors` is not a trust domain"),
             ));
         }
-        let pem = entry.required_string("trustAnchorsPem")?;
+        let pem = entry.str("trustAnchorsPem")?.to_owned();
         if !pem.contains("-----BEGIN CERTIFICATE-----") {
             return Err(entry.invalid("trustAnchorsPem", "holds no PEM certificate"));
         }
@@ -160,7 +162,7 @@ pub(crate) fn parse_trust_anchors(body: &[u8], endpoint: &str) -> Result<BTreeMa
 
 /// Parses `config-status`: any JSON object.
 pub(crate) fn parse_config_status(body: &[u8], endpoint: &str) -> Result<serde_json::Value> {
-    Ok(Fields::parse(body, endpoint)?.into_value())
+    Ok(parse_json(body, endpoint)?.into_value())
 }
 
 #[cfg(test)]
@@ -205,14 +207,14 @@ mod tests {
             (identities("", &entry("td/ns/a")), "not a SPIFFE ID"),
             (
                 identities("", r#""spiffe://td/x":{"privateKeyPem":"k"}"#),
-                "`workloadCredentials[\"spiffe://td/x\"].certificatePem` is missing",
+                "`workloadCredentials[\"spiffe://td/x\"].certificatePem` field is missing",
             ),
             (
                 identities(
                     "",
                     &format!(r#""spiffe://td/x":{{"certificatePem":"{CERT}"}}"#),
                 ),
-                "privateKeyPem` is missing",
+                "privateKeyPem` field is missing",
             ),
             (
                 identities(
@@ -229,11 +231,11 @@ mod tests {
             ),
             (
                 r#"{"status":"OK"}"#.to_owned(),
-                "`workloadCredentials` is missing",
+                "`workloadCredentials` field is missing",
             ),
             (
                 r#"{"status":5,"workloadCredentials":{}}"#.to_owned(),
-                "`status` is a number",
+                "`status` field is a number",
             ),
         ] {
             let err = parse_workload_identities(body.as_bytes(), "e").unwrap_err();
@@ -270,11 +272,11 @@ mod tests {
             ),
             (
                 r#"{"trustAnchors":{"a":{}}}"#.to_owned(),
-                "trustAnchorsPem` is missing",
+                "trustAnchorsPem` field is missing",
             ),
             (
                 r#"{"trustAnchors":[]}"#.to_owned(),
-                "`trustAnchors` is an array",
+                "`trustAnchors` field is an array",
             ),
             (
                 r#"{"trustAnchors":{"":{}}}"#.to_owned(),

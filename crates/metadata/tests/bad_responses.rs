@@ -64,13 +64,13 @@ async fn token_body_missing_expires_in() {
         r#"{{"access_token":"{LEAK}","token_type":"Bearer"}}"#
     ))
     .await;
-    assert!(text.contains("field `expires_in` is missing"), "{text}");
+    assert!(text.contains("`expires_in` field is missing"), "{text}");
 }
 
 #[tokio::test]
 async fn token_body_missing_access_token() {
     let (text, _) = malformed_token(r#"{"expires_in":3599,"token_type":"Bearer"}"#).await;
-    assert!(text.contains("field `access_token` is missing"), "{text}");
+    assert!(text.contains("`access_token` field is missing"), "{text}");
 }
 
 #[tokio::test]
@@ -79,28 +79,28 @@ async fn token_body_with_a_wrongly_typed_expires_in() {
         r#"{{"access_token":"{LEAK}","expires_in":"3599"}}"#
     ))
     .await;
-    assert!(text.contains("field `expires_in` is a string"), "{text}");
+    assert!(text.contains("`expires_in` field is a string"), "{text}");
 }
 
 #[tokio::test]
 async fn token_body_with_a_wrongly_typed_access_token() {
     let (text, _) =
         malformed_token(r#"{"access_token":{"v":"ya29.LEAKED"},"expires_in":3599}"#).await;
-    assert!(text.contains("field `access_token` is an object"), "{text}");
+    assert!(text.contains("`access_token` field is an object"), "{text}");
 }
 
 #[tokio::test]
 async fn token_body_with_zero_expires_in() {
     let (text, _) =
         malformed_token(&format!(r#"{{"access_token":"{LEAK}","expires_in":0}}"#)).await;
-    assert!(text.contains("field `expires_in` is zero"), "{text}");
+    assert!(text.contains("`expires_in` field is zero"), "{text}");
 }
 
 #[tokio::test]
 async fn token_body_with_negative_expires_in() {
     let (text, _) =
         malformed_token(&format!(r#"{{"access_token":"{LEAK}","expires_in":-60}}"#)).await;
-    assert!(text.contains("field `expires_in` is negative"), "{text}");
+    assert!(text.contains("`expires_in` field is negative"), "{text}");
 }
 
 #[tokio::test]
@@ -270,7 +270,7 @@ async fn service_account_listing_without_email() {
         ErrorKind::MalformedResponse,
         "/instance/service-accounts/default/",
     );
-    assert!(text.contains("field `email` is missing"), "{text}");
+    assert!(text.contains("`email` field is missing"), "{text}");
 }
 
 #[tokio::test]
@@ -331,7 +331,10 @@ async fn workload_identities_with_two_entries() {
         ErrorKind::MalformedResponse,
         "/gce-workload-certificates/trust-anchors",
     );
-    assert!(text.contains("trustAnchorsPem` is a number"), "{text}");
+    assert!(
+        text.contains("trustAnchorsPem` field is a number"),
+        "{text}"
+    );
 
     let err = c.config_status().await.unwrap_err();
     let text = assert_typed(

@@ -1,25 +1,7 @@
 //! A cache of peer chains that passed verification, so a repeat handshake with a known peer skips
 //! certificate parsing and path validation.
 //!
-//! What is cached is only the outcome of [`verify_x509_svid`](crate::verify_x509_svid) for one
-//! exact chain: its SPIFFE ID. An entry is used only when, at the moment of use,
-//!
-//! - the chain presented is byte for byte the chain verified (leaf and every intermediate, same
-//!   order; the hash only picks the slot, the bytes are compared),
-//! - it is verified for the same purpose (`serverAuth` / `clientAuth`),
-//! - the trust bundles are still the very set it was verified against
-//!   ([`TrustBundleSet::generation`](crate::TrustBundleSet::generation)): any reload or change of
-//!   the bundles makes every entry stale, and
-//! - `now` lies within the validity period of every certificate of the chain.
-//!
-//! The authorizer is not cached at all: it runs on every handshake, so a policy change (or a
-//! predicate that changes its mind) applies to known peers at once. Refusals are never cached.
-//! The handshake signature (CertificateVerify) is still checked against the presented leaf by rustls
-//! on every handshake, so a cached chain proves nothing without its private key.
-//!
-//! The cache is bounded (least recently used entries go first) and split into shards, each behind
-//! its own mutex held only for a scan of a few dozen slots, so concurrent handshakes rarely wait
-//! on each other.
+//! See [`VerifiedChainCache`].
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -34,11 +16,32 @@ use crate::spiffe_id::SpiffeId;
 /// The most shards a cache is split into.
 const MAX_SHARDS: usize = 16;
 
-/// A bounded, shared cache of verified peer chains; see the [module docs](self) for what is
-/// re-checked on every use.
+/// A bounded, shared cache of peer chains that passed verification.
+///
+/// What is cached is only the outcome of [`verify_x509_svid`](crate::verify_x509_svid) for one
+/// exact chain: its SPIFFE ID. An entry is used only when, at the moment of use,
+///
+/// - the chain presented is byte for byte the chain verified (leaf and every intermediate, same
+///   order; the hash only picks the slot, the bytes are compared),
+/// - it is verified for the same purpose (`serverAuth` / `clientAuth`),
+/// - the trust bundles are still the very set it was verified against
+///   ([`TrustBundleSet::generation`](crate::TrustBundleSet::generation)): any reload or change of
+///   the bundles makes every entry stale, and
+/// - `now` lies within the validity period of every certificate of the chain.
+///
+/// The authorizer is not cached at all: it runs on every handshake, so a policy change (or a
+/// predicate that changes its mind) applies to known peers at once. Refusals are never cached.
+/// The handshake signature (CertificateVerify) is still checked against the presented leaf by rustls
+/// on every handshake, so a cached chain proves nothing without its private key.
+///
+/// The cache is bounded (least recently used entries go first) and split into shards, each behind
+/// its own mutex held only for a scan of a few dozen slots, so concurrent handshakes rarely wait
+/// on each other.
 ///
 /// Cloning shares the cache. Give one to [`SpiffeVerifier::with_cache`](crate::SpiffeVerifier::with_cache)
-/// or [`MtlsConfig::with_chain_cache`](crate::MtlsConfig::with_chain_cache).
+/// or [`MtlsConfig::with_chain_cache`](crate::MtlsConfig::with_chain_cache). Share one cache only
+/// among verifiers reading the same bundles (one [`SvidStore`](crate::SvidStore)): an entry made
+/// against other bundles is a miss, and is dropped.
 ///
 /// ```
 /// use workload_auth_mtls::VerifiedChainCache;

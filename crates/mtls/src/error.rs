@@ -157,7 +157,7 @@ impl VerificationError {
 
 impl From<VerificationError> for Error {
     fn from(e: VerificationError) -> Self {
-        Error::new(ErrorKind::Verification, "peer refused").with_source(e)
+        Error::new(ErrorKind::Verification, "we refused the peer").with_source(e)
     }
 }
 

@@ -1,12 +1,14 @@
 //! Managed workload identity for mutual TLS: SPIFFE X509-SVIDs as Google Cloud delivers them.
 //!
 //! A workload on GCE or GKE finds its X.509 credentials in a directory the node agent keeps fresh
-//! ([`CredentialsDir`]). This crate loads them ([`X509Svid`], [`TrustBundleSet`]), keeps them
+//! ([`CredentialsDir`]), or asks the metadata server for them ([`MetadataSource`]). This crate
+//! loads them ([`X509Svid`], [`TrustBundleSet`]), keeps them
 //! current as they rotate ([`SvidStore`], [`Watcher`]), verifies peers as the X509-SVID spec asks
 //! (one SPIFFE ID in one URI SAN, not a CA, path validation against the bundle of the peer's own
 //! trust domain — [`verify_x509_svid`]), authorizes them by SPIFFE ID ([`Authorizer`]), and builds
 //! rustls configs and tokio-rustls helpers for both ends of a connection ([`MtlsConfig`],
-//! [`MtlsConnector`], [`MtlsAcceptor`]).
+//! [`MtlsConnector`], [`MtlsAcceptor`]). A [`VerifiedChainCache`] lets repeat handshakes with known
+//! peers skip path validation while still re-checking expiry, bundles and policy every time.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -30,8 +32,8 @@
 //! ```
 //!
 //! Deliberately not here: DNS-name checks (SPIFFE peers are named by SPIFFE ID only), pooling roots
-//! across trust domains, TLS session resumption (see [`tls`] for why), OpenSSL, and HTTP (the
-//! metadata-server source plugs in through [`SvidSource`] from the metadata crate).
+//! across trust domains, TLS session resumption (see [`tls`] for why), OpenSSL, and HTTP of its own
+//! (the metadata-server source goes through `workload-auth-metadata`'s client).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -41,6 +43,7 @@ mod cert;
 mod chain_cache;
 mod credentials_dir;
 mod error;
+mod metadata_source;
 mod pem;
 mod source;
 mod spiffe_id;
@@ -61,6 +64,7 @@ pub use credentials_dir::{
     DEFAULT_CREDENTIALS_DIR, PRIVATE_KEY_FILE, TRUST_BUNDLES_FILE,
 };
 pub use error::{ChainPosition, CredentialError, VerificationError};
+pub use metadata_source::MetadataSource;
 pub use source::{ChangeMarker, LoadFuture, MemorySource, SvidSource};
 pub use spiffe_id::{MAX_SPIFFE_ID_LEN, SpiffeId, SpiffeIdError, TrustDomain};
 pub use store::{ReloadStatus, SvidStore, X509Material};

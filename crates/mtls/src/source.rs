@@ -1,9 +1,9 @@
 //! Where X.509 material comes from: the seam between loading and rotating.
 //!
-//! This crate provides [`CredentialsDir`](crate::CredentialsDir) (the node agent's directory) and
-//! [`MemorySource`] (material held by the caller). A metadata-server source
-//! (`gce-workload-certificates`) implements the same trait in the crate that owns the metadata
-//! client, so this crate does no HTTP of its own.
+//! This crate provides [`CredentialsDir`](crate::CredentialsDir) (the node agent's directory),
+//! [`MetadataSource`](crate::MetadataSource) (the metadata server's `gce-workload-certificates`
+//! endpoints, through the metadata crate's client) and [`MemorySource`] (material held by the
+//! caller).
 
 use std::fmt;
 use std::future::Future;

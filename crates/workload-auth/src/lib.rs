@@ -8,7 +8,8 @@
 //!   ID tokens, request headers and an [`Explanation`] of why these credentials were chosen. Tokens
 //!   are cached lock-free and refreshed in the background before they expire.
 //! - [`WorkloadIdentity`]: the workload's X509-SVID and trust bundles, kept current as they rotate,
-//!   ready to make [`mtls`] clients and servers that authorize peers by SPIFFE ID.
+//!   ready to make [`mtls`] clients and servers that authorize peers by SPIFFE ID ([`blocking`] has
+//!   them over plain blocking sockets, for programs without an async runtime).
 //!
 //! Every operation is async first, with a `_blocking` twin for callers without a runtime; building
 //! needs no runtime at all (the library runs its own small one for background work).
@@ -38,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blocking;
 mod identity;
 
 pub use identity::WorkloadIdentity;
@@ -67,6 +69,49 @@ pub mod mtls {
 /// Shared building blocks: the token cache, clocks, the library's runtime.
 pub mod core {
     pub use workload_auth_core::*;
+}
+
+/// One authorizer from policies in the command line's `--allow` syntax, allowing a peer that any
+/// of them allows: `any`, a SPIFFE ID (exact), `td:TRUST_DOMAIN` (member of) or `prefix:ID` (path
+/// prefix on `/` boundaries).
+///
+/// An empty list is an error rather than an authorizer that refuses everyone (write `any` to
+/// allow every verified peer).
+///
+/// ```
+/// use workload_auth::authorizer_from_policies;
+/// use workload_auth::mtls::SpiffeId;
+/// let allow = authorizer_from_policies(["td:prod.example", "spiffe://ops.example/sa/admin"])?;
+/// assert!(allow.allows(&SpiffeId::parse("spiffe://prod.example/ns/web/sa/a")?));
+/// assert!(!allow.allows(&SpiffeId::parse("spiffe://dev.example/ns/web/sa/a")?));
+/// # Ok::<(), workload_auth::Error>(())
+/// ```
+pub fn authorizer_from_policies<I, S>(policies: I) -> Result<mtls::Authorizer>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut rules = Vec::new();
+    for policy in policies {
+        let policy = policy.as_ref();
+        let rule = mtls::Authorizer::from_policy(policy).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("invalid authorization policy {policy:?}: {e}"),
+            )
+            .with_hint("write `any`, a SPIFFE ID, `td:TRUST_DOMAIN` or `prefix:SPIFFE_ID`")
+        })?;
+        rules.push(rule);
+    }
+    match rules.len() {
+        0 => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "no authorization policy given",
+        )
+        .with_hint("write `any` to allow every peer whose certificate verifies")),
+        1 => Ok(rules.remove(0)),
+        _ => Ok(mtls::Authorizer::any_of(rules)),
+    }
 }
 
 /// Application Default Credentials from the process environment, with the default scopes.

@@ -84,8 +84,8 @@ fn nothing_configured_off_google_cloud_fails_fast_and_says_where_it_looked() {
         .build()
         .unwrap_err();
     let elapsed = started.elapsed();
-    eprintln!("elapsed {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+    // Milliseconds, not the seconds other libraries spend pinging (generous for a loaded CI box).
+    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
     assert_eq!(err.kind(), ErrorKind::CredentialsNotFound);
     let text = err.to_string();
     assert!(text.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{text}");

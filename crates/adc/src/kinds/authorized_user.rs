@@ -3,18 +3,17 @@
 use std::time::SystemTime;
 
 use url::Url;
+use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Result, SecretString};
 
 use super::{Context, universe_domain};
-use crate::http::{Auth, Body, Http, answer_error, parse_access_token};
-use crate::json::Fields;
+use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::{credential_endpoint, display_url};
 
 /// Google's OAuth 2.0 token endpoint.
 pub(crate) const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
-pub(crate) const RELOGIN_HINT: &str =
-    "the refresh token was revoked or has expired; run `gcloud auth application-default login` again";
+pub(crate) const RELOGIN_HINT: &str = "the refresh token was revoked or has expired; run `gcloud auth application-default login` again";
 
 #[derive(Debug)]
 pub(crate) struct AuthorizedUser {
@@ -43,7 +42,9 @@ impl AuthorizedUser {
             refresh_token: fields.secret("refresh_token")?,
             token_uri,
             account: fields.opt_nonempty_str("account")?.map(str::to_owned),
-            quota_project_id: fields.opt_nonempty_str("quota_project_id")?.map(str::to_owned),
+            quota_project_id: fields
+                .opt_nonempty_str("quota_project_id")?
+                .map(str::to_owned),
             universe_domain: universe_domain(fields)?,
             http: ctx.http.clone(),
         })
@@ -73,7 +74,6 @@ impl AuthorizedUser {
             form.push(("scope", scope.as_str()));
         }
         let now = SystemTime::now();
-        let endpoint = display_url(&self.token_uri);
         let reply = self
             .http
             .send(
@@ -83,15 +83,8 @@ impl AuthorizedUser {
                 &[],
                 Body::Form(&form),
             )
-            .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
-                "the refresh-token grant for user credentials",
-                RELOGIN_HINT,
-            ));
-        }
-        parse_access_token(&reply, &endpoint, now)
+            .await?
+            .ok_or_token_error("the refresh-token grant for user credentials", RELOGIN_HINT)?;
+        parse_access_token(&reply, now)
     }
 }

@@ -12,11 +12,12 @@ use std::time::SystemTime;
 use ring::{digest, hmac};
 use serde_json::json;
 use url::Url;
+use workload_auth_core::http::snippet;
+use workload_auth_core::json::Fields;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
 use super::subject_token::SubjectContext;
-use crate::http::{Auth, Body, Http, snippet};
-use crate::json::{Fields, parse_object};
+use crate::http::{Auth, Body, Http};
 use crate::time::amz_date;
 use crate::url_policy::{display_url, source_url};
 
@@ -50,9 +51,9 @@ impl AwsSource {
             .strip_prefix("aws")
             .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
         let Some(version) = version else {
-            return Err(source.error(
-                "AWS credentials need `credential_source.environment_id` \"aws1\"",
-            ));
+            return Err(
+                source.error("AWS credentials need `credential_source.environment_id` \"aws1\"")
+            );
         };
         if version != "1" {
             return Err(source.error(format!(
@@ -60,13 +61,13 @@ impl AwsSource {
             )));
         }
         let verification_url = source.str("regional_cred_verification_url")?.to_owned();
-        let probe = Url::parse(&verification_url.replace("{region}", "us-east-1")).map_err(|_| {
-            source.error("`credential_source.regional_cred_verification_url` is not a URL")
-        })?;
+        let probe =
+            Url::parse(&verification_url.replace("{region}", "us-east-1")).map_err(|_| {
+                source.error("`credential_source.regional_cred_verification_url` is not a URL")
+            })?;
         if probe.scheme() != "https" || probe.host_str().is_none() {
-            return Err(source.error(
-                "`credential_source.regional_cred_verification_url` must be an https URL",
-            ));
+            return Err(source
+                .error("`credential_source.regional_cred_verification_url` must be an https URL"));
         }
         let url = |field: &str| -> Result<Option<Url>> {
             source
@@ -120,8 +121,9 @@ impl AwsSource {
             None => self.role_credentials(ctx.http, session.as_ref()).await?,
         };
         let url = self.verification_url.replace("{region}", &region);
-        let request = sign_get_caller_identity(&url, &region, &credentials, ctx.audience, SystemTime::now())
-            .map_err(|e| e.with_endpoint(self.place.clone()))?;
+        let request =
+            sign_get_caller_identity(&url, &region, &credentials, ctx.audience, SystemTime::now())
+                .map_err(|e| e.with_endpoint(self.place.clone()))?;
         Ok(request)
     }
 
@@ -137,32 +139,26 @@ impl AwsSource {
                 &[(IMDSV2_TTL_HEADER, "300")],
                 Body::Empty,
             )
-            .await?;
-        if !reply.is_success() {
-            return Err(Error::http_status(
-                reply.status,
-                display_url(url),
-                "the AWS IMDSv2 session token request failed",
-            ));
-        }
+            .await?
+            .ok_or_http_error("the AWS IMDSv2 session token request failed")?;
         let token = text(&reply.body, url, "the IMDSv2 session token")?;
         Ok(Some(SecretString::new(token)))
     }
 
-    async fn get_text(&self, http: &Http, url: &Url, session: Option<&SecretString>, what: &str) -> Result<String> {
+    async fn get_text(
+        &self,
+        http: &Http,
+        url: &Url,
+        session: Option<&SecretString>,
+        what: &str,
+    ) -> Result<String> {
         let headers: Vec<(&str, &str)> = session
             .map(|s| vec![(IMDSV2_TOKEN_HEADER, s.expose())])
             .unwrap_or_default();
         let reply = http
             .send(reqwest::Method::GET, url, Auth::None, &headers, Body::Empty)
-            .await?;
-        if !reply.is_success() {
-            return Err(Error::http_status(
-                reply.status,
-                display_url(url),
-                format!("the AWS metadata request for {what} failed"),
-            ));
-        }
+            .await?
+            .ok_or_http_error(format!("the AWS metadata request for {what} failed"))?;
         text(&reply.body, url, what)
     }
 
@@ -175,7 +171,9 @@ impl AwsSource {
             )
             .with_endpoint(self.place.clone()));
         };
-        let zone = self.get_text(http, url, session, "the availability zone").await?;
+        let zone = self
+            .get_text(http, url, session, "the availability zone")
+            .await?;
         // An availability zone (us-east-2b) is the region plus one letter.
         let mut region = zone.trim().to_owned();
         region.pop();
@@ -217,24 +215,18 @@ impl AwsSource {
         let headers: Vec<(&str, &str)> = session
             .map(|s| vec![(IMDSV2_TOKEN_HEADER, s.expose())])
             .unwrap_or_default();
-        let endpoint = display_url(&role_url);
         let reply = http
-            .send(reqwest::Method::GET, &role_url, Auth::None, &headers, Body::Empty)
-            .await?;
-        if !reply.is_success() {
-            return Err(Error::http_status(
-                reply.status,
-                endpoint,
-                "the AWS role credentials request failed",
-            ));
-        }
-        let map = parse_object(
-            &reply.body,
-            &endpoint,
-            ErrorKind::MalformedResponse,
-            "the AWS role credentials",
-        )?;
-        let fields = Fields::of_response(&map, &endpoint);
+            .send(
+                reqwest::Method::GET,
+                &role_url,
+                Auth::None,
+                &headers,
+                Body::Empty,
+            )
+            .await?
+            .ok_or_http_error("the AWS role credentials request failed")?;
+        let map = reply.json("the AWS role credentials")?;
+        let fields = Fields::of_response(&map, &reply.endpoint);
         Ok(AwsCredentials {
             access_key_id: fields.str("AccessKeyId")?.to_owned(),
             secret_access_key: fields.secret("SecretAccessKey")?,
@@ -244,12 +236,13 @@ impl AwsSource {
 }
 
 fn text(body: &[u8], url: &Url, what: &str) -> Result<String> {
-    std::str::from_utf8(body)
-        .map(str::to_owned)
-        .map_err(|_| {
-            Error::new(ErrorKind::MalformedResponse, format!("{what} is not UTF-8 text"))
-                .with_endpoint(display_url(url))
-        })
+    std::str::from_utf8(body).map(str::to_owned).map_err(|_| {
+        Error::new(
+            ErrorKind::MalformedResponse,
+            format!("{what} is not UTF-8 text"),
+        )
+        .with_endpoint(display_url(url))
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -318,7 +311,11 @@ pub(crate) fn sign_get_caller_identity(
     let (amz, date) = amz_date(now);
     let service = host.split('.').next().unwrap_or_default();
     let service = service.strip_suffix("-fips").unwrap_or(service);
-    let path = if parsed.path().is_empty() { "/" } else { parsed.path() };
+    let path = if parsed.path().is_empty() {
+        "/"
+    } else {
+        parsed.path()
+    };
 
     let mut signed: Vec<(&str, &str)> = vec![("host", &host), ("x-amz-date", &amz)];
     if let Some(token) = &credentials.session_token {

@@ -7,13 +7,13 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncReadExt as _;
+use workload_auth_core::http::snippet;
+use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use zeroize::Zeroizing;
 
 use super::subject_token::SubjectContext;
 use crate::env::{ALLOW_EXECUTABLES_ENV, ChildEnv};
-use crate::http::snippet;
-use crate::json::{Fields, parse_object};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,10 +108,11 @@ impl Executable {
                 })?);
                 return parse_response(&content, &file.display().to_string(), false);
             }
-            return Err(
-                Error::new(ErrorKind::MalformedResponse, "the executable printed nothing")
-                    .with_endpoint(endpoint),
-            );
+            return Err(Error::new(
+                ErrorKind::MalformedResponse,
+                "the executable printed nothing",
+            )
+            .with_endpoint(endpoint));
         }
         parse_response(&output, &endpoint, false)
     }
@@ -174,8 +175,10 @@ impl Executable {
             .with_hint("check `credential_source.executable.command`: a path to a program and its arguments, without shell syntax")
         })?;
         let Some(stdout) = child.stdout.take() else {
-            return Err(Error::new(ErrorKind::Io, "the executable's output is not readable")
-                .with_endpoint(endpoint));
+            return Err(
+                Error::new(ErrorKind::Io, "the executable's output is not readable")
+                    .with_endpoint(endpoint),
+            );
         };
         let run = async move {
             let mut output = Zeroizing::new(Vec::new());
@@ -221,9 +224,12 @@ impl Executable {
                 Some(code) => format!("exited with status {code}"),
                 None => "was killed by a signal".to_owned(),
             };
-            return Err(Error::new(ErrorKind::InvalidCredentials, format!("the executable {how}"))
-                .with_endpoint(endpoint)
-                .with_hint("run the command by hand to see what it reports"));
+            return Err(Error::new(
+                ErrorKind::InvalidCredentials,
+                format!("the executable {how}"),
+            )
+            .with_endpoint(endpoint)
+            .with_hint("run the command by hand to see what it reports"));
         }
         Ok(output)
     }
@@ -390,9 +396,17 @@ mod tests {
         let ok = format!(
             r#"{{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:id_token","id_token":"tok","expiration_time":{far}}}"#
         );
-        assert_eq!(parse_response(ok.as_bytes(), "x", true).unwrap().expose(), "tok");
+        assert_eq!(
+            parse_response(ok.as_bytes(), "x", true).unwrap().expose(),
+            "tok"
+        );
         let saml = r#"{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:saml2","saml_response":"s"}"#;
-        assert_eq!(parse_response(saml.as_bytes(), "x", false).unwrap().expose(), "s");
+        assert_eq!(
+            parse_response(saml.as_bytes(), "x", false)
+                .unwrap()
+                .expose(),
+            "s"
+        );
         let cases = [
             (r#"{"success":true}"#, "no `version`"),
             (r#"{"version":2,"success":true}"#, "version 2"),
@@ -410,7 +424,10 @@ mod tests {
                 r#"{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:jwt"}"#,
                 "`id_token` field is missing",
             ),
-            (r#"{"version":1,"success":true,"token_type":"other"}"#, "unsupported"),
+            (
+                r#"{"version":1,"success":true,"token_type":"other"}"#,
+                "unsupported",
+            ),
             ("not json", "not valid JSON"),
         ];
         for (body, needle) in cases {
@@ -424,7 +441,7 @@ mod tests {
 
     #[test]
     fn timeouts_are_bounded() {
-        let map = crate::json::parse_object(
+        let map = workload_auth_core::json::parse_object(
             br#"{"executable":{"command":"/bin/true","timeout_millis":1000}}"#,
             "f",
             ErrorKind::InvalidCredentials,
@@ -433,7 +450,7 @@ mod tests {
         .unwrap();
         let err = Executable::parse(&Fields::of_file(&map, "f")).unwrap_err();
         assert!(err.message().contains("between 5000 and 120000"), "{err}");
-        let map = crate::json::parse_object(
+        let map = workload_auth_core::json::parse_object(
             br#"{"executable":{"command":"/bin/true","output_file":"/tmp/o"}}"#,
             "f",
             ErrorKind::InvalidCredentials,

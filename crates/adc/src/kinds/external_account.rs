@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use url::Url;
-use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString, TokenCache};
+use workload_auth_core::json::Fields;
+use workload_auth_core::{
+    AccessToken, Error, ErrorKind, IdToken, Result, SecretString, TokenCache,
+};
 
 use super::aws::{AWS_SUBJECT_TOKEN_TYPE, AwsSource};
 use super::executable::Executable;
@@ -17,8 +20,7 @@ use super::impersonated::{DEFAULT_LIFETIME, inner_cache};
 use super::subject_token::{SubjectContext, SubjectTokenSource};
 use super::{CLOUD_PLATFORM_SCOPE, Context, scopes_or, universe_domain};
 use crate::env::EnvSource;
-use crate::http::{Auth, Body, Http, answer_error, parse_access_token};
-use crate::json::Fields;
+use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::{credential_endpoint, display_url};
 
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -55,9 +57,7 @@ fn is_workforce_pool(audience: &str) -> bool {
     audience
         .strip_prefix("//iam.googleapis.com/locations/")
         .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(location, rest)| {
-            !location.is_empty() && rest.starts_with("workforcePools/")
-        })
+        .is_some_and(|(location, rest)| !location.is_empty() && rest.starts_with("workforcePools/"))
 }
 
 impl ExternalAccount {
@@ -81,9 +81,9 @@ impl ExternalAccount {
             SubjectTokenSource::Executable(Executable::parse(&source_fields)?)
         } else {
             match SubjectTokenSource::parse_identity_pool(&source_fields, &ctx.env)? {
-                SubjectTokenSource::Certificate(c) => SubjectTokenSource::Certificate(
-                    c.with_tls(ctx.roots.clone(), ctx.timeout),
-                ),
+                SubjectTokenSource::Certificate(c) => {
+                    SubjectTokenSource::Certificate(c.with_tls(ctx.roots.clone(), ctx.timeout))
+                }
                 other => other,
             }
         };
@@ -133,9 +133,7 @@ impl ExternalAccount {
                     Box::pin(async move {
                         match account {
                             Some(account) => {
-                                account
-                                    .exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()])
-                                    .await
+                                account.exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()]).await
                             }
                             None => Err(Error::new(
                                 ErrorKind::InvalidArgument,
@@ -166,7 +164,10 @@ impl ExternalAccount {
     pub(crate) fn details(&self) -> Vec<(String, String)> {
         let mut d = vec![
             ("audience".to_owned(), self.audience.clone()),
-            ("subject_token_type".to_owned(), self.subject_token_type.clone()),
+            (
+                "subject_token_type".to_owned(),
+                self.subject_token_type.clone(),
+            ),
             ("credential_source".to_owned(), self.source.describe()),
             ("token_url".to_owned(), display_url(&self.token_url)),
         ];
@@ -177,7 +178,10 @@ impl ExternalAccount {
             d.push(("workforce_pool_user_project".to_owned(), project.clone()));
         }
         if let Some(imp) = &self.impersonation {
-            d.push(("impersonated_service_account".to_owned(), imp.target.email.clone()));
+            d.push((
+                "impersonated_service_account".to_owned(),
+                imp.target.email.clone(),
+            ));
         }
         d
     }
@@ -219,7 +223,6 @@ impl ExternalAccount {
         };
         let http = subject.mtls.as_ref().unwrap_or(&self.http);
         let now = SystemTime::now();
-        let endpoint = display_url(&self.token_url);
         let reply = http
             .send(
                 reqwest::Method::POST,
@@ -228,16 +231,12 @@ impl ExternalAccount {
                 &[],
                 Body::Form(&form),
             )
-            .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
+            .await?
+            .ok_or_token_error(
                 "the token exchange at the Security Token Service",
                 REFUSED_HINT,
-            ));
-        }
-        parse_access_token(&reply, &endpoint, now)
+            )?;
+        parse_access_token(&reply, now)
     }
 
     pub(crate) async fn access_token(&self, scopes: &[String]) -> Result<AccessToken> {
@@ -295,6 +294,8 @@ mod tests {
         assert!(!is_workforce_pool(
             "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"
         ));
-        assert!(!is_workforce_pool("//iam.googleapis.com/locations//workforcePools/p"));
+        assert!(!is_workforce_pool(
+            "//iam.googleapis.com/locations//workforcePools/p"
+        ));
     }
 }

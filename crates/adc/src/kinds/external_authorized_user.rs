@@ -6,11 +6,11 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use url::Url;
-use workload_auth_core::{AccessToken, ErrorKind, Result, SecretString};
+use workload_auth_core::json::Fields;
+use workload_auth_core::{AccessToken, Result, SecretString};
 
 use super::{Context, universe_domain};
-use crate::http::{Auth, Body, Http, answer_error, parse_access_token};
-use crate::json::{Fields, parse_object};
+use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::{credential_endpoint, display_url};
 
 const RELOGIN_HINT: &str = "the refresh token was revoked or has expired; run \
@@ -53,7 +53,9 @@ impl ExternalAuthorizedUser {
             client_secret: fields.secret("client_secret")?,
             refresh_token: Mutex::new(fields.secret("refresh_token")?),
             token_url: credential_endpoint(fields.str("token_url")?, "token_url", place)?,
-            quota_project_id: fields.opt_nonempty_str("quota_project_id")?.map(str::to_owned),
+            quota_project_id: fields
+                .opt_nonempty_str("quota_project_id")?
+                .map(str::to_owned),
             universe_domain: universe_domain(fields)?,
             http: ctx.http.clone(),
         })
@@ -80,7 +82,6 @@ impl ExternalAuthorizedUser {
     pub(crate) async fn access_token(&self, _scopes: &[String]) -> Result<AccessToken> {
         let refresh_token = self.current_refresh_token();
         let now = SystemTime::now();
-        let endpoint = display_url(&self.token_url);
         let reply = self
             .http
             .send(
@@ -93,23 +94,16 @@ impl ExternalAuthorizedUser {
                     ("refresh_token", refresh_token.expose()),
                 ]),
             )
-            .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
+            .await?
+            .ok_or_token_error(
                 "the refresh-token grant for workforce identity federation",
                 RELOGIN_HINT,
-            ));
-        }
-        let token = parse_access_token(&reply, &endpoint, now)?;
-        let map = parse_object(
-            &reply.body,
-            &endpoint,
-            ErrorKind::MalformedResponse,
-            "the token answer",
-        )?;
-        if let Some(rotated) = Fields::of_response(&map, &endpoint).opt_secret("refresh_token")? {
+            )?;
+        let token = parse_access_token(&reply, now)?;
+        let map = reply.json("the token answer")?;
+        if let Some(rotated) =
+            Fields::of_response(&map, &reply.endpoint).opt_secret("refresh_token")?
+        {
             *self
                 .refresh_token
                 .lock()

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use url::Url;
+use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString};
 
-use crate::http::{Auth, Body, Http, answer_error};
-use crate::json::{Fields, parse_object};
+use crate::http::{Auth, Body, Http, Reply};
 use crate::time::parse_rfc3339;
-use crate::url_policy::display_url;
 
 const GENERATE_ACCESS_TOKEN: &str = ":generateAccessToken";
 const GENERATE_ID_TOKEN: &str = ":generateIdToken";
@@ -81,43 +80,20 @@ impl Target {
         source: &SecretString,
         scopes: &[String],
     ) -> Result<AccessToken> {
-        let mut body = json!({
+        let body = json!({
             "scope": scopes,
             "lifetime": format!("{}s", self.lifetime.as_secs()),
         });
-        if !self.delegates.is_empty() {
-            body["delegates"] = json!(self.delegates);
-        }
-        let endpoint = display_url(&self.access_token_url);
-        let reply = http
-            .send(
-                reqwest::Method::POST,
-                &self.access_token_url,
-                Auth::Bearer(source),
-                &[],
-                Body::Json(body.to_string()),
-            )
+        let what = format!("impersonating {}", self.email);
+        let reply = self
+            .call(http, &self.access_token_url, source, body, &what)
             .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
-                &format!("impersonating {}", self.email),
-                &self.refused_hint(),
-            ));
-        }
-        let map = parse_object(
-            &reply.body,
-            &endpoint,
-            ErrorKind::MalformedResponse,
-            "the generateAccessToken answer",
-        )?;
-        let fields = Fields::of_response(&map, &endpoint);
+        let map = reply.json("the generateAccessToken answer")?;
+        let fields = Fields::of_response(&map, &reply.endpoint);
         let token = fields.secret("accessToken")?;
         let expire = fields.str("expireTime")?;
-        let expires_at = parse_rfc3339(expire).ok_or_else(|| {
-            fields.error("the `expireTime` field is not an RFC 3339 timestamp")
-        })?;
+        let expires_at = parse_rfc3339(expire)
+            .ok_or_else(|| fields.error("the `expireTime` field is not an RFC 3339 timestamp"))?;
         Ok(AccessToken::new(token, "Bearer", expires_at))
     }
 
@@ -128,36 +104,36 @@ impl Target {
         source: &SecretString,
         audience: &str,
     ) -> Result<IdToken> {
-        let mut body = json!({ "audience": audience, "includeEmail": true });
+        let body = json!({ "audience": audience, "includeEmail": true });
+        let what = format!("an ID token for {}", self.email);
+        let reply = self
+            .call(http, &self.id_token_url, source, body, &what)
+            .await?;
+        reply.id_token("the generateIdToken answer", "token")
+    }
+
+    /// POSTs `body` (plus the delegation chain) to `url` with `source` as the bearer token; a
+    /// non-2xx answer is the error for a `what` request.
+    async fn call(
+        &self,
+        http: &Http,
+        url: &Url,
+        source: &SecretString,
+        mut body: Value,
+        what: &str,
+    ) -> Result<Reply> {
         if !self.delegates.is_empty() {
             body["delegates"] = json!(self.delegates);
         }
-        let endpoint = display_url(&self.id_token_url);
-        let reply = http
-            .send(
-                reqwest::Method::POST,
-                &self.id_token_url,
-                Auth::Bearer(source),
-                &[],
-                Body::Json(body.to_string()),
-            )
-            .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
-                &format!("an ID token for {}", self.email),
-                &self.refused_hint(),
-            ));
-        }
-        let map = parse_object(
-            &reply.body,
-            &endpoint,
-            ErrorKind::MalformedResponse,
-            "the generateIdToken answer",
-        )?;
-        let token = Fields::of_response(&map, &endpoint).secret("token")?;
-        IdToken::from_jwt(token).map_err(|e| e.with_endpoint(endpoint))
+        http.send(
+            reqwest::Method::POST,
+            url,
+            Auth::Bearer(source),
+            &[],
+            Body::Json(body.to_string()),
+        )
+        .await?
+        .ok_or_token_error(what, &self.refused_hint())
     }
 
     fn refused_hint(&self) -> String {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, TokenCache};
 
 use super::iam::Target;
 use super::{CLOUD_PLATFORM_SCOPE, Context, Source, scopes_or};
 use crate::http::Http;
-use crate::json::Fields;
 use crate::url_policy::{credential_endpoint, display_url};
 
 /// The source types google-auth accepts under `source_credentials`.
@@ -46,7 +46,7 @@ impl Impersonated {
             return Err(fields.error(format!(
                 "`source_credentials` has type {:?}, which cannot be impersonated from; supported \
                  source types are {}",
-                crate::http::snippet(source_type, 60),
+                workload_auth_core::http::snippet(source_type, 60),
                 SOURCE_TYPES.join(", ")
             )));
         }
@@ -87,7 +87,9 @@ impl Impersonated {
             source,
             target,
             file_scopes: fields.opt_str_list("scopes")?.filter(|s| !s.is_empty()),
-            quota_project_id: fields.opt_nonempty_str("quota_project_id")?.map(str::to_owned),
+            quota_project_id: fields
+                .opt_nonempty_str("quota_project_id")?
+                .map(str::to_owned),
             universe_domain,
             http: ctx.http.clone(),
         })

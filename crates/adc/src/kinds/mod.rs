@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result};
 
 use crate::env::EnvSource;
 use crate::http::{Http, TlsRoots};
-use crate::json::Fields;
 
 /// A boxed, sendable future (credential kinds call each other, so their futures are boxed).
 pub(crate) type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
@@ -253,7 +253,7 @@ pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) ->
         Some(other) => {
             return Err(fields.error(format!(
                 "the `type` field is {}, expected one of {}",
-                crate::json::type_name(other),
+                workload_auth_core::json::type_name(other),
                 FILE_TYPES.join(", ")
             )));
         }
@@ -277,7 +277,7 @@ pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) ->
         other => Err(fields
             .error(format!(
                 "the credentials file has type {:?}, which is not supported; supported types are {}",
-                crate::http::snippet(other, 60),
+                workload_auth_core::http::snippet(other, 60),
                 FILE_TYPES.join(", ")
             ))
             .with_hint("use a credentials file made by gcloud or downloaded from the Google Cloud console")),

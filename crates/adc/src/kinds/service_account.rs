@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use url::Url;
+use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 
 use super::{CLOUD_PLATFORM_SCOPE, Context, DEFAULT_UNIVERSE_DOMAIN, scopes_or, universe_domain};
-use crate::http::{Auth, Body, Http, answer_error, parse_access_token};
-use crate::json::{Fields, parse_object};
+use crate::http::{Auth, Body, Http, Reply, parse_access_token};
 use crate::signing::JwtSigner;
 use crate::time::unix_seconds;
 use crate::url_policy::{credential_endpoint, display_url};
@@ -47,10 +47,13 @@ impl ServiceAccount {
         let place = fields.place();
         let email = fields.str("client_email")?.to_owned();
         let key = fields.secret("private_key")?;
-        let key_id = fields.opt_nonempty_str("private_key_id")?.map(str::to_owned);
+        let key_id = fields
+            .opt_nonempty_str("private_key_id")?
+            .map(str::to_owned);
         let signer = JwtSigner::from_pem(&key, key_id).map_err(|e| {
-            e.with_endpoint(place.to_owned())
-                .with_hint("the `private_key` must be the PEM key of a downloaded service-account key file")
+            e.with_endpoint(place.to_owned()).with_hint(
+                "the `private_key` must be the PEM key of a downloaded service-account key file",
+            )
         })?;
         let token_uri = credential_endpoint(fields.str("token_uri")?, "token_uri", place)?;
         let universe_domain = universe_domain(fields)?;
@@ -78,7 +81,10 @@ impl ServiceAccount {
             ),
         ];
         if self.self_signed {
-            d.push(("access tokens".to_owned(), "self-signed JWTs (AIP-4111)".to_owned()));
+            d.push((
+                "access tokens".to_owned(),
+                "self-signed JWTs (AIP-4111)".to_owned(),
+            ));
         } else {
             d.push(("token_uri".to_owned(), display_url(&self.token_uri)));
         }
@@ -128,37 +134,37 @@ impl ServiceAccount {
         if self.self_signed {
             return self.self_signed_jwt(("scope", scope), now);
         }
-        let assertion = self.assertion(("scope", scope), now)?;
-        let endpoint = display_url(&self.token_uri);
         let reply = self
-            .http
-            .send(
-                reqwest::Method::POST,
-                &self.token_uri,
-                Auth::None,
-                &[],
-                Body::Form(&[
-                    ("grant_type", JWT_BEARER_GRANT),
-                    ("assertion", assertion.expose()),
-                ]),
+            .jwt_bearer_grant(
+                ("scope", scope),
+                now,
+                "the JWT-bearer grant for the service-account key",
             )
             .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
-                "the JWT-bearer grant for the service-account key",
-                REFUSED_HINT,
-            ));
-        }
-        parse_access_token(&reply, &endpoint, now)
+        parse_access_token(&reply, now)
     }
 
     pub(crate) async fn id_token(&self, audience: &str) -> Result<IdToken> {
-        let assertion = self.assertion(("target_audience", audience.to_owned()), SystemTime::now())?;
-        let endpoint = display_url(&self.token_uri);
         let reply = self
-            .http
+            .jwt_bearer_grant(
+                ("target_audience", audience.to_owned()),
+                SystemTime::now(),
+                "the JWT-bearer grant for an ID token",
+            )
+            .await?;
+        reply.id_token("the token answer", "id_token")
+    }
+
+    /// The JWT-bearer grant at `token_uri` with an assertion carrying `claim`; a non-2xx answer
+    /// is the error for a `what` request.
+    async fn jwt_bearer_grant(
+        &self,
+        claim: (&str, String),
+        now: SystemTime,
+        what: &str,
+    ) -> Result<Reply> {
+        let assertion = self.assertion(claim, now)?;
+        self.http
             .send(
                 reqwest::Method::POST,
                 &self.token_uri,
@@ -169,22 +175,7 @@ impl ServiceAccount {
                     ("assertion", assertion.expose()),
                 ]),
             )
-            .await?;
-        if !reply.is_success() {
-            return Err(answer_error(
-                &reply,
-                &endpoint,
-                "the JWT-bearer grant for an ID token",
-                REFUSED_HINT,
-            ));
-        }
-        let map = parse_object(
-            &reply.body,
-            &endpoint,
-            workload_auth_core::ErrorKind::MalformedResponse,
-            "the token answer",
-        )?;
-        let token = Fields::of_response(&map, &endpoint).secret("id_token")?;
-        IdToken::from_jwt(token).map_err(|e| e.with_endpoint(endpoint))
+            .await?
+            .ok_or_token_error(what, REFUSED_HINT)
     }
 }

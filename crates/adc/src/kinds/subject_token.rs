@@ -4,14 +4,15 @@
 use std::path::PathBuf;
 
 use url::Url;
+use workload_auth_core::http::snippet;
+use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
 use super::aws::AwsSource;
 use super::executable::Executable;
 use super::x509::CertificateSource;
 use crate::env::EnvSource;
-use crate::http::{Auth, Body, Http, snippet};
-use crate::json::{Fields, parse_object};
+use crate::http::{Auth, Body, Http};
 use crate::url_policy::{display_url, source_url};
 
 /// The largest subject-token file read (a JWT or SAML assertion is a few kilobytes).
@@ -56,8 +57,11 @@ impl Format {
         let token = match self {
             Self::Text => std::str::from_utf8(content)
                 .map_err(|_| {
-                    Error::new(ErrorKind::InvalidCredentials, "the subject token is not UTF-8 text")
-                        .with_endpoint(location.to_owned())
+                    Error::new(
+                        ErrorKind::InvalidCredentials,
+                        "the subject token is not UTF-8 text",
+                    )
+                    .with_endpoint(location.to_owned())
                 })?
                 .to_owned(),
             Self::Json { field } => {
@@ -74,7 +78,7 @@ impl Format {
                             ErrorKind::InvalidCredentials,
                             format!(
                                 "the subject token field `{field}` is {}, expected a string",
-                                crate::json::type_name(other)
+                                workload_auth_core::json::type_name(other)
                             ),
                         )
                         .with_endpoint(location.to_owned()));
@@ -85,9 +89,7 @@ impl Format {
                             format!("the JSON has no subject token field `{field}`"),
                         )
                         .with_endpoint(location.to_owned())
-                        .with_hint(
-                            "check `credential_source.format.subject_token_field_name`",
-                        ));
+                        .with_hint("check `credential_source.format.subject_token_field_name`"));
                     }
                 }
             }
@@ -156,11 +158,7 @@ impl SubjectTokenSource {
                 format: Format::parse(source)?,
             }),
             ["url"] => {
-                let url = source_url(
-                    source.str("url")?,
-                    "credential_source.url",
-                    source.place(),
-                )?;
+                let url = source_url(source.str("url")?, "credential_source.url", source.place())?;
                 let headers = match source.opt_object("headers")? {
                     Some(h) => h.string_entries()?,
                     None => Vec::new(),
@@ -223,7 +221,9 @@ async fn read_file(path: &std::path::Path, format: &Format) -> Result<SecretStri
         };
         Error::new(ErrorKind::Io, message)
             .with_endpoint(place.clone())
-            .with_hint("check `credential_source.file` and that whatever writes the token is running")
+            .with_hint(
+                "check `credential_source.file` and that whatever writes the token is running",
+            )
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > MAX_TOKEN_FILE_BYTES {
@@ -247,18 +247,11 @@ async fn read_url(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let place = display_url(url);
     let reply = http
         .send(reqwest::Method::GET, url, Auth::None, &headers, Body::Empty)
-        .await?;
-    if !reply.is_success() {
-        return Err(Error::http_status(
-            reply.status,
-            place,
-            "the subject-token URL answered with an error",
-        ));
-    }
-    format.extract(&reply.body, &place)
+        .await?
+        .ok_or_http_error("the subject-token URL answered with an error")?;
+    format.extract(&reply.body, &reply.endpoint)
 }
 
 #[cfg(test)]

@@ -13,12 +13,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
 use super::subject_token::Subject;
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
 use crate::http::{Http, TlsRoots};
-use crate::json::{Fields, parse_object};
 
 /// The largest certificate, key or configuration file read.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -35,7 +35,9 @@ pub(crate) struct CertificateSource {
 
 impl CertificateSource {
     pub(crate) fn parse(cert: &Fields<'_>, env: &EnvSource) -> Result<Self> {
-        let use_default = cert.opt_bool("use_default_certificate_config")?.unwrap_or(false);
+        let use_default = cert
+            .opt_bool("use_default_certificate_config")?
+            .unwrap_or(false);
         let location = cert.opt_nonempty_str("certificate_config_location")?;
         let config = match (use_default, location) {
             (true, Some(_)) => {
@@ -55,7 +57,9 @@ impl CertificateSource {
         };
         Ok(Self {
             config,
-            trust_chain: cert.opt_nonempty_str("trust_chain_path")?.map(PathBuf::from),
+            trust_chain: cert
+                .opt_nonempty_str("trust_chain_path")?
+                .map(PathBuf::from),
             roots: TlsRoots::default(),
             timeout: crate::http::DEFAULT_TIMEOUT,
         })
@@ -118,10 +122,14 @@ impl CertificateSource {
             }
         }
         let token = serde_json::to_string(&token_chain).map_err(|e| {
-            Error::new(ErrorKind::InvalidCredentials, "cannot encode the certificate chain")
-                .with_source(e)
+            Error::new(
+                ErrorKind::InvalidCredentials,
+                "cannot encode the certificate chain",
+            )
+            .with_source(e)
         })?;
         let mtls = Http::new(&self.roots, Some((chain, key)), self.timeout)
+            .prepared()
             .map_err(|e| e.with_endpoint(cert_path.display().to_string()))?;
         Ok(Subject {
             token: SecretString::new(token),
@@ -131,7 +139,7 @@ impl CertificateSource {
 }
 
 /// `GOOGLE_API_CERTIFICATE_CONFIG`, else gcloud's `certificate_config.json`.
-fn default_config_path(env: &EnvSource) -> std::result::Result<PathBuf, String> {
+pub(crate) fn default_config_path(env: &EnvSource) -> std::result::Result<PathBuf, String> {
     if let Some(path) = env.nonempty(CERTIFICATE_CONFIG_ENV) {
         return Ok(PathBuf::from(path));
     }
@@ -142,7 +150,7 @@ fn default_config_path(env: &EnvSource) -> std::result::Result<PathBuf, String> 
         })
 }
 
-fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
     let place = path.display().to_string();
     let io = |e: std::io::Error| {
         let message = if e.kind() == std::io::ErrorKind::NotFound {
@@ -164,7 +172,7 @@ fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
 }
 
 /// `cert_configs.workload.{cert_path,key_path}` of `certificate_config.json`.
-fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
     let place = path.display().to_string();
     let content = read_limited(path, "the certificate configuration")?;
     let map = parse_object(
@@ -181,19 +189,23 @@ fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
-fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let place = path.display().to_string();
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| {
-            Error::new(ErrorKind::InvalidCredentials, "the PEM certificates are malformed")
-                .with_endpoint(place.clone())
+            Error::new(
+                ErrorKind::InvalidCredentials,
+                "the PEM certificates are malformed",
+            )
+            .with_endpoint(place.clone())
         })?;
     if certs.is_empty() {
-        return Err(
-            Error::new(ErrorKind::InvalidCredentials, "the file holds no PEM certificate")
-                .with_endpoint(place),
-        );
+        return Err(Error::new(
+            ErrorKind::InvalidCredentials,
+            "the file holds no PEM certificate",
+        )
+        .with_endpoint(place));
     }
     Ok(certs)
 }

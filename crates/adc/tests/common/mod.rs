@@ -1,6 +1,12 @@
 //! Shared pieces of the ADC integration tests: test keys, an emulator configured to accept them,
 //! temporary homes, and builders that never look at the real environment or network.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,7 +41,9 @@ pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform
 
 /// A test key from `tests/keys` (see its README: test keys only).
 pub fn key(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name);
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -161,10 +169,7 @@ pub fn builder(home: &TempDir, vars: &[(&str, String)]) -> Builder {
 pub fn builder_for(home: &TempDir, file: &Path) -> Builder {
     builder(
         home,
-        &[(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            file.display().to_string(),
-        )],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", file.display().to_string())],
     )
 }
 
@@ -283,7 +288,9 @@ pub fn x509_client(name: &str) -> X509Client {
     leaf.distinguished_name
         .push(DnType::CommonName, format!("{name} workload"));
     leaf.subject_alt_names = vec![SanType::URI(
-        format!("spiffe://{name}/ns/default/sa/app").try_into().unwrap(),
+        format!("spiffe://{name}/ns/default/sa/app")
+            .try_into()
+            .unwrap(),
     )];
     leaf.is_ca = IsCa::NoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];

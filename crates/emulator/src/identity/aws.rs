@@ -174,7 +174,11 @@ pub(crate) fn verify_subject_token(
         };
         headers.insert(key.to_ascii_lowercase(), value.trim().to_owned());
     }
-    if headers.get("x-goog-cloud-target-resource").map(String::as_str) != Some(audience) {
+    if headers
+        .get("x-goog-cloud-target-resource")
+        .map(String::as_str)
+        != Some(audience)
+    {
         return Err(bad("x-goog-cloud-target-resource is not the audience"));
     }
     let authorization = headers
@@ -237,7 +241,11 @@ pub(crate) fn verify_subject_token(
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    let path = if url.path().is_empty() { "/" } else { url.path() };
+    let path = if url.path().is_empty() {
+        "/"
+    } else {
+        url.path()
+    };
     let canonical_request = format!(
         "POST\n{path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{}",
         hex(digest::digest(&digest::SHA256, b"").as_ref())
@@ -258,7 +266,9 @@ pub(crate) fn verify_subject_token(
         return Err(bad("the signature does not match"));
     }
     if signed_at.abs_diff(now_seconds()) > 15 * 60 {
-        return Err(bad("the signature is not current (more than 15 minutes off)"));
+        return Err(bad(
+            "the signature is not current (more than 15 minutes off)",
+        ));
     }
     Ok(())
 }

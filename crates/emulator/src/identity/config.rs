@@ -135,7 +135,9 @@ impl ServiceAccountKey {
         let digest = ring::digest::digest(&ring::digest::SHA256, email.as_bytes());
         let unique_id = digest.as_ref()[..8]
             .iter()
-            .fold(1u64, |acc, b| acc.wrapping_mul(257).wrapping_add(u64::from(*b)))
+            .fold(1u64, |acc, b| {
+                acc.wrapping_mul(257).wrapping_add(u64::from(*b))
+            })
             .to_string();
         Ok(Self {
             email: email.to_owned(),

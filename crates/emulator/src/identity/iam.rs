@@ -58,9 +58,10 @@ fn authorize(state: &State, config: &EmulatorConfig, request: &Request) -> Resul
     else {
         return Err(unauthenticated());
     };
-    let scope_ok = jwt
-        .claim_str("scope")
-        .is_some_and(|s| s.split_whitespace().any(|s| s == CLOUD_PLATFORM || s == IAM));
+    let scope_ok = jwt.claim_str("scope").is_some_and(|s| {
+        s.split_whitespace()
+            .any(|s| s == CLOUD_PLATFORM || s == IAM)
+    });
     let aud_ok = jwt.claim_str("aud").is_some_and(|a| !a.is_empty());
     if jwt.claim_str("sub") != Some(iss)
         || !(scope_ok || aud_ok)
@@ -75,7 +76,11 @@ fn authorize(state: &State, config: &EmulatorConfig, request: &Request) -> Resul
 /// Whether `email` names a service account IAM knows.
 fn known_account(config: &EmulatorConfig, email: &str) -> bool {
     email == config.email
-        || config.identity.service_accounts.iter().any(|a| a.email == email)
+        || config
+            .identity
+            .service_accounts
+            .iter()
+            .any(|a| a.email == email)
         || config.identity.impersonable.iter().any(|a| a == email)
 }
 
@@ -92,18 +97,23 @@ fn body(request: &Request) -> Result<serde_json::Map<String, Value>, Response> {
 }
 
 /// Checks the `delegates` chain: each `projects/-/serviceAccounts/EMAIL` must be known.
-fn check_delegates(config: &EmulatorConfig, body: &serde_json::Map<String, Value>) -> Result<(), Response> {
+fn check_delegates(
+    config: &EmulatorConfig,
+    body: &serde_json::Map<String, Value>,
+) -> Result<(), Response> {
     // JSON null is the field's default (google-auth sends `"delegates": null`).
     let Some(delegates) = body.get("delegates").filter(|d| !d.is_null()) else {
         return Ok(());
     };
     let Some(list) = delegates.as_array() else {
-        return Err(google_error(400, "INVALID_ARGUMENT", "delegates must be a list"));
+        return Err(google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "delegates must be a list",
+        ));
     };
     for delegate in list {
-        let email = delegate
-            .as_str()
-            .map(|d| d.rsplit('/').next().unwrap_or(d));
+        let email = delegate.as_str().map(|d| d.rsplit('/').next().unwrap_or(d));
         match email {
             Some(email) if known_account(config, email) => {}
             _ => {
@@ -150,7 +160,12 @@ pub(crate) fn generate_access_token(
     let scopes: Vec<String> = body
         .get("scope")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if scopes.is_empty() {
         return google_error(400, "INVALID_ARGUMENT", "Scope required.");

@@ -83,13 +83,19 @@ impl<'a> Jwt<'a> {
         let iat = self.claim_u64("iat").ok_or("Invalid JWT: missing iat")?;
         let exp = self.claim_u64("exp").ok_or("Invalid JWT: missing exp")?;
         if iat > now + 60 {
-            return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.");
+            return Err(
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            );
         }
         if exp <= now {
-            return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.");
+            return Err(
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            );
         }
         if exp.saturating_sub(iat) > max_lifetime {
-            return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.");
+            return Err(
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            );
         }
         Ok(())
     }

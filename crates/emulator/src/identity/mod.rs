@@ -257,7 +257,10 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert!(matches!(IdentityRoute::of("/token"), Some(IdentityRoute::OAuthToken)));
+        assert!(matches!(
+            IdentityRoute::of("/token"),
+            Some(IdentityRoute::OAuthToken)
+        ));
         assert!(matches!(
             IdentityRoute::of("/v1/projects/-/serviceAccounts/a@b.com:generateIdToken"),
             Some(IdentityRoute::GenerateIdToken(e)) if e == "a@b.com"

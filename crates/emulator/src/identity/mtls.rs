@@ -71,11 +71,18 @@ impl Drop for MtlsListener {
 }
 
 fn tls_error(what: &str, e: impl fmt::Display) -> Error {
-    Error::new(ErrorKind::InvalidArgument, format!("emulator mTLS: {what}: {e}"))
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!("emulator mTLS: {what}: {e}"),
+    )
 }
 
 /// A throwaway root and a server certificate for `127.0.0.1` and `localhost`.
-fn server_identity() -> Result<(Vec<u8>, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+fn server_identity() -> Result<(
+    Vec<u8>,
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+)> {
     let root_key = KeyPair::generate().map_err(|e| tls_error("root key", e))?;
     let mut root = CertificateParams::default();
     root.distinguished_name
@@ -188,8 +195,7 @@ where
     let limits = state.config().limits.clone();
     let mut buf = Vec::new();
     loop {
-        let (response, framing, close) = match http::read_request(stream, &mut buf, &limits).await
-        {
+        let (response, framing, close) = match http::read_request(stream, &mut buf, &limits).await {
             Ok(mut request) => {
                 request
                     .headers

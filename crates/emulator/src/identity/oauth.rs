@@ -38,7 +38,11 @@ pub(crate) fn token(state: &State, config: &EmulatorConfig, request: &Request) -
             "unsupported_grant_type",
             &format!("Invalid grant_type: {other}"),
         ),
-        None => oauth_error(400, "invalid_request", "Missing required parameter: grant_type"),
+        None => oauth_error(
+            400,
+            "invalid_request",
+            "Missing required parameter: grant_type",
+        ),
     }
 }
 
@@ -49,7 +53,11 @@ fn jwt_bearer(
     form: &[(String, String)],
 ) -> Response {
     let Some(assertion) = field(form, "assertion") else {
-        return oauth_error(400, "invalid_request", "Missing required parameter: assertion");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Missing required parameter: assertion",
+        );
     };
     let jwt = match Jwt::decode(assertion) {
         Ok(jwt) => jwt,
@@ -157,7 +165,11 @@ fn refresh(state: &State, config: &EmulatorConfig, form: &[(String, String)]) ->
         return oauth_error(401, "invalid_client", "Unauthorized");
     }
     let Some(refresh_token) = field(form, "refresh_token") else {
-        return oauth_error(400, "invalid_request", "Missing required parameter: refresh_token");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Missing required parameter: refresh_token",
+        );
     };
     let Some(grant) = identity
         .refresh_tokens

@@ -98,7 +98,11 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
                     .ok()
                     .or_else(|| serde_json::from_str(&super::aws::percent_decode(o)?).ok())
             })
-            .and_then(|o| o.get("userProject").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|o| {
+                o.get("userProject")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .filter(|p| !p.is_empty());
         if user_project.is_none() {
             return oauth_error(
@@ -109,7 +113,11 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
         }
     }
     let Some(subject_token) = field(&form, "subject_token") else {
-        return oauth_error(400, "invalid_request", "Missing required field: subject_token");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Missing required field: subject_token",
+        );
     };
     let subject_token_type = field(&form, "subject_token_type").unwrap_or("");
     let verdict = if JWT_TYPES.contains(&subject_token_type) {
@@ -121,9 +129,17 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
     } else if subject_token_type == MTLS_TYPE {
         check_mtls(request, subject_token)
     } else if subject_token_type.is_empty() {
-        return oauth_error(400, "invalid_request", "Missing required field: subject_token_type");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Missing required field: subject_token_type",
+        );
     } else {
-        return oauth_error(400, "invalid_request", "Invalid value for \"subject_token_type\"");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Invalid value for \"subject_token_type\"",
+        );
     };
     if let Err(why) = verdict {
         return oauth_error(400, "invalid_grant", &why);
@@ -224,10 +240,18 @@ pub(crate) fn refresh(state: &State, config: &EmulatorConfig, request: &Request)
         return oauth_error(401, "invalid_client", "The client authentication failed.");
     }
     if field(&form, "grant_type") != Some("refresh_token") {
-        return oauth_error(400, "unsupported_grant_type", "Invalid value for \"grant_type\"");
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "Invalid value for \"grant_type\"",
+        );
     }
     let Some(refresh_token) = field(&form, "refresh_token") else {
-        return oauth_error(400, "invalid_request", "Missing required field: refresh_token");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Missing required field: refresh_token",
+        );
     };
     let Some(grant) = identity
         .refresh_tokens
@@ -235,9 +259,15 @@ pub(crate) fn refresh(state: &State, config: &EmulatorConfig, request: &Request)
         .find(|g| g.refresh_token.expose() == refresh_token && g.client_id == client_id)
         .cloned()
     else {
-        return oauth_error(400, "invalid_grant", "The refresh token is invalid or expired.");
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "The refresh token is invalid or expired.",
+        );
     };
-    let token = state.tokens.mint(grant.scopes.clone(), config.token_lifetime);
+    let token = state
+        .tokens
+        .mint(grant.scopes.clone(), config.token_lifetime);
     let mut answer = json!({
         "access_token": token.expose(),
         "expires_in": config.token_lifetime.as_secs(),

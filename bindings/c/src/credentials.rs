@@ -1,0 +1,321 @@
+//! `wa_credentials`: Application Default Credentials, access tokens and ID tokens.
+
+use std::ffi::c_char;
+use std::time::UNIX_EPOCH;
+
+use workload_auth::core::runtime;
+use workload_auth::{Credentials, CredentialsBuilder, Error, ErrorKind};
+
+use crate::args::{Out, OutPtr, handle, opt_str_arg, str_arg};
+use crate::error::{boundary, boundary_value, boundary_void, wa_result};
+
+/// Credentials found by Application Default Credentials (or given explicitly), with their token
+/// caches. Thread-safe: one handle may be used from many threads at once.
+#[derive(Debug)]
+pub struct wa_credentials {
+    inner: Credentials,
+}
+
+impl wa_credentials {
+    /// The Rust credentials behind the handle (for Rust code linking the rlib, e.g. benches).
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner
+    }
+}
+
+fn new_credentials(builder: CredentialsBuilder, out: OutPtr<'_, wa_credentials>) -> Result<(), crate::error::Failure> {
+    let inner = builder.build()?;
+    out.set_boxed(wa_credentials { inner });
+    Ok(())
+}
+
+/// Application Default Credentials from the environment: `GOOGLE_APPLICATION_CREDENTIALS`,
+/// gcloud's credentials file, then the metadata server (`GCE_METADATA_HOST` overrides its
+/// address). Off Google Cloud with nothing configured this fails within milliseconds with
+/// `WA_ERR_CREDENTIALS_NOT_FOUND`, and the message lists every place looked at.
+///
+/// Makes no token request. Release the handle with `wa_credentials_free`.
+///
+/// # Safety
+///
+/// `out` must be NULL or point to a writable `wa_credentials *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_default(out: *mut *mut wa_credentials) -> wa_result {
+    boundary("wa_credentials_new_default", || {
+        // SAFETY: forwarded contract of `out`.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        new_credentials(CredentialsBuilder::new(), out)
+    })
+}
+
+/// Credentials from the credentials file at `path` (any `type` ADC knows), instead of searching.
+///
+/// # Safety
+///
+/// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_file(
+    path: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_file", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        new_credentials(CredentialsBuilder::new().with_credentials_file(path), out)
+    })
+}
+
+/// Credentials from the JSON text of a credentials file, instead of searching.
+///
+/// # Safety
+///
+/// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_json(
+    json: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_json", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let json = unsafe { str_arg(json, "json") }?;
+        new_credentials(CredentialsBuilder::new().with_json(json), out)
+    })
+}
+
+/// Releases credentials (stopping their background refreshes). `NULL` is a no-op.
+///
+/// # Safety
+///
+/// `c` must be NULL or a handle from `wa_credentials_new_*` not yet freed, and no other thread
+/// may be using it. Freeing twice is undefined behaviour.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_free(c: *mut wa_credentials) {
+    boundary_void(|| {
+        if !c.is_null() {
+            // SAFETY: the caller passes a pointer from `Box::into_raw` of this library, once.
+            drop(unsafe { Box::from_raw(c) });
+        }
+    });
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// An access token: from the cache when it holds a fresh one (no lock, no request), otherwise
+/// fetched (blocking the calling thread; concurrent callers share one fetch).
+///
+/// `scopes_or_null`: NULL for the credentials' default scopes, or scopes separated by commas or
+/// spaces (each scope set has its own cache). On success `*out_token` is the token (free it with
+/// `wa_string_free`; never log it) and, when `out_expires_unix` is not NULL, `*out_expires_unix`
+/// its expiry in seconds since the Unix epoch.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `scopes_or_null` NULL or a NUL-terminated string;
+/// `out_token` NULL or writable; `out_expires_unix` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_access_token(
+    c: *const wa_credentials,
+    scopes_or_null: *const c_char,
+    out_token: *mut *mut c_char,
+    out_expires_unix: *mut i64,
+) -> wa_result {
+    boundary("wa_credentials_access_token", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out_token, out_expires, c, scopes) = unsafe {
+            (
+                OutPtr::ptr(out_token, "out_token")?,
+                Out::optional(out_expires_unix, "out_expires_unix")?,
+                handle(c, "c")?,
+                opt_str_arg(scopes_or_null, "scopes_or_null")?,
+            )
+        };
+        let token = match scopes {
+            None => c.inner.access_token_blocking()?,
+            Some(list) => {
+                let scopes: Vec<String> = list
+                    .split([',', ' ', '\t', '\n'])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if scopes.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "`scopes_or_null` names no scope; pass NULL for the default scopes",
+                    )
+                    .into());
+                }
+                let credentials = c.inner.clone();
+                runtime::block_on(async move {
+                    let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                    credentials.access_token_with_scopes(&refs).await
+                })??
+            }
+        };
+        out_token.set_string(token.secret().expose())?;
+        if let Some(out) = out_expires {
+            out.set(unix_seconds(token.expires_at()));
+        }
+        Ok(())
+    })
+}
+
+/// An OpenID Connect ID token whose `aud` is `audience` (cached per audience). Free it with
+/// `wa_string_free`.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `audience` NULL or a NUL-terminated string; `out_token`
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_id_token(
+    c: *const wa_credentials,
+    audience: *const c_char,
+    out_token: *mut *mut c_char,
+) -> wa_result {
+    boundary("wa_credentials_id_token", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out_token, c, audience) = unsafe {
+            (
+                OutPtr::ptr(out_token, "out_token")?,
+                handle(c, "c")?,
+                str_arg(audience, "audience")?,
+            )
+        };
+        let token = c.inner.id_token_blocking(audience)?;
+        out_token.set_string(token.secret().expose())
+    })
+}
+
+/// The value of the `Authorization` header for a Google API request (`Bearer <token>`), from
+/// the same cache as `wa_credentials_access_token`. Free it with `wa_string_free`.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `out_value` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_authorization_header(
+    c: *const wa_credentials,
+    out_value: *mut *mut c_char,
+) -> wa_result {
+    boundary("wa_credentials_authorization_header", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out, c) = unsafe { (OutPtr::ptr(out_value, "out_value")?, handle(c, "c")?) };
+        let token = c.inner.access_token_blocking()?;
+        out.set_string(token.authorization_header().expose())
+    })
+}
+
+/// The quota project (`x-goog-user-project` header value), or `*out_project = NULL` when there
+/// is none. Free it with `wa_string_free`.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `out_project` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_quota_project_id(
+    c: *const wa_credentials,
+    out_project: *mut *mut c_char,
+) -> wa_result {
+    boundary("wa_credentials_quota_project_id", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out, c) = unsafe { (OutPtr::ptr(out_project, "out_project")?, handle(c, "c")?) };
+        match c.inner.quota_project_id() {
+            Some(project) => out.set_string(project),
+            None => Ok(()),
+        }
+    })
+}
+
+/// The project id (environment, credentials file, or the metadata server), or
+/// `*out_project = NULL` when nothing knows it. May block on the metadata server the first time.
+/// Free it with `wa_string_free`.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `out_project` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_project_id(
+    c: *const wa_credentials,
+    out_project: *mut *mut c_char,
+) -> wa_result {
+    boundary("wa_credentials_project_id", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out, c) = unsafe { (OutPtr::ptr(out_project, "out_project")?, handle(c, "c")?) };
+        let credentials = c.inner.clone();
+        match runtime::block_on(async move { credentials.project_id().await })?? {
+            Some(project) => out.set_string(&project),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Why these credentials: every place ADC looked and what it found, the credential type, where
+/// the project id and quota project come from; as one JSON object (what
+/// `workload-auth explain --json` prints). Free it with `wa_string_free`.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `out_json` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_explain_json(
+    c: *const wa_credentials,
+    out_json: *mut *mut c_char,
+) -> wa_result {
+    boundary("wa_credentials_explain_json", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out, c) = unsafe { (OutPtr::ptr(out_json, "out_json")?, handle(c, "c")?) };
+        let explanation = c.inner.explain_blocking();
+        let json = serde_json::to_string(&explanation).map_err(|e| {
+            Error::new(ErrorKind::InvalidArgument, "cannot encode the explanation").with_source(e)
+        })?;
+        out.set_string(&json)
+    })
+}
+
+/// The credential type: `"metadata_server"`, `"service_account"`, `"authorized_user"`,
+/// `"impersonated_service_account"`, `"external_account"` or
+/// `"external_account_authorized_user"`; `NULL` when `c` is NULL. Static: do not free.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_type(c: *const wa_credentials) -> *const c_char {
+    boundary_value(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Ok(c) = (unsafe { handle(c, "c") }) else {
+            return std::ptr::null();
+        };
+        match c.inner.credential_type().as_str() {
+            "metadata_server" => c"metadata_server".as_ptr(),
+            "service_account" => c"service_account".as_ptr(),
+            "authorized_user" => c"authorized_user".as_ptr(),
+            "impersonated_service_account" => c"impersonated_service_account".as_ptr(),
+            "external_account" => c"external_account".as_ptr(),
+            "external_account_authorized_user" => c"external_account_authorized_user".as_ptr(),
+            _ => c"unknown".as_ptr(),
+        }
+    })
+}
+
+/// Forgets every cached token (say, after an API answered 401): the next call fetches anew.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_invalidate(c: *const wa_credentials) -> wa_result {
+    boundary("wa_credentials_invalidate", || {
+        // SAFETY: forwarded contract.
+        let c = unsafe { handle(c, "c") }?;
+        c.inner.invalidate();
+        Ok(())
+    })
+}

@@ -1,0 +1,395 @@
+//! Compiles the C programs of `tests/c/` against the checked-in header and the library this
+//! package just built, and runs each under valgrind (no leak, no memory error) against real peers:
+//! the emulator started here, credentials directories written here, a Rust mTLS server.
+//!
+//! Needs `cc`, `c++`, `pkg-config` and `valgrind` (scripts/test.sh installs them).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use workload_auth_emulator::ca::TrustDomainCa;
+use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::{
+    Emulator, EmulatorConfig, Endpoint, IdentityConfig, OAuthClient, RefreshTokenGrant,
+};
+use workload_auth_mtls::{Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, SpiffeId, SvidStore};
+
+const TRUST_DOMAIN: &str = "c-tests.example";
+const SERVER_ID: &str = "spiffe://c-tests.example/ns/prod/sa/server";
+const CLIENT_ID: &str = "spiffe://c-tests.example/ns/prod/sa/client";
+const PEER_ID: &str = "spiffe://c-tests.example/ns/batch/sa/peer";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The directory with the `libworkload_auth.so` and `.a` cargo built for this test run: next to
+/// the test binary (`target/<profile>/deps`).
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap().to_path_buf();
+    for dir in [deps.clone(), deps.parent().unwrap().to_path_buf()] {
+        if dir.join("libworkload_auth.so").exists() && dir.join("libworkload_auth.a").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "libworkload_auth.so/.a not found next to {}; cargo builds them with this test",
+        exe.display()
+    );
+}
+
+fn require_tool(tool: &str) {
+    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{tool}` is needed to build and check the C programs: install it (scripts/test.sh does: \
+         apt-get install gcc g++ pkg-config valgrind)"
+    );
+}
+
+/// Builds the C programs once per test process; returns the directory holding them.
+fn programs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        for tool in ["cc", "c++", "pkg-config", "valgrind"] {
+            require_tool(tool);
+        }
+        let root = workspace_root();
+        let lib = library_dir();
+        let out = std::env::temp_dir().join(format!("wa-c-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        for name in ["token", "identity", "mtls", "bad_input"] {
+            let status = Command::new("cc")
+                .args(["-std=c11", "-D_DEFAULT_SOURCE", "-g", "-Wall", "-Wextra", "-Werror"])
+                .arg("-I")
+                .arg(root.join("include"))
+                .arg(root.join(format!("tests/c/{name}.c")))
+                .arg("-o")
+                .arg(out.join(name))
+                .arg(format!("-L{}", lib.display()))
+                .arg(format!("-Wl,-rpath,{}", lib.display()))
+                .args(["-lworkload_auth", "-pthread"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "cc failed on tests/c/{name}.c");
+        }
+        out
+    })
+}
+
+/// Runs `program args` under valgrind with only `env` (plus PATH) in its environment; returns
+/// its output after checking it succeeded with no leak and no memory error.
+fn run_checked(program: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new("valgrind")
+        .args([
+            "--quiet",
+            "--leak-check=full",
+            // The Rust runtime's threads and statics are still reachable at exit, by design;
+            // only memory nobody can reach any more is a leak.
+            "--errors-for-leak-kinds=definite,indirect",
+            "--show-leak-kinds=definite,indirect",
+            "--error-exitcode=99",
+        ])
+        .arg(format!(
+            "--suppressions={}",
+            workspace_root().join("tests/c/valgrind.supp").display()
+        ))
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // ADC must see nothing of this machine: an empty home, no gcloud configuration.
+        .env("HOME", home.path())
+        .env("CLOUDSDK_CONFIG", home.path().join("gcloud"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match output.status.code() {
+        Some(0) => {}
+        Some(99) => panic!(
+            "valgrind found leaks or memory errors in {} {args:?}:\n{stderr}",
+            program.display()
+        ),
+        _ => panic!(
+            "{} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            program.display(),
+            output.status
+        ),
+    }
+    output
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn c_program_gets_tokens_from_the_emulator() {
+    let emu = Emulator::start_in_thread(EmulatorConfig {
+        project_id: "c-test-project".into(),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let out = run_checked(
+        &programs().join("token"),
+        &["metadata"],
+        &[
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_PROJECT", "c-test-project".into()),
+        ],
+    );
+    assert_eq!(stdout_of(&out), "metadata: ok\n");
+    // Default scopes, one other scope set, and one after invalidation: 1601 token calls, three
+    // requests. Every other call was served from the cache.
+    assert_eq!(emu.requests(Endpoint::Token), 3);
+    assert_eq!(emu.requests(Endpoint::Identity), 1);
+}
+
+#[test]
+fn c_program_uses_a_credentials_file() {
+    let emu = Emulator::start_in_thread(EmulatorConfig {
+        identity: IdentityConfig {
+            oauth_clients: vec![OAuthClient::new("c-client", "c-secret")],
+            refresh_tokens: vec![RefreshTokenGrant::new("1//c-refresh", "c-client")],
+            ..IdentityConfig::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("user.json");
+    let json = serde_json::json!({
+        "type": "authorized_user",
+        "client_id": "c-client",
+        "client_secret": "c-secret",
+        "refresh_token": "1//c-refresh",
+        "quota_project_id": "c-quota-project",
+        "token_uri": format!("{}/token", emu.url()),
+    });
+    std::fs::write(&file, json.to_string()).unwrap();
+    let out = run_checked(
+        &programs().join("token"),
+        &["file"],
+        &[("WA_TEST_CREDENTIALS_FILE", file.display().to_string())],
+    );
+    assert_eq!(stdout_of(&out), "file: ok\n");
+    assert_eq!(emu.requests(Endpoint::OAuthToken), 1);
+}
+
+#[test]
+fn c_program_sees_a_transient_error_when_the_metadata_server_is_down() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = run_checked(
+        &programs().join("token"),
+        &["unreachable"],
+        &[("GCE_METADATA_HOST", closed.to_string())],
+    );
+    assert_eq!(stdout_of(&out), "unreachable: ok\n");
+}
+
+/// Credentials directories for the server, the client and a third peer of one trust domain,
+/// plus DER chains of the peer and of a workload of a CA nobody trusts.
+struct Fixtures {
+    _dir: tempfile::TempDir,
+    server_dir: PathBuf,
+    client_dir: PathBuf,
+    peer_chain: PathBuf,
+    foreign_chain: PathBuf,
+}
+
+fn fixtures() -> Fixtures {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TrustDomainCa::new(TRUST_DOMAIN).unwrap();
+    let write = |name: &str, id: &str| {
+        let writer = CredentialsDirWriter::new(dir.path().join(name));
+        writer
+            .write(&CredentialsContents::new(&ca.issue(id).unwrap(), &ca, []))
+            .unwrap();
+        writer.link_path()
+    };
+    let chain = |name: &str, ca: &TrustDomainCa, id: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        let svid = ca.issue(id).unwrap();
+        let ders = svid.chain_der();
+        assert_eq!(ders.len(), 2, "leaf and intermediate");
+        std::fs::write(path.join("leaf.der"), &ders[0]).unwrap();
+        std::fs::write(path.join("intermediate.der"), &ders[1]).unwrap();
+        path
+    };
+    let stranger = TrustDomainCa::new(TRUST_DOMAIN).unwrap();
+    Fixtures {
+        server_dir: write("server", SERVER_ID),
+        client_dir: write("client", CLIENT_ID),
+        peer_chain: chain("peer", &ca, PEER_ID),
+        foreign_chain: chain("foreign", &stranger, PEER_ID),
+        _dir: dir,
+    }
+}
+
+fn identity_env(f: &Fixtures) -> Vec<(&'static str, String)> {
+    vec![
+        ("WA_TEST_TRUST_DOMAIN", TRUST_DOMAIN.into()),
+        ("WA_TEST_SERVER_DIR", f.server_dir.display().to_string()),
+        ("WA_TEST_SERVER_ID", SERVER_ID.into()),
+        ("WA_TEST_CLIENT_DIR", f.client_dir.display().to_string()),
+        ("WA_TEST_CLIENT_ID", CLIENT_ID.into()),
+    ]
+}
+
+#[test]
+fn c_program_loads_an_identity_and_verifies_peer_chains() {
+    let f = fixtures();
+    let mut env = identity_env(&f);
+    env.extend([
+        ("WA_TEST_CREDENTIALS_DIR", f.client_dir.display().to_string()),
+        ("WA_TEST_SPIFFE_ID", CLIENT_ID.into()),
+        ("WA_TEST_PEER_DIR", f.peer_chain.display().to_string()),
+        ("WA_TEST_PEER_ID", PEER_ID.into()),
+        ("WA_TEST_FOREIGN_DIR", f.foreign_chain.display().to_string()),
+    ]);
+    let out = run_checked(&programs().join("identity"), &[], &env);
+    assert_eq!(stdout_of(&out), "identity: ok\n");
+}
+
+#[test]
+fn two_c_programs_ends_complete_mtls_and_refuse_by_policy() {
+    let f = fixtures();
+    let out = run_checked(&programs().join("mtls"), &["local"], &identity_env(&f));
+    assert_eq!(stdout_of(&out), "mtls local: ok\n");
+}
+
+/// An mTLS server written with the Rust library (tokio): answers `<peer> said: <message>`.
+async fn rust_echo_server(server_dir: &Path) -> (SocketAddr, tokio::task::JoinHandle<SpiffeId>) {
+    let store = SvidStore::new(CredentialsDir::new(server_dir).load_blocking().unwrap());
+    let allow = Authorizer::exact(SpiffeId::parse(CLIENT_ID).unwrap());
+    let acceptor = MtlsAcceptor::from_config(&MtlsConfig::new(store, allow)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (mut stream, peer) = acceptor.accept(tcp).await.unwrap();
+        let mut message = Vec::new();
+        stream.read_to_end(&mut message).await.unwrap();
+        let reply = format!("{peer} said: {}", String::from_utf8_lossy(&message));
+        stream.write_all(reply.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        peer
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn c_client_talks_to_a_rust_server() {
+    let f = fixtures();
+    let (addr, server) = rust_echo_server(&f.server_dir).await;
+    let program = programs().join("mtls");
+    let env = identity_env(&f);
+    let port = addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run_checked(&program, &["remote", port.as_str()], &env)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stdout_of(&out), "mtls remote: ok\n");
+    assert_eq!(server.await.unwrap().as_str(), CLIENT_ID);
+}
+
+#[test]
+fn c_program_survives_bad_input() {
+    let out = run_checked(&programs().join("bad_input"), &[], &[]);
+    assert_eq!(stdout_of(&out), "bad input: ok\n");
+}
+
+#[test]
+fn the_header_compiles_as_cpp17_and_links_statically() {
+    require_tool("c++");
+    let root = workspace_root();
+    let lib = library_dir();
+    let out = tempfile::tempdir().unwrap();
+    let binary = out.path().join("header_check");
+    let status = Command::new("c++")
+        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/header_check.cpp"))
+        .arg("-o")
+        .arg(&binary)
+        .arg(lib.join("libworkload_auth.a"))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "c++ failed on tests/c/header_check.cpp");
+    let run = Command::new(&binary).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).starts_with("c++: ok"));
+}
+
+#[test]
+fn install_script_and_pkg_config_file_work() {
+    require_tool("pkg-config");
+    require_tool("cc");
+    let root = workspace_root();
+    let prefix = tempfile::tempdir().unwrap();
+    let lib = library_dir();
+    let status = Command::new("bash")
+        .arg(root.join("bindings/c/install.sh"))
+        .arg("--prefix")
+        .arg(prefix.path())
+        .arg("--artifacts")
+        .arg(&lib)
+        .arg("--no-build")
+        .status()
+        .unwrap();
+    assert!(status.success(), "install.sh failed");
+    let pc_dir = prefix.path().join("lib/pkgconfig");
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "workload_auth"])
+        .env("PKG_CONFIG_PATH", &pc_dir)
+        .output()
+        .unwrap();
+    assert!(flags.status.success(), "{}", String::from_utf8_lossy(&flags.stderr));
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    assert!(flags.contains("-lworkload_auth"), "{flags}");
+    let binary = prefix.path().join("bad_input");
+    let status = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg(format!("-I{}", root.join("tests/c").display()))
+        .arg(root.join("tests/c/bad_input.c"))
+        .arg("-o")
+        .arg(&binary)
+        .args(flags.split_whitespace())
+        .arg("-pthread")
+        .status()
+        .unwrap();
+    assert!(status.success(), "cc with pkg-config flags failed");
+    let run = Command::new(&binary)
+        .env("LD_LIBRARY_PATH", prefix.path().join("lib"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let version = Command::new("pkg-config")
+        .args(["--modversion", "workload_auth"])
+        .env("PKG_CONFIG_PATH", &pc_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+}

@@ -1,0 +1,385 @@
+//! `WorkloadIdentity`, `MtlsClient`, `MtlsServer` and `MtlsStream`: mutual TLS over Python
+//! sockets, with policies given as strings or as Python callables.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+use workload_auth::blocking::{MtlsClient as RustClient, MtlsServer as RustServer, MtlsStream as RustStream};
+use workload_auth::mtls::{Authorizer, SpiffeId};
+use workload_auth::{Error, ErrorKind, authorizer_from_policies};
+
+use crate::errors::{IntoPy, invalid_argument, stash_predicate_error, take_predicate_error};
+
+/// The workload's X509-SVID and trust bundles, kept current as they rotate.
+#[pyclass(module = "workload_auth", frozen)]
+pub(crate) struct WorkloadIdentity {
+    inner: workload_auth::WorkloadIdentity,
+}
+
+#[pymethods]
+impl WorkloadIdentity {
+    /// Loads the credentials directory (default: `/var/run/secrets/workload-spiffe-credentials`)
+    /// and watches it for rotations while the object lives.
+    #[staticmethod]
+    #[pyo3(signature = (path=None))]
+    fn from_directory(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
+        let inner = py
+            .detach(|| workload_auth::WorkloadIdentity::from_directory(path.as_deref()))
+            .or_raise(py)?;
+        Ok(Self { inner })
+    }
+
+    /// This workload's SPIFFE ID (of the current certificate).
+    #[getter]
+    fn spiffe_id(&self) -> String {
+        self.inner.spiffe_id().as_str().to_owned()
+    }
+
+    /// The trust domain of the SPIFFE ID.
+    #[getter]
+    fn trust_domain(&self) -> String {
+        self.inner.spiffe_id().trust_domain_name().to_owned()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("WorkloadIdentity(spiffe_id={:?})", self.inner.spiffe_id().as_str())
+    }
+}
+
+/// A name for a predicate in messages: its `__qualname__`, else its `repr()`.
+fn callable_name(f: &Bound<'_, PyAny>) -> String {
+    f.getattr("__qualname__")
+        .and_then(|n| n.extract::<String>())
+        .or_else(|_| f.repr().map(|r| r.to_string()))
+        .unwrap_or_else(|_| "callable".to_owned())
+}
+
+/// A Python callable as an authorizer. An exception it raises refuses the peer; the exception
+/// becomes the `__cause__` of the `VerificationError`.
+fn predicate(f: Py<PyAny>, name: String) -> Authorizer {
+    Authorizer::predicate(name, move |id: &SpiffeId| {
+        Python::attach(|py| {
+            match f
+                .bind(py)
+                .call1((id.as_str(),))
+                .and_then(|answer| answer.is_truthy())
+            {
+                Ok(allowed) => allowed,
+                Err(e) => {
+                    stash_predicate_error(e);
+                    false
+                }
+            }
+        })
+    })
+}
+
+/// `allow`: one policy or a sequence of them; each a string (`any`, a SPIFFE ID, `td:DOMAIN`,
+/// `prefix:ID`) or a callable `(spiffe_id: str) -> bool`. A peer any of them allows is allowed.
+fn authorizer(py: Python<'_>, allow: &Bound<'_, PyAny>) -> PyResult<Authorizer> {
+    let items: Vec<Bound<'_, PyAny>> = if allow.is_instance_of::<PyString>() || allow.is_callable() {
+        vec![allow.clone()]
+    } else {
+        allow
+            .try_iter()
+            .map_err(|_| {
+                PyTypeError::new_err(
+                    "allow must be a policy string, a callable, or a sequence of them",
+                )
+            })?
+            .collect::<PyResult<_>>()?
+    };
+    let mut rules = Vec::with_capacity(items.len());
+    for item in &items {
+        if let Ok(policy) = item.cast::<PyString>() {
+            let policy = policy.to_cow()?;
+            rules.push(authorizer_from_policies([policy.as_ref()]).or_raise(py)?);
+        } else if item.is_callable() {
+            rules.push(predicate(item.clone().unbind(), callable_name(item)));
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "allow entries are policy strings or callables, not {}",
+                item.get_type().name()?
+            )));
+        }
+    }
+    match rules.len() {
+        0 => Err(invalid_argument(
+            py,
+            "allow is empty; write \"any\" to allow every peer whose certificate verifies",
+        )),
+        1 => Ok(rules.remove(0)),
+        _ => Ok(Authorizer::any_of(rules)),
+    }
+}
+
+/// Takes over a connected Python socket: detaches its descriptor (the socket object is then
+/// closed for Python) and carries its timeout over.
+fn take_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<TcpStream> {
+    let socket_type: i32 = sock.getattr("type")?.extract()?;
+    let stream_type: i32 = py.import("socket")?.getattr("SOCK_STREAM")?.extract()?;
+    if socket_type != stream_type {
+        return Err(invalid_argument(py, "mutual TLS needs a stream (SOCK_STREAM) socket"));
+    }
+    let timeout: Option<f64> = sock.call_method0("gettimeout")?.extract()?;
+    let timeout = socket_timeout(py, timeout)?;
+    let fd: RawFd = sock.call_method0("detach")?.extract()?;
+    if fd < 0 {
+        return Err(invalid_argument(py, "the socket is closed"));
+    }
+    // SAFETY: `socket.detach()` handed over an open descriptor that nothing else owns now.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tcp = TcpStream::from(owned);
+    configure(&tcp, timeout).or_raise(py)?;
+    Ok(tcp)
+}
+
+fn socket_timeout(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t > 0.0 && t.is_finite() => Ok(Some(Duration::from_secs_f64(t))),
+        Some(_) => Err(invalid_argument(
+            py,
+            "non-blocking sockets are not supported; use blocking mode or a positive timeout",
+        )),
+    }
+}
+
+fn configure(tcp: &TcpStream, timeout: Option<Duration>) -> Result<(), Error> {
+    let fail = |e: std::io::Error| {
+        Error::new(ErrorKind::InvalidArgument, "cannot configure the socket").with_source(e)
+    };
+    tcp.set_nonblocking(false).map_err(fail)?;
+    tcp.set_read_timeout(timeout).map_err(fail)?;
+    tcp.set_write_timeout(timeout).map_err(fail)?;
+    Ok(())
+}
+
+/// `("host", port)` or `"host:port"`.
+fn addresses(py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Vec<SocketAddr>> {
+    let text = if let Ok(tuple) = target.cast::<PyTuple>() {
+        let (host, port): (String, u16) = tuple.extract()?;
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    } else if let Ok(s) = target.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else {
+        return Err(PyTypeError::new_err(
+            "connect() takes a connected socket, a (host, port) tuple or a \"host:port\" string",
+        ));
+    };
+    py.detach(|| text.to_socket_addrs().map(Iterator::collect::<Vec<_>>))
+        .map_err(|e| {
+            invalid_argument(py, format!("cannot resolve {text:?}: {e}"))
+        })
+}
+
+/// The client side of mutual TLS: presents `identity`, accepts servers `allow` allows.
+#[pyclass(module = "workload_auth", frozen)]
+pub(crate) struct MtlsClient {
+    inner: RustClient,
+}
+
+#[pymethods]
+impl MtlsClient {
+    #[new]
+    #[pyo3(signature = (identity, allow))]
+    fn new(py: Python<'_>, identity: &WorkloadIdentity, allow: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let allow = authorizer(py, allow)?;
+        let inner = RustClient::new(&identity.inner, allow).or_raise(py)?;
+        Ok(Self { inner })
+    }
+
+    /// Completes the handshake over a connected socket (which the stream takes over), or
+    /// connects to `(host, port)` / `"host:port"` first. `timeout` (seconds) applies to
+    /// connecting and to each later read and write; a socket's own timeout is kept.
+    #[pyo3(signature = (target, *, timeout=None))]
+    fn connect(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<MtlsStream> {
+        let timeout = socket_timeout(py, timeout)?;
+        let socket_class = py.import("socket")?.getattr("socket")?;
+        let tcp = if target.is_instance(&socket_class)? {
+            let tcp = take_socket(py, target)?;
+            if timeout.is_some() {
+                configure(&tcp, timeout).or_raise(py)?;
+            }
+            tcp
+        } else {
+            let addrs = addresses(py, target)?;
+            py.detach(|| connect_any(&addrs, timeout)).or_raise(py)?
+        };
+        let client = &self.inner;
+        take_predicate_error();
+        let stream = py.detach(|| client.connect(tcp)).or_raise(py)?;
+        Ok(MtlsStream::new(stream))
+    }
+}
+
+fn connect_any(addrs: &[SocketAddr], timeout: Option<Duration>) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for addr in addrs {
+        let attempt = match timeout {
+            Some(t) => TcpStream::connect_timeout(addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(tcp) => {
+                configure(&tcp, timeout)?;
+                return Ok(tcp);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let error = Error::new(ErrorKind::Transport, "cannot connect to the peer");
+    Err(match last {
+        Some(e) => error.with_source(e),
+        None => error.with_hint("the address resolved to nothing"),
+    })
+}
+
+/// The server side of mutual TLS: presents `identity`, requires client certificates and
+/// accepts clients `allow` allows.
+#[pyclass(module = "workload_auth", frozen)]
+pub(crate) struct MtlsServer {
+    inner: RustServer,
+}
+
+#[pymethods]
+impl MtlsServer {
+    #[new]
+    #[pyo3(signature = (identity, allow))]
+    fn new(py: Python<'_>, identity: &WorkloadIdentity, allow: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let allow = authorizer(py, allow)?;
+        let inner = RustServer::new(&identity.inner, allow).or_raise(py)?;
+        Ok(Self { inner })
+    }
+
+    /// Completes the handshake over an accepted socket, which the stream takes over (it is
+    /// closed if the handshake fails). A refused client raises `VerificationError`.
+    fn accept(&self, py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<MtlsStream> {
+        let socket_class = py.import("socket")?.getattr("socket")?;
+        if !sock.is_instance(&socket_class)? {
+            return Err(PyTypeError::new_err("accept() takes an accepted socket.socket"));
+        }
+        let tcp = take_socket(py, sock)?;
+        let server = &self.inner;
+        take_predicate_error();
+        let stream = py.detach(|| server.accept(tcp)).or_raise(py)?;
+        Ok(MtlsStream::new(stream))
+    }
+}
+
+/// An established mutual-TLS connection. One thread may `recv` while another sends.
+#[pyclass(module = "workload_auth", frozen)]
+pub(crate) struct MtlsStream {
+    inner: Mutex<Option<Arc<RustStream>>>,
+    peer: String,
+}
+
+impl MtlsStream {
+    fn new(stream: RustStream) -> Self {
+        Self {
+            peer: stream.peer_spiffe_id().as_str().to_owned(),
+            inner: Mutex::new(Some(Arc::new(stream))),
+        }
+    }
+
+    fn stream(&self, py: Python<'_>) -> PyResult<Arc<RustStream>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                invalid_argument(py, "the stream is closed")
+            })
+    }
+}
+
+#[pymethods]
+impl MtlsStream {
+    /// The peer's verified, authorized SPIFFE ID.
+    #[getter]
+    fn peer_spiffe_id(&self) -> &str {
+        &self.peer
+    }
+
+    /// Sends all of `data`; returns how many bytes that was.
+    fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<usize> {
+        let stream = self.stream(py)?;
+        py.detach(|| stream.write_all(data)).or_raise(py)?;
+        Ok(data.len())
+    }
+
+    /// Sends all of `data`.
+    fn sendall(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        self.send(py, data).map(|_| ())
+    }
+
+    /// Up to `bufsize` bytes, blocking until some arrive; `b""` when the peer closed cleanly.
+    fn recv<'py>(&self, py: Python<'py>, bufsize: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let stream = self.stream(py)?;
+        let mut buf = vec![0u8; bufsize];
+        let n = py.detach(|| stream.read(&mut buf)).or_raise(py)?;
+        Ok(PyBytes::new(py, &buf[..n]))
+    }
+
+    /// Sends TLS close_notify and closes the connection. Closing twice does nothing.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match taken {
+            Some(stream) => py.detach(|| stream.close()).or_raise(py),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (exc_type, _exc_value, _traceback))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc_value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let closed = self.close(py);
+        // Leaving on an exception: that exception matters more than a failed goodbye.
+        if exc_type.is_some() { Ok(()) } else { closed }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "MtlsStream(peer_spiffe_id={:?}, closed={})",
+            self.peer,
+            self.closed()
+        )
+    }
+}

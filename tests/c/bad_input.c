@@ -1,0 +1,121 @@
+/* Bad input at the C boundary: NULL pointers, invalid UTF-8, _free(NULL), and the last-error
+ * buffer contract. Every case must give an error code, never a crash. Needs no network. */
+#include <pthread.h>
+
+#include "wa_test.h"
+
+/* Credentials that can be built without any network or environment. */
+static const char *USER_JSON =
+    "{\"type\": \"authorized_user\", \"client_id\": \"id\", \"client_secret\": \"secret\","
+    " \"refresh_token\": \"1//refresh\", \"token_uri\": \"http://127.0.0.1:9/token\"}";
+
+static void *fresh_thread_has_no_error(void *arg) {
+    (void)arg;
+    char buf[16] = "untouched";
+    ASSERT(wa_last_error_message(buf, sizeof buf) == 0);
+    ASSERT(buf[0] == '\0');
+    ASSERT(wa_last_error_code() == WA_OK);
+    ASSERT(!wa_last_error_is_transient());
+    /* An error here stays on this thread. */
+    EXPECT_CODE(wa_credentials_new_default(NULL), WA_ERR_NULL_POINTER);
+    return NULL;
+}
+
+int main(void) {
+    wa_credentials *creds = NULL;
+    wa_workload_identity *identity = NULL;
+    wa_mtls_stream *stream = NULL;
+    char *s = NULL;
+
+    /* NULL out-parameters and handles. */
+    EXPECT_CODE(wa_credentials_new_default(NULL), WA_ERR_NULL_POINTER);
+    ASSERT_LAST_ERROR_CONTAINS("out");
+    EXPECT_CODE(wa_credentials_new_from_file(NULL, &creds), WA_ERR_NULL_POINTER);
+    ASSERT(creds == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("path");
+    EXPECT_CODE(wa_credentials_new_from_json(NULL, &creds), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_access_token(NULL, NULL, &s, NULL), WA_ERR_NULL_POINTER);
+    ASSERT(s == NULL);
+    EXPECT_CODE(wa_credentials_id_token(NULL, "aud", &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_authorization_header(NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_quota_project_id(NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_project_id(NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_explain_json(NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_invalidate(NULL), WA_ERR_NULL_POINTER);
+    ASSERT(wa_credentials_type(NULL) == NULL);
+    EXPECT_CODE(wa_workload_identity_load(NULL, NULL), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_workload_identity_spiffe_id(NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_verifier_new(NULL, WA_PEER_IS_CLIENT, NULL, 0, NULL), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_verifier_verify(NULL, NULL, NULL, 0, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_mtls_config_new(NULL, NULL, 0, NULL), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_mtls_connect(NULL, 0, &stream), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_mtls_accept(NULL, 0, &stream), WA_ERR_NULL_POINTER);
+    size_t n = 0;
+    unsigned char byte;
+    EXPECT_CODE(wa_mtls_stream_read(NULL, &byte, 1, &n), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_mtls_stream_write(NULL, &byte, 1), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_mtls_stream_peer_spiffe_id(NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_mtls_stream_close(NULL), WA_ERR_NULL_POINTER);
+
+    /* Invalid UTF-8 in string arguments. */
+    EXPECT_CODE(wa_credentials_new_from_file("/tmp/\xff\xfe.json", &creds), WA_ERR_INVALID_UTF8);
+    ASSERT_LAST_ERROR_CONTAINS("path");
+    EXPECT_CODE(wa_credentials_new_from_json("{\"type\": \"\xc3\x28\"}", &creds),
+                WA_ERR_INVALID_UTF8);
+    EXPECT_CODE(wa_workload_identity_load("/var/\xe2\x82", &identity), WA_ERR_INVALID_UTF8);
+    ASSERT(identity == NULL);
+
+    /* With a real handle: NULL outputs, bad scopes and audiences. No request is made. */
+    CHECK(wa_credentials_new_from_json(USER_JSON, &creds));
+    EXPECT_CODE(wa_credentials_access_token(creds, NULL, NULL, NULL), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_access_token(creds, "scope\xff", &s, NULL), WA_ERR_INVALID_UTF8);
+    ASSERT_LAST_ERROR_CONTAINS("scopes_or_null");
+    EXPECT_CODE(wa_credentials_id_token(creds, NULL, &s), WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_id_token(creds, "\x80", &s), WA_ERR_INVALID_UTF8);
+    EXPECT_CODE(wa_credentials_id_token(creds, "  ", &s), WA_ERR_INVALID_ARGUMENT);
+    ASSERT(strcmp(wa_credentials_type(creds), "authorized_user") == 0);
+    wa_credentials_free(creds);
+
+    /* _free(NULL) and wa_string_free(NULL) are no-ops. */
+    wa_credentials_free(NULL);
+    wa_workload_identity_free(NULL);
+    wa_verifier_free(NULL);
+    wa_mtls_config_free(NULL);
+    wa_mtls_stream_free(NULL);
+    wa_string_free(NULL);
+
+    /* The last-error buffer: size query, truncation at a character boundary, NUL always. */
+    EXPECT_CODE(wa_credentials_new_from_file(NULL, &creds), WA_ERR_NULL_POINTER);
+    size_t needed = wa_last_error_message(NULL, 0);
+    char *full = malloc(needed);
+    ASSERT(full != NULL);
+    ASSERT(wa_last_error_message(full, needed) == needed);
+    ASSERT(strlen(full) == needed - 1);
+    ASSERT(strcmp(full, "wa_credentials_new_from_file: `path` is NULL") == 0);
+    char small[8];
+    memset(small, 'x', sizeof small);
+    ASSERT(wa_last_error_message(small, sizeof small) == needed);
+    ASSERT(strlen(small) == 7 && strncmp(small, full, 7) == 0);
+    char one[1] = {'x'};
+    ASSERT(wa_last_error_message(one, 1) == needed && one[0] == '\0');
+    ASSERT(wa_last_error_message(NULL, 100) == needed); /* NULL buffer: size only */
+    free(full);
+    ASSERT(wa_last_error_code() == WA_ERR_NULL_POINTER);
+    ASSERT(!wa_last_error_is_transient());
+
+    /* Per thread: a new thread has no error, and its error does not leak back here. */
+    pthread_t t;
+    ASSERT(pthread_create(&t, NULL, fresh_thread_has_no_error, NULL) == 0);
+    ASSERT(pthread_join(t, NULL) == 0);
+    ASSERT_LAST_ERROR_CONTAINS("wa_credentials_new_from_file");
+
+    /* Names of codes, known and unknown; the version. */
+    ASSERT(strcmp(wa_result_name(WA_OK), "WA_OK") == 0);
+    ASSERT(strcmp(wa_result_name(WA_ERR_TRANSPORT), "WA_ERR_TRANSPORT") == 0);
+    ASSERT(strcmp(wa_result_name(12345), "WA_ERR_UNKNOWN") == 0);
+    ASSERT(strcmp(wa_result_name(-1), "WA_ERR_UNKNOWN") == 0);
+    ASSERT(strlen(wa_version()) > 0);
+
+    printf("bad input: ok\n");
+    return 0;
+}
