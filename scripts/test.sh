@@ -38,6 +38,10 @@ step "installing Python test dependencies"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"
+# The Python package itself, built by maturin (from requirements.txt) as a user's pip would.
+step "pip install ./bindings/python"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
+  --force-reinstall --no-deps ./bindings/python
 
 # ---- static checks
 step "cargo fmt --check"
@@ -50,6 +54,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # ---- build everything while the network is still there, then test without it
 step "building tests"
 cargo test --workspace --all-targets --locked --no-run --quiet
+# The emulator binary the Python suite runs (tests/python/conftest.py).
+cargo build -p workload-auth-cli --locked --quiet
 
 offline() {
   if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
@@ -63,3 +69,6 @@ offline() {
 step "cargo test (loopback-only network)"
 offline cargo test --workspace --all-targets --offline --locked
 offline cargo test --workspace --doc --offline --locked
+
+step "pytest tests/python (loopback-only network)"
+offline "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

@@ -545,7 +545,7 @@ fn verification(c: &mut Criterion) {
     });
     g.bench_function(
         format!(
-            "spiffe verifier, cache hit/{threads} threads, same chain (time per op, all threads)"
+            "spiffe verifier, cache hit/{threads} threads, same chain (wall time per op, all threads)"
         ),
         |b| b.iter_custom(|iters| parallel(threads, iters, &cache_hit)),
     );

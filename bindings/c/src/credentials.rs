@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::time::UNIX_EPOCH;
 
 use workload_auth::core::runtime;
-use workload_auth::{Credentials, CredentialsBuilder, Error, ErrorKind};
+use workload_auth::{AccessToken, Credentials, CredentialsBuilder, Error, ErrorKind};
 
 use crate::args::{Out, OutPtr, handle, opt_str_arg, str_arg};
 use crate::error::{boundary, boundary_value, boundary_void, wa_result};
@@ -17,13 +17,17 @@ pub struct wa_credentials {
 }
 
 impl wa_credentials {
-    /// The Rust credentials behind the handle (for Rust code linking the rlib, e.g. benches).
-    pub fn credentials(&self) -> &Credentials {
-        &self.inner
+    /// A handle for Rust code that links this crate's rlib and calls the C entry points
+    /// directly (the `ffi` bench); C programs get handles from `wa_credentials_new_*`.
+    pub fn new(inner: Credentials) -> Self {
+        Self { inner }
     }
 }
 
-fn new_credentials(builder: CredentialsBuilder, out: OutPtr<'_, wa_credentials>) -> Result<(), crate::error::Failure> {
+fn new_credentials(
+    builder: CredentialsBuilder,
+    out: OutPtr<'_, wa_credentials>,
+) -> Result<(), crate::error::Failure> {
     let inner = builder.build()?;
     out.set_boxed(wa_credentials { inner });
     Ok(())
@@ -136,8 +140,16 @@ pub unsafe extern "C" fn wa_credentials_access_token(
                 opt_str_arg(scopes_or_null, "scopes_or_null")?,
             )
         };
-        let token = match scopes {
-            None => c.inner.access_token_blocking()?,
+        let publish = move |token: &AccessToken| -> Result<(), crate::error::Failure> {
+            out_token.set_string(token.secret().expose())?;
+            if let Some(out) = out_expires {
+                out.set(unix_seconds(token.expires_at()));
+            }
+            Ok(())
+        };
+        match scopes {
+            // The default scopes: lend the cached token, copy it once into the C string.
+            None => publish(&*c.inner.access_token_cached_blocking()?),
             Some(list) => {
                 let scopes: Vec<String> = list
                     .split([',', ' ', '\t', '\n'])
@@ -152,17 +164,13 @@ pub unsafe extern "C" fn wa_credentials_access_token(
                     .into());
                 }
                 let credentials = c.inner.clone();
-                runtime::block_on(async move {
+                let token = runtime::block_on(async move {
                     let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
                     credentials.access_token_with_scopes(&refs).await
-                })??
+                })??;
+                publish(&token)
             }
-        };
-        out_token.set_string(token.secret().expose())?;
-        if let Some(out) = out_expires {
-            out.set(unix_seconds(token.expires_at()));
         }
-        Ok(())
     })
 }
 
@@ -207,7 +215,7 @@ pub unsafe extern "C" fn wa_credentials_authorization_header(
     boundary("wa_credentials_authorization_header", || {
         // SAFETY: forwarded contracts of each argument.
         let (out, c) = unsafe { (OutPtr::ptr(out_value, "out_value")?, handle(c, "c")?) };
-        let token = c.inner.access_token_blocking()?;
+        let token = c.inner.access_token_cached_blocking()?;
         out.set_string(token.authorization_header().expose())
     })
 }

@@ -40,8 +40,12 @@ pub unsafe extern "C" fn wa_workload_identity_load(
 ) -> wa_result {
     boundary("wa_workload_identity_load", || {
         // SAFETY: forwarded contracts of each argument.
-        let (out, dir) =
-            unsafe { (OutPtr::ptr(out, "out")?, opt_str_arg(dir_or_null, "dir_or_null")?) };
+        let (out, dir) = unsafe {
+            (
+                OutPtr::ptr(out, "out")?,
+                opt_str_arg(dir_or_null, "dir_or_null")?,
+            )
+        };
         let inner = WorkloadIdentity::from_directory(dir.map(Path::new))?;
         out.set_boxed(wa_workload_identity { inner });
         Ok(())
@@ -169,7 +173,12 @@ pub unsafe extern "C" fn wa_verifier_verify(
 ) -> wa_result {
     boundary("wa_verifier_verify", || {
         // SAFETY: forwarded contracts of each argument.
-        let (out, v) = unsafe { (OutPtr::ptr(out_spiffe_id, "out_spiffe_id")?, handle(v, "v")?) };
+        let (out, v) = unsafe {
+            (
+                OutPtr::ptr(out_spiffe_id, "out_spiffe_id")?,
+                handle(v, "v")?,
+            )
+        };
         if n == 0 {
             return Err(Error::from(workload_auth::mtls::VerificationError::NoCertificate).into());
         }

@@ -16,7 +16,9 @@ use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDi
 use workload_auth_emulator::{
     Emulator, EmulatorConfig, Endpoint, IdentityConfig, OAuthClient, RefreshTokenGrant,
 };
-use workload_auth_mtls::{Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, SpiffeId, SvidStore};
+use workload_auth_mtls::{
+    Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, SpiffeId, SvidStore,
+};
 
 const TRUST_DOMAIN: &str = "c-tests.example";
 const SERVER_ID: &str = "spiffe://c-tests.example/ns/prod/sa/server";
@@ -47,7 +49,10 @@ fn library_dir() -> PathBuf {
 }
 
 fn require_tool(tool: &str) {
-    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(
         found,
         "`{tool}` is needed to build and check the C programs: install it (scripts/test.sh does: \
@@ -64,11 +69,19 @@ fn programs() -> &'static Path {
         }
         let root = workspace_root();
         let lib = library_dir();
-        let out = std::env::temp_dir().join(format!("wa-c-tests-{}", std::process::id()));
+        // Next to the library, inside the target directory: rebuilt on every run, never litter.
+        let out = lib.parent().unwrap().join("wa-c-tests");
         std::fs::create_dir_all(&out).unwrap();
         for name in ["token", "identity", "mtls", "bad_input"] {
             let status = Command::new("cc")
-                .args(["-std=c11", "-D_DEFAULT_SOURCE", "-g", "-Wall", "-Wextra", "-Werror"])
+                .args([
+                    "-std=c11",
+                    "-D_DEFAULT_SOURCE",
+                    "-g",
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                ])
                 .arg("-I")
                 .arg(root.join("include"))
                 .arg(root.join(format!("tests/c/{name}.c")))
@@ -257,7 +270,10 @@ fn c_program_loads_an_identity_and_verifies_peer_chains() {
     let f = fixtures();
     let mut env = identity_env(&f);
     env.extend([
-        ("WA_TEST_CREDENTIALS_DIR", f.client_dir.display().to_string()),
+        (
+            "WA_TEST_CREDENTIALS_DIR",
+            f.client_dir.display().to_string(),
+        ),
         ("WA_TEST_SPIFFE_ID", CLIENT_ID.into()),
         ("WA_TEST_PEER_DIR", f.peer_chain.display().to_string()),
         ("WA_TEST_PEER_ID", PEER_ID.into()),
@@ -336,7 +352,11 @@ fn the_header_compiles_as_cpp17_and_links_statically() {
         .unwrap();
     assert!(status.success(), "c++ failed on tests/c/header_check.cpp");
     let run = Command::new(&binary).output().unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(String::from_utf8_lossy(&run.stdout).starts_with("c++: ok"));
 }
 
@@ -363,7 +383,11 @@ fn install_script_and_pkg_config_file_work() {
         .env("PKG_CONFIG_PATH", &pc_dir)
         .output()
         .unwrap();
-    assert!(flags.status.success(), "{}", String::from_utf8_lossy(&flags.stderr));
+    assert!(
+        flags.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flags.stderr)
+    );
     let flags = String::from_utf8(flags.stdout).unwrap();
     assert!(flags.contains("-lworkload_auth"), "{flags}");
     let binary = prefix.path().join("bad_input");
@@ -382,7 +406,11 @@ fn install_script_and_pkg_config_file_work() {
         .env("LD_LIBRARY_PATH", prefix.path().join("lib"))
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let version = Command::new("pkg-config")
         .args(["--modversion", "workload_auth"])
         .env("PKG_CONFIG_PATH", &pc_dir)

@@ -100,7 +100,9 @@ impl Credentials {
         let json: String = if let Ok(text) = info.cast::<PyString>() {
             text.to_cow()?.into_owned()
         } else if info.cast::<PyDict>().is_ok() {
-            py.import("json")?.call_method1("dumps", (info,))?.extract()?
+            py.import("json")?
+                .call_method1("dumps", (info,))?
+                .extract()?
         } else {
             return Err(pyo3::exceptions::PyTypeError::new_err(
                 "info must be the JSON text (str) or a dict of a credentials file",
@@ -113,6 +115,17 @@ impl Credentials {
     /// is released while waiting; concurrent callers share one fetch).
     #[pyo3(signature = (scopes=None))]
     fn token(&self, py: Python<'_>, scopes: Option<Vec<String>>) -> PyResult<String> {
+        if scopes.is_none() {
+            // The default scopes: copy the cached token once, straight into the result.
+            let inner = &self.inner;
+            return py
+                .detach(|| {
+                    inner
+                        .access_token_cached_blocking()
+                        .map(|token| token.secret().expose().to_owned())
+                })
+                .or_raise(py);
+        }
         let token = self.fetch(py, scopes)?;
         Ok(token.secret().expose().to_owned())
     }
@@ -312,9 +325,8 @@ impl Explanation {
 
     /// Everything, as plain data (the JSON `workload-auth explain --json` prints).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let json = serde_json::to_string(&self.inner).map_err(|e| {
-            invalid_argument(py, format!("cannot encode the explanation: {e}"))
-        })?;
+        let json = serde_json::to_string(&self.inner)
+            .map_err(|e| invalid_argument(py, format!("cannot encode the explanation: {e}")))?;
         py.import("json")?.call_method1("loads", (json,))
     }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
-use workload_auth::blocking::{MtlsClient as RustClient, MtlsServer as RustServer, MtlsStream as RustStream};
+use workload_auth::blocking::{
+    MtlsClient as RustClient, MtlsServer as RustServer, MtlsStream as RustStream,
+};
 use workload_auth::mtls::{Authorizer, SpiffeId};
 use workload_auth::{Error, ErrorKind, authorizer_from_policies};
 
@@ -48,7 +50,10 @@ impl WorkloadIdentity {
     }
 
     fn __repr__(&self) -> String {
-        format!("WorkloadIdentity(spiffe_id={:?})", self.inner.spiffe_id().as_str())
+        format!(
+            "WorkloadIdentity(spiffe_id={:?})",
+            self.inner.spiffe_id().as_str()
+        )
     }
 }
 
@@ -83,7 +88,8 @@ fn predicate(f: Py<PyAny>, name: String) -> Authorizer {
 /// `allow`: one policy or a sequence of them; each a string (`any`, a SPIFFE ID, `td:DOMAIN`,
 /// `prefix:ID`) or a callable `(spiffe_id: str) -> bool`. A peer any of them allows is allowed.
 fn authorizer(py: Python<'_>, allow: &Bound<'_, PyAny>) -> PyResult<Authorizer> {
-    let items: Vec<Bound<'_, PyAny>> = if allow.is_instance_of::<PyString>() || allow.is_callable() {
+    let items: Vec<Bound<'_, PyAny>> = if allow.is_instance_of::<PyString>() || allow.is_callable()
+    {
         vec![allow.clone()]
     } else {
         allow
@@ -125,7 +131,10 @@ fn take_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<TcpStream> {
     let socket_type: i32 = sock.getattr("type")?.extract()?;
     let stream_type: i32 = py.import("socket")?.getattr("SOCK_STREAM")?.extract()?;
     if socket_type != stream_type {
-        return Err(invalid_argument(py, "mutual TLS needs a stream (SOCK_STREAM) socket"));
+        return Err(invalid_argument(
+            py,
+            "mutual TLS needs a stream (SOCK_STREAM) socket",
+        ));
     }
     let timeout: Option<f64> = sock.call_method0("gettimeout")?.extract()?;
     let timeout = socket_timeout(py, timeout)?;
@@ -178,9 +187,7 @@ fn addresses(py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Vec<SocketAd
         ));
     };
     py.detach(|| text.to_socket_addrs().map(Iterator::collect::<Vec<_>>))
-        .map_err(|e| {
-            invalid_argument(py, format!("cannot resolve {text:?}: {e}"))
-        })
+        .map_err(|e| invalid_argument(py, format!("cannot resolve {text:?}: {e}")))
 }
 
 /// The client side of mutual TLS: presents `identity`, accepts servers `allow` allows.
@@ -193,7 +200,11 @@ pub(crate) struct MtlsClient {
 impl MtlsClient {
     #[new]
     #[pyo3(signature = (identity, allow))]
-    fn new(py: Python<'_>, identity: &WorkloadIdentity, allow: &Bound<'_, PyAny>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        identity: &WorkloadIdentity,
+        allow: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let allow = authorizer(py, allow)?;
         let inner = RustClient::new(&identity.inner, allow).or_raise(py)?;
         Ok(Self { inner })
@@ -261,7 +272,11 @@ pub(crate) struct MtlsServer {
 impl MtlsServer {
     #[new]
     #[pyo3(signature = (identity, allow))]
-    fn new(py: Python<'_>, identity: &WorkloadIdentity, allow: &Bound<'_, PyAny>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        identity: &WorkloadIdentity,
+        allow: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let allow = authorizer(py, allow)?;
         let inner = RustServer::new(&identity.inner, allow).or_raise(py)?;
         Ok(Self { inner })
@@ -272,7 +287,9 @@ impl MtlsServer {
     fn accept(&self, py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<MtlsStream> {
         let socket_class = py.import("socket")?.getattr("socket")?;
         if !sock.is_instance(&socket_class)? {
-            return Err(PyTypeError::new_err("accept() takes an accepted socket.socket"));
+            return Err(PyTypeError::new_err(
+                "accept() takes an accepted socket.socket",
+            ));
         }
         let tcp = take_socket(py, sock)?;
         let server = &self.inner;
@@ -302,9 +319,7 @@ impl MtlsStream {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| {
-                invalid_argument(py, "the stream is closed")
-            })
+            .ok_or_else(|| invalid_argument(py, "the stream is closed"))
     }
 }
 

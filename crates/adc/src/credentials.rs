@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 use workload_auth_core::{
-    AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, SecretString, SystemClock,
+    AccessToken, CacheConfig, Cached, Error, ErrorKind, IdToken, Result, SecretString, SystemClock,
     TokenCache,
 };
 use workload_auth_metadata::MetadataClient;
@@ -186,6 +186,17 @@ impl Credentials {
         Ok(AccessToken::clone(
             &*self.inner.default_cache.get_blocking()?,
         ))
+    }
+
+    /// The cached access token, lent without copying it (the hot path: no allocation on a cache
+    /// hit). Hold it for one request; clone the token to keep it longer.
+    pub async fn access_token_cached(&self) -> Result<Cached<AccessToken>> {
+        self.inner.default_cache.get().await
+    }
+
+    /// [`Credentials::access_token_cached`] for callers without an async runtime.
+    pub fn access_token_cached_blocking(&self) -> Result<Cached<AccessToken>> {
+        self.inner.default_cache.get_blocking()
     }
 
     /// An access token for `scopes`; each scope set gets its own cache on first use.

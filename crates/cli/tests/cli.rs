@@ -30,11 +30,8 @@ impl EmulatorProcess {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let host = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let host = line.trim().strip_prefix("listening on ").map(str::to_owned);
+        let host = host.expect("the emulator's first line is `listening on ADDR`");
         Self { child, host }
     }
 }

@@ -9,6 +9,11 @@
 //! neither store sessions nor send tickets (client: `Resumption::disabled()`; server:
 //! `NoServerSessionStorage` and zero TLS 1.3 tickets), like spiffe-rustls. Every handshake is a
 //! full one and runs [`SpiffeVerifier`] against the current bundles and policy.
+//!
+//! What makes repeat handshakes with a known peer cheaper instead is a [`VerifiedChainCache`]
+//! ([`MtlsConfig::with_chain_cache`]): it skips parsing and path validation of a chain seen before,
+//! but re-checks its validity period and the bundles' generation on every use, always runs the
+//! authorizer, and leaves the handshake's own signatures to be checked as usual.
 
 use std::fmt;
 use std::sync::Arc;

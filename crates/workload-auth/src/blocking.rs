@@ -33,9 +33,13 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use workload_auth_core::{Error, ErrorKind, Result, Retry};
-use workload_auth_mtls::rustls::{self, ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+use workload_auth_mtls::rustls::{
+    self, ClientConfig, ClientConnection, ServerConfig, ServerConnection,
+};
 use workload_auth_mtls::rustls_pki_types::ServerName;
-use workload_auth_mtls::{Authorizer, SpiffeId, VerificationError, handshake_error, peer_spiffe_id};
+use workload_auth_mtls::{
+    Authorizer, SpiffeId, VerificationError, handshake_error, peer_spiffe_id,
+};
 
 use crate::WorkloadIdentity;
 
@@ -70,8 +74,12 @@ impl MtlsClient {
         let ip = tcp
             .peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        let conn = ClientConnection::new(Arc::clone(&self.config), ServerName::IpAddress(ip.into()))
-            .map_err(|e| Error::new(ErrorKind::InvalidArgument, "cannot start a TLS client").with_source(e))?;
+        let conn =
+            ClientConnection::new(Arc::clone(&self.config), ServerName::IpAddress(ip.into()))
+                .map_err(|e| {
+                    Error::new(ErrorKind::InvalidArgument, "cannot start a TLS client")
+                        .with_source(e)
+                })?;
         MtlsStream::handshake(rustls::Connection::Client(conn), tcp)
     }
 
@@ -113,8 +121,9 @@ impl MtlsServer {
     /// Completes the server side of the handshake over an accepted `tcp` (blocking mode). A
     /// refused client gives [`ErrorKind::Verification`] with the [`VerificationError`] as source.
     pub fn accept(&self, tcp: TcpStream) -> Result<MtlsStream> {
-        let conn = ServerConnection::new(Arc::clone(&self.config))
-            .map_err(|e| Error::new(ErrorKind::InvalidArgument, "cannot start a TLS server").with_source(e))?;
+        let conn = ServerConnection::new(Arc::clone(&self.config)).map_err(|e| {
+            Error::new(ErrorKind::InvalidArgument, "cannot start a TLS server").with_source(e)
+        })?;
         MtlsStream::handshake(rustls::Connection::Server(conn), tcp)
     }
 }
@@ -171,8 +180,8 @@ impl MtlsStream {
             tls.write_tls(&mut io)
                 .map_err(|e| socket_error("TLS handshake failed", e))?;
         }
-        let peer = peer_spiffe_id(&tls)
-            .ok_or_else(|| Error::from(VerificationError::NoCertificate))?;
+        let peer =
+            peer_spiffe_id(&tls).ok_or_else(|| Error::from(VerificationError::NoCertificate))?;
         Ok(Self {
             tcp,
             tls: Mutex::new(tls),
@@ -219,31 +228,48 @@ impl MtlsStream {
                     }
                     Err(e) => return Err(socket_error("TLS read failed", e)),
                 }
-                if raw.is_empty() {
-                    false
-                } else {
-                    // Feed one piece of what the socket gave, then let the caller read the
-                    // plaintext it made: rustls refuses ciphertext while plaintext piles up.
+                // Records rustls already holds but has not opened (the handshake may stop at
+                // its last message with application data behind it), then one piece of what the
+                // socket gave: rustls refuses ciphertext while plaintext piles up, so the caller
+                // reads what each piece made before the next goes in.
+                let mut consumed = 0;
+                if !raw.is_empty() {
                     let mut rest = raw.pending();
                     let before = rest.len();
-                    let fed = tls.read_tls(&mut rest);
-                    let consumed = before - rest.len();
+                    let result = tls.read_tls(&mut rest);
+                    consumed = before - rest.len();
                     raw.consume(consumed);
-                    fed.map_err(|e| socket_error("TLS read failed", e))?;
-                    if let Err(e) = tls.process_new_packets() {
+                    result.map_err(|e| socket_error("TLS read failed", e))?;
+                }
+                let opened = match tls.process_new_packets() {
+                    Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
+                    Err(e) => {
                         drop(tls);
                         // Best effort: tell the peer why (the alert rustls queued).
                         let _ = self.flush_pending();
                         return Err(tls_error(e));
                     }
-                    tls.wants_write()
+                };
+                let wants_write = tls.wants_write();
+                if consumed == 0 && !opened {
+                    if !raw.is_empty() {
+                        return Err(Error::new(
+                            ErrorKind::MalformedResponse,
+                            "the peer's TLS records cannot be buffered",
+                        ));
+                    }
+                    // Nothing new: wait on the socket below.
+                    wants_write
+                } else {
+                    drop(tls);
+                    if wants_write {
+                        self.flush_pending()?;
+                    }
+                    continue;
                 }
             };
             if wants_write {
                 self.flush_pending()?;
-            }
-            if !raw.is_empty() {
-                continue;
             }
             // Wait for ciphertext without holding the TLS state, so writers are not blocked.
             match raw.fill(&self.tcp) {

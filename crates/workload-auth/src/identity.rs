@@ -7,7 +7,7 @@ use std::sync::Arc;
 use workload_auth_core::{Result, runtime};
 use workload_auth_mtls::{
     Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, ReloadStatus, SpiffeId,
-    SvidSource, SvidStore, WatchOptions, Watcher, X509Material,
+    SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher, X509Material,
 };
 
 /// The workload's X509-SVID and trust bundles, from the credentials directory the node agent keeps
@@ -18,6 +18,7 @@ use workload_auth_mtls::{
 pub struct WorkloadIdentity {
     store: SvidStore,
     watcher: Option<Arc<Watcher>>,
+    chain_cache: VerifiedChainCache,
 }
 
 impl fmt::Debug for WorkloadIdentity {
@@ -60,6 +61,7 @@ impl WorkloadIdentity {
         Ok(Self {
             store,
             watcher: Some(Arc::new(watcher)),
+            chain_cache: VerifiedChainCache::default(),
         })
     }
 
@@ -68,6 +70,7 @@ impl WorkloadIdentity {
         Self {
             store: SvidStore::new(material),
             watcher: None,
+            chain_cache: VerifiedChainCache::default(),
         }
     }
 
@@ -87,8 +90,12 @@ impl WorkloadIdentity {
     }
 
     /// mTLS configuration that presents this identity and accepts peers `authorizer` allows.
+    ///
+    /// Verified peer chains are remembered (per identity) so a repeat handshake with a known peer
+    /// skips path validation; expiry, the trust bundles' generation and `authorizer` are still
+    /// checked on every handshake.
     pub fn mtls(&self, authorizer: Authorizer) -> MtlsConfig {
-        MtlsConfig::new(self.store.clone(), authorizer)
+        MtlsConfig::new(self.store.clone(), authorizer).with_chain_cache(self.chain_cache.clone())
     }
 
     /// A client that connects with this identity to peers `authorizer` allows.

@@ -104,11 +104,10 @@ where
         rules.push(rule);
     }
     match rules.len() {
-        0 => Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "no authorization policy given",
-        )
-        .with_hint("write `any` to allow every peer whose certificate verifies")),
+        0 => Err(
+            Error::new(ErrorKind::InvalidArgument, "no authorization policy given")
+                .with_hint("write `any` to allow every peer whose certificate verifies"),
+        ),
         1 => Ok(rules.remove(0)),
         _ => Ok(mtls::Authorizer::any_of(rules)),
     }

@@ -75,9 +75,11 @@ fn read_exactly(stream: &MtlsStream, len: usize) -> Vec<u8> {
 fn echo_and_full_duplex_between_blocking_ends() {
     let ids = identities();
     let server = MtlsServer::new(&ids.server, authorizer_from_policies([CLIENT]).unwrap()).unwrap();
-    let client =
-        MtlsClient::new(&ids.client, authorizer_from_policies(["td:blocking.test"]).unwrap())
-            .unwrap();
+    let client = MtlsClient::new(
+        &ids.client,
+        authorizer_from_policies(["td:blocking.test"]).unwrap(),
+    )
+    .unwrap();
     let (port, server_thread) = echo_server(server);
 
     let stream = Arc::new(client.connect_addr(("127.0.0.1", port)).unwrap());
@@ -154,7 +156,9 @@ fn a_close_without_close_notify_is_an_error_not_an_end() {
         stream.write_all(b"partial").unwrap();
         // Dropped without close(): the TCP connection ends with no close_notify.
     });
-    let stream = client.connect(TcpStream::connect(("127.0.0.1", port)).unwrap()).unwrap();
+    let stream = client
+        .connect(TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .unwrap();
     server_thread.join().unwrap();
     assert_eq!(read_exactly(&stream, 7), b"partial");
     let mut byte = [0u8; 1];
@@ -167,7 +171,10 @@ fn a_close_without_close_notify_is_an_error_not_an_end() {
 async fn a_blocking_client_talks_to_the_async_acceptor() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ids = identities();
-    let acceptor = ids.server.acceptor(authorizer_from_policies([CLIENT]).unwrap()).unwrap();
+    let acceptor = ids
+        .server
+        .acceptor(authorizer_from_policies([CLIENT]).unwrap())
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {

@@ -117,8 +117,7 @@ async fn a_workload_identity_handshakes_and_follows_rotation() {
         ..WatchOptions::default()
     };
     let server =
-        WorkloadIdentity::from_directory_with(Some(&server_writer.link_path()), fast.clone())
-            .unwrap();
+        WorkloadIdentity::from_directory_with(Some(&server_writer.link_path()), fast).unwrap();
     let client =
         WorkloadIdentity::from_directory_with(Some(&client_writer.link_path()), fast).unwrap();
     assert_eq!(client.spiffe_id().as_str(), client_id);
