@@ -76,6 +76,14 @@ fn cache_hit(c: &mut Criterion) {
     g.bench_function(name("hit"), |b| {
         b.iter_custom(|iters| parallel(threads, iters, &hit))
     });
+    // Shares nothing between threads: how far this machine's cores scale at all.
+    g.bench_function(name("baseline: Instant::now"), |b| {
+        b.iter_custom(|iters| {
+            parallel(threads, iters, &|| {
+                black_box(Instant::now());
+            })
+        })
+    });
     g.bench_function(name("baseline: RwLock<Arc<Token>> read+clone"), |b| {
         b.iter_custom(|iters| parallel(threads, iters, &rw))
     });
