@@ -26,8 +26,8 @@
 
 use std::hint::black_box;
 use std::io::Write as _;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey as AgreementPublicKey, X25519};
@@ -41,6 +41,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use workload_auth_benches::parallel;
 use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
 use workload_auth_mtls::{
     Authorizer, MtlsConfig, Purpose, SpiffeId, SvidStore, TrustBundle, TrustBundleSet, TrustDomain,
@@ -550,27 +551,6 @@ fn verification(c: &mut Criterion) {
         |b| b.iter_custom(|iters| parallel(threads, iters, &cache_hit)),
     );
     g.finish();
-}
-
-/// Runs `op` `iters` times on each of `threads` threads started together; returns the wall time
-/// divided by the thread count (equal to the one-thread figure when they never wait on each other).
-fn parallel<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                barrier.wait();
-                for _ in 0..iters {
-                    op();
-                }
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        barrier.wait();
-        start.elapsed() / threads as u32
-    })
 }
 
 criterion_group!(benches, handshakes, verification);

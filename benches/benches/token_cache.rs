@@ -4,10 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use workload_auth_benches::parallel;
 use workload_auth_core::{AccessToken, TokenCache};
 use workload_auth_emulator::{Emulator, EmulatorConfig};
 use workload_auth_metadata::MetadataClient;
@@ -19,28 +20,6 @@ fn token() -> AccessToken {
         "Bearer",
         SystemTime::now() + Duration::from_secs(3600),
     )
-}
-
-/// Runs `op` `iters` times on each of `threads` threads started together; returns the wall time
-/// divided by the thread count, i.e. the time per operation of the whole machine. Equal numbers for
-/// one and two threads mean perfect scaling.
-fn parallel<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                barrier.wait();
-                for _ in 0..iters {
-                    op();
-                }
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        barrier.wait();
-        start.elapsed() / threads as u32
-    })
 }
 
 fn cache_hit(c: &mut Criterion) {
