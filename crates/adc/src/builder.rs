@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
+use workload_auth_core::fs::{
+    MAX_JSON_FILE_BYTES, MAX_SMALL_FILE_BYTES, is_not_found, read_bounded,
+};
 use workload_auth_core::{CacheConfig, Error, ErrorKind, Result, SecretString};
 use workload_auth_metadata::{
     DEFAULT_METADATA_HOST, DetectionInput, METADATA_HOST_ENV, MetadataClient, detect,
@@ -16,9 +19,6 @@ use crate::env::{CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QU
 use crate::explain::{Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::http::{DEFAULT_TIMEOUT, Http, TlsRoots};
 use crate::kinds::{self, Context, Source};
-
-/// The largest credentials file read (real ones are a few kilobytes).
-const MAX_CREDENTIALS_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The name of gcloud's Application Default Credentials file.
 pub const GCLOUD_CREDENTIALS_FILE: &str = "application_default_credentials.json";
@@ -624,34 +624,14 @@ struct Found {
 /// Reads and parses a credentials file. `Ok(None)` when it does not exist.
 fn load_file(path: &Path, ctx: &Context, what: &str) -> Result<Option<Source>> {
     let place = path.display().to_string();
-    let io = |e: std::io::Error| {
-        Error::new(
-            ErrorKind::Io,
-            format!("{what} cannot be read ({})", e.kind()),
-        )
-        .with_endpoint(place.clone())
-        .with_hint("check the file's permissions")
+    let content = match read_bounded(path, MAX_JSON_FILE_BYTES, what) {
+        Ok(content) => content,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::Io => {
+            return Err(e.with_hint("check the file's permissions"));
+        }
+        Err(e) => return Err(e),
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    if meta.is_dir() {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            format!("{what} is a directory, not a file"),
-        )
-        .with_endpoint(place));
-    }
-    if meta.len() > MAX_CREDENTIALS_FILE_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            format!("{what} is larger than {MAX_CREDENTIALS_FILE_BYTES} bytes"),
-        )
-        .with_endpoint(place));
-    }
-    let content = zeroize::Zeroizing::new(std::fs::read(path).map_err(io)?);
     load_json(&content, &place, ctx).map(Some)
 }
 
@@ -678,10 +658,14 @@ fn gcloud_config_project(env: &EnvSource) -> (Option<String>, Option<String>) {
     let name = env
         .nonempty("CLOUDSDK_ACTIVE_CONFIG_NAME")
         .or_else(|| {
-            std::fs::read_to_string(dir.join("active_config"))
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
+            read_bounded(
+                &dir.join("active_config"),
+                MAX_SMALL_FILE_BYTES,
+                "gcloud's active_config",
+            )
+            .ok()
+            .map(|s| String::from_utf8_lossy(&s).trim().to_owned())
+            .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "default".to_owned());
     if name.contains(['/', '\\']) || name.starts_with('.') {
@@ -689,7 +673,10 @@ fn gcloud_config_project(env: &EnvSource) -> (Option<String>, Option<String>) {
     }
     let path = dir.join("configurations").join(format!("config_{name}"));
     let place = Some(path.display().to_string());
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(bytes) = read_bounded(&path, MAX_SMALL_FILE_BYTES, "gcloud's configuration") else {
+        return (None, place);
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
         return (None, place);
     };
     let mut in_core = false;

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use workload_auth_core::fs::{
+    MAX_JSON_FILE_BYTES, MAX_PEM_FILE_BYTES, MAX_SMALL_FILE_BYTES, is_not_found, read_bounded,
+};
 use workload_auth_core::{Error, ErrorKind, Result};
+use zeroize::Zeroizing;
 
 use crate::bundle::{TrustBundle, TrustBundleSet};
 use crate::error::CredentialError;
@@ -193,14 +197,18 @@ fn stat_marker(dir: &Path) -> u64 {
     h.finish()
 }
 
-fn read_optional(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-    let path = dir.join(name);
-    match std::fs::read(&path) {
+/// Reads `name` through the bounded reader; `None` when it does not exist. The bytes are zeroed
+/// when dropped (one of these files is the private key).
+fn read_optional(dir: &Path, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let limit = match name {
+        CONFIG_STATUS_FILE => MAX_SMALL_FILE_BYTES,
+        TRUST_BUNDLES_FILE => MAX_JSON_FILE_BYTES,
+        _ => MAX_PEM_FILE_BYTES,
+    };
+    match read_bounded(&dir.join(name), limit, name) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::new(ErrorKind::Io, format!("cannot read {name}"))
-            .with_endpoint(path.display().to_string())
-            .with_source(e)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
