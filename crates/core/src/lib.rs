@@ -41,4 +41,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
-pub use token::{AccessToken, Expiring, IdToken};
+pub use token::{AccessToken, Expiring, IdToken, expiry_after, unix_time};

@@ -119,7 +119,11 @@ pub(crate) fn validity(cert: &X509Certificate<'_>) -> (SystemTime, SystemTime) {
 
 fn to_system_time(secs: i64) -> SystemTime {
     if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+        // Clamped so no later arithmetic on it can overflow (X.509 times end at year 9999 anyway).
+        let secs = secs
+            .unsigned_abs()
+            .min(workload_auth_core::token::MAX_EXPIRY_UNIX_SECONDS);
+        UNIX_EPOCH + Duration::from_secs(secs)
     } else {
         UNIX_EPOCH
             .checked_sub(Duration::from_secs(secs.unsigned_abs()))

@@ -173,8 +173,10 @@ pub(crate) fn generate_access_token(
     let lifetime = match body.get("lifetime") {
         None => Duration::from_secs(3600),
         Some(Value::String(text)) => {
-            match text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()) {
-                Some(secs) if secs > 0.0 => Duration::from_secs_f64(secs),
+            // `try_from`: a request's `1e300s` or `infs` is a 400, not a panic.
+            let secs = text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok());
+            match secs.and_then(|secs| Duration::try_from_secs_f64(secs).ok()) {
+                Some(lifetime) if !lifetime.is_zero() => lifetime,
                 _ => {
                     return google_error(
                         400,
@@ -199,7 +201,7 @@ pub(crate) fn generate_access_token(
         );
     }
     let token = state.tokens.mint(scopes, lifetime);
-    let expire = now_seconds() + lifetime.as_secs();
+    let expire = now_seconds().saturating_add(lifetime.as_secs());
     json_response(
         200,
         &json!({ "accessToken": token.expose(), "expireTime": rfc3339(expire) }),
