@@ -155,3 +155,16 @@ fn after(delay: Duration) -> Instant {
     now.checked_add(delay)
         .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_3_huge_intervals_do_not_overflow() {
+        let now = Instant::now();
+        assert!(after(Duration::MAX) > now + Duration::from_secs(365 * 24 * 3600));
+        let soon = after(Duration::from_secs(1));
+        assert!(soon > now && soon <= Instant::now() + Duration::from_secs(1));
+    }
+}
