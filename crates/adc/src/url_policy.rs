@@ -83,28 +83,21 @@ fn parse_with_host(raw: &str, invalid: &impl Fn(String) -> Error) -> Result<Url>
     Ok(url)
 }
 
-/// Decodes `%XX` escapes (invalid escapes and non-UTF-8 results are kept as they are).
-pub(crate) fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes. `None` when an escape is not `%` and two hex digits (`%+1`, `%2x`, a
+/// trailing `%`) or the result is not UTF-8: a URL that does not say one thing is refused, not
+/// guessed at.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
+    for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'%') {
+        let hex = bytes.get(i + 1..i + 3)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
         }
     }
-    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+    percent_encoding::percent_decode(bytes)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// A URL without its query and fragment, for error messages.
@@ -118,6 +111,16 @@ pub(crate) fn display_url(url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 8: an escape that is not `%` and two hex digits is refused, not read as a number.
+    #[test]
+    fn finding_8_percent_decode_refuses_malformed_escapes() {
+        for bad in ["%+1", "a%+1b", "%-1", "%2x", "%", "a%4", "%%41", "%C3%28"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+        assert_eq!(percent_decode("%41%2f%2F").as_deref(), Some("A//"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+    }
 
     #[test]
     fn https_and_loopback_http_only() {
@@ -152,7 +155,7 @@ mod tests {
     fn source_urls_may_be_plain_http() {
         source_url("http://169.254.169.254/latest/meta-data", "url", "f").unwrap();
         assert!(source_url("file:///x", "url", "f").is_err());
-        assert_eq!(percent_decode("a%40b%2x+%"), "a@b%2x+%");
+        assert_eq!(percent_decode("a%40b+").as_deref(), Some("a@b+"));
         let u = Url::parse("https://h/p?secret=1#f").unwrap();
         assert_eq!(display_url(&u), "https://h/p");
     }

@@ -9,6 +9,7 @@
 
 use std::time::SystemTime;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ring::{digest, hmac};
 use serde_json::json;
 use url::Url;
@@ -259,24 +260,27 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Percent-encodes like Python's `urllib.parse.quote(s, safe=safe)`.
-pub(crate) fn quote(s: &str, safe: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.as_bytes().contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// RFC 3986's unreserved characters (`A-Za-z0-9-_.~`) stay; everything else is `%XX`: SigV4's
+/// URI encoding.
+const SIGV4_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Python's `urllib.parse.quote(s, safe="/")`: the unreserved characters and `/` stay.
+pub(crate) const PY_QUOTE: &AsciiSet = &SIGV4_ENCODE.remove(b'/');
+
+/// Percent-encodes `s` (its UTF-8 bytes) with `set`.
+pub(crate) fn quote(s: &str, set: &'static AsciiSet) -> String {
+    utf8_percent_encode(s, set).to_string()
 }
 
 /// The canonical query string of SigV4: each name and value URI-encoded, sorted.
 fn canonical_query(url: &Url) -> String {
     let mut pairs: Vec<(String, String)> = url
         .query_pairs()
-        .map(|(k, v)| (quote(&k, "-_.~"), quote(&v, "-_.~")))
+        .map(|(k, v)| (quote(&k, SIGV4_ENCODE), quote(&v, SIGV4_ENCODE)))
         .collect();
     pairs.sort();
     pairs
@@ -357,7 +361,7 @@ pub(crate) fn sign_get_caller_identity(
     // serde_json's map is ordered by key, like Python's sort_keys=True.
     let request = json!({ "headers": headers, "method": "POST", "url": url });
     let serialized = zeroize::Zeroizing::new(request.to_string());
-    Ok(SecretString::new(quote(&serialized, "/")))
+    Ok(SecretString::new(quote(&serialized, PY_QUOTE)))
 }
 
 #[cfg(test)]
@@ -385,7 +389,8 @@ mod tests {
 
     #[test]
     fn quote_matches_python() {
-        assert_eq!(quote("a b/c:~", "/"), "a%20b/c%3A~");
-        assert_eq!(quote("x=y&z", "-_.~"), "x%3Dy%26z");
+        assert_eq!(quote("a b/c:~", PY_QUOTE), "a%20b/c%3A~");
+        assert_eq!(quote("x=y&z/", SIGV4_ENCODE), "x%3Dy%26z%2F");
+        assert_eq!(quote("\u{e9}+%", SIGV4_ENCODE), "%C3%A9%2B%25");
     }
 }

@@ -213,7 +213,7 @@ impl ExternalAccount {
         if let (Some(project), None) = (&self.workforce_pool_user_project, &self.client) {
             options = super::aws::quote(
                 &serde_json::json!({ "userProject": project }).to_string(),
-                "/",
+                super::aws::PY_QUOTE,
             );
             form.push(("options", options.as_str()));
         }
