@@ -20,7 +20,7 @@ use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use super::subject_token::SubjectContext;
 use crate::http::{Auth, Body, Http};
 use crate::time::amz_date;
-use crate::url_policy::{display_url, source_url};
+use crate::url_policy::{aws_metadata_url, aws_verification_url, display_url};
 
 /// The subject token type of AWS credentials.
 pub(crate) const AWS_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
@@ -62,18 +62,15 @@ impl AwsSource {
             )));
         }
         let verification_url = source.str("regional_cred_verification_url")?.to_owned();
-        let probe =
-            Url::parse(&verification_url.replace("{region}", "us-east-1")).map_err(|_| {
-                source.error("`credential_source.regional_cred_verification_url` is not a URL")
-            })?;
-        if probe.scheme() != "https" || probe.host_str().is_none() {
-            return Err(source
-                .error("`credential_source.regional_cred_verification_url` must be an https URL"));
-        }
+        aws_verification_url(
+            &verification_url.replace("{region}", "us-east-1"),
+            "credential_source.regional_cred_verification_url",
+            place,
+        )?;
         let url = |field: &str| -> Result<Option<Url>> {
             source
                 .opt_nonempty_str(field)?
-                .map(|raw| source_url(raw, &format!("credential_source.{field}"), place))
+                .map(|raw| aws_metadata_url(raw, &format!("credential_source.{field}"), place))
                 .transpose()
         };
         Ok(Self {
@@ -121,7 +118,29 @@ impl AwsSource {
             Some(c) => c,
             None => self.role_credentials(ctx.http, session.as_ref()).await?,
         };
+        // The region comes from the environment or the metadata service: it must be a region
+        // name, so that the signed request still names the checked AWS STS host.
+        if region.is_empty()
+            || region.len() > 63
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidCredentials,
+                format!(
+                    "the AWS region {:?} is not a region name (lower-case letters, digits, `-`)",
+                    snippet(&region, 60)
+                ),
+            )
+            .with_endpoint(self.place.clone()));
+        }
         let url = self.verification_url.replace("{region}", &region);
+        aws_verification_url(
+            &url,
+            "credential_source.regional_cred_verification_url",
+            &self.place,
+        )?;
         let request =
             sign_get_caller_identity(&url, &region, &credentials, ctx.audience, SystemTime::now())
                 .map_err(|e| e.with_endpoint(self.place.clone()))?;

@@ -196,9 +196,7 @@ pub(crate) fn basic_auth(request: &Request) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     // RFC 6749 section 2.3.1: both are form-encoded (`+` is a space).
-    let decode = |s: &str| {
-        crate::http::percent_decode(&s.replace('+', " "))
-    };
+    let decode = |s: &str| crate::http::percent_decode(&s.replace('+', " "));
     Some((decode(user)?, decode(password)?))
 }
 
