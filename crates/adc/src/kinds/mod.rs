@@ -70,6 +70,29 @@ impl CredentialType {
     }
 }
 
+impl std::str::FromStr for CredentialType {
+    type Err = Error;
+
+    /// The type a name (as [`CredentialType::as_str`] writes it) names; an unknown name is an
+    /// [`ErrorKind::InvalidArgument`] error listing the known ones.
+    fn from_str(name: &str) -> Result<Self> {
+        let name = name.trim();
+        if name == "metadata_server" {
+            return Ok(Self::MetadataServer);
+        }
+        file_type(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "unknown credential type {:?}; known types are metadata_server, {}",
+                    workload_auth_core::http::snippet(name, 60),
+                    FILE_TYPES.join(", ")
+                ),
+            )
+        })
+    }
+}
+
 impl fmt::Display for CredentialType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
