@@ -253,8 +253,9 @@ fn refused(field: &str, place: &str, why: String) -> Error {
     )
     .with_endpoint(place.to_owned())
     .with_hint(
-        "credentials are only sent to https:// URLs (or to localhost for tests); check that \
-         this credentials file comes from a source you trust",
+        "credentials are only sent over https:// to Google's token endpoints or allowed hosts \
+         (or to localhost, for tests); check that this credentials file comes from a source you \
+         trust",
     )
 }
 
