@@ -426,3 +426,95 @@ async fn finding_1_allowed_types_restrict_the_generic_search() {
         .unwrap();
     creds.access_token().await.unwrap();
 }
+
+/// Finding 8: an impersonation URL whose path has an escape that is not `%` and two hex digits
+/// is refused at load (it used to decode `%+1` as the byte 1).
+#[test]
+fn finding_8_malformed_escapes_in_an_impersonation_url_are_refused() {
+    let home = TempDir::new("tb-escape");
+    for bad in [
+        "a%+1b@p.iam.gserviceaccount.com",
+        "a%2x@p.iam.gserviceaccount.com",
+        "a%",
+    ] {
+        let file = json!({
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": format!(
+                "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{bad}:generateAccessToken"
+            ),
+            "source_credentials": {
+                "type": "authorized_user",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "refresh_token": REFRESH_TOKEN,
+            },
+        });
+        let path = home.write_json("imp.json", &file);
+        let err = builder_for(&home, &path).build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{bad}: {err}");
+        assert!(
+            err.message().contains("does not name a service account"),
+            "{err}"
+        );
+    }
+}
+
+/// Serves one HTTP answer with `body` to the first connection on a loopback port.
+async fn one_answer(body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head and the (small) JSON body the client sends.
+            loop {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                request.extend_from_slice(&buf[..n]);
+                if n == 0 || request.ends_with(b"}") {
+                    break;
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+/// Finding 8: an `expireTime` that is not a real date (February 31st, an offset past 23:59) is a
+/// typed error, not a token with a made-up expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_8_impossible_expire_times_are_typed_errors() {
+    let emu = emulator().await;
+    let home = TempDir::new("tb-expire");
+    for body in [
+        r#"{"accessToken": "ya29.fake", "expireTime": "2026-02-31T00:00:00Z"}"#,
+        r#"{"accessToken": "ya29.fake", "expireTime": "2026-03-01T00:00:00+99:00"}"#,
+        r#"{"accessToken": "ya29.fake", "expireTime": "20260-03-01T00:00:00Z"}"#,
+    ] {
+        let iam = one_answer(body).await;
+        let file = json!({
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": format!(
+                "http://{iam}/v1/projects/-/serviceAccounts/{TARGET_SA}:generateAccessToken"
+            ),
+            "source_credentials": authorized_user_json(&emu),
+        });
+        let path = home.write_json("imp.json", &file);
+        let err = builder_for(&home, &path)
+            .build()
+            .unwrap()
+            .access_token()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MalformedResponse, "{body}: {err}");
+        assert!(err.message().contains("expireTime"), "{err}");
+        assert!(!err.to_string().contains("ya29.fake"), "{err}");
+    }
+}
