@@ -15,10 +15,12 @@ use workload_auth_metadata::{
 };
 
 use crate::credentials::{Credentials, ProjectState, Resolved};
+use crate::env::ALLOWED_ENDPOINTS_ENV;
 use crate::env::{CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV};
 use crate::explain::{Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::http::{DEFAULT_TIMEOUT, Http, TlsRoots};
-use crate::kinds::{self, Context, Source};
+use crate::kinds::{self, Context, CredentialType, Source};
+use crate::url_policy::EndpointPolicy;
 
 /// The name of gcloud's Application Default Credentials file.
 pub const GCLOUD_CREDENTIALS_FILE: &str = "application_default_credentials.json";
@@ -61,6 +63,8 @@ pub struct Builder {
     timeout: Duration,
     self_signed_jwt: bool,
     token_lifetime: Option<Duration>,
+    allowed_endpoints: Vec<String>,
+    allowed_types: Option<Vec<CredentialType>>,
 }
 
 impl fmt::Debug for Builder {
@@ -81,6 +85,8 @@ impl fmt::Debug for Builder {
             .field("roots", &self.roots)
             .field("timeout", &self.timeout)
             .field("self_signed_jwt", &self.self_signed_jwt)
+            .field("allowed_endpoints", &self.allowed_endpoints)
+            .field("allowed_types", &self.allowed_types)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +112,8 @@ impl Builder {
             timeout: DEFAULT_TIMEOUT,
             self_signed_jwt: false,
             token_lifetime: None,
+            allowed_endpoints: Vec::new(),
+            allowed_types: None,
         }
     }
 
@@ -209,6 +217,48 @@ impl Builder {
         self
     }
 
+    /// Allows credentials files to send credentials to these hosts too, for private
+    /// deployments (a token endpoint of your own, a private universe).
+    ///
+    /// By default a credentials file may only name Google's token endpoints (`sts`, `oauth2`,
+    /// `iamcredentials` of `googleapis.com`, with their `mtls.`, regional and Private Service
+    /// Connect forms, and `accounts.google.com`) or this machine; anything else is refused when
+    /// the file is loaded, so that a file from an untrusted source cannot send this machine's
+    /// credentials to its author. Each entry is a host name (`token.corp.example`), an IP
+    /// address, or `*.` and a domain of at least two labels (`*.corp.example`: every host under
+    /// it). A malformed entry — `*`, `*.com`, a URL, a port — makes [`Builder::build`] fail
+    /// rather than being ignored. The hosts are added to those of
+    /// [`ALLOWED_ENDPOINTS_ENV`](crate::ALLOWED_ENDPOINTS_ENV) (the same syntax,
+    /// comma-separated); only `https://` is allowed to them.
+    #[must_use]
+    pub fn with_allowed_endpoints<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_endpoints
+            .extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
+    /// Accepts only credentials of these types: a credentials file (given, named by
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, or gcloud's) of another type is refused before anything
+    /// in it is used, and the metadata server is only used if
+    /// [`CredentialType::MetadataServer`] is listed.
+    ///
+    /// For a file from a source you do not control, accept exactly the type you expect (or use
+    /// a typed loader such as [`Credentials::from_service_account_json`]): a
+    /// `service_account` key is inert data, while an `external_account` file makes this library
+    /// read local files, call URLs and (when allowed) run programs.
+    #[must_use]
+    pub fn with_allowed_types<I>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = CredentialType>,
+    {
+        self.allowed_types = Some(types.into_iter().collect());
+        self
+    }
+
     /// Runs the search and returns the credentials. Fails when no credentials are found (the
     /// error lists every place looked at), when a credentials file is unusable (the error names
     /// the file and what is wrong), or when an option is invalid.
@@ -237,7 +287,16 @@ impl Builder {
     }
 
     fn context(&self) -> Result<Context> {
+        let mut endpoints = EndpointPolicy::default();
+        if let Some(list) = self.env.var(ALLOWED_ENDPOINTS_ENV) {
+            endpoints.add_list(&list, ALLOWED_ENDPOINTS_ENV)?;
+        }
+        for host in &self.allowed_endpoints {
+            endpoints.add(host, "Builder::with_allowed_endpoints")?;
+        }
         Ok(Context {
+            endpoints: Arc::new(endpoints),
+            allowed_types: self.allowed_types.as_deref().map(Arc::from),
             env: self.env.clone(),
             http: Http::new(&self.roots, None, self.timeout),
             roots: self.roots.clone(),
@@ -422,6 +481,20 @@ impl Builder {
         }
 
         // 3. The metadata server.
+        if let Some(allowed) = self
+            .allowed_types
+            .as_ref()
+            .filter(|a| !a.contains(&CredentialType::MetadataServer))
+        {
+            let error = kinds::type_not_allowed(CredentialType::MetadataServer.as_str(), allowed);
+            steps.push(Step::new(
+                "metadata server",
+                None,
+                Outcome::NotTried,
+                error.message().to_owned(),
+            ));
+            return Err(error);
+        }
         let host = match &self.metadata_host {
             Some(host) => {
                 steps.push(Step::new(
@@ -609,6 +682,94 @@ impl Builder {
         source
             .file_quota_project()
             .map(|p| (p.to_owned(), QuotaProjectSource::CredentialsFile))
+    }
+}
+
+/// Typed loaders: credentials of one expected type from a file or its JSON, refusing any other
+/// type before anything in the file is used. Use them for files from sources you do not control
+/// (see the crate documentation); for scopes and other options, use
+/// `Builder::new().with_json(..).with_allowed_types([..])`, which they are shorthand for.
+impl Credentials {
+    /// Credentials from the JSON of a service-account key file (`"type": "service_account"`); any other type is refused.
+    pub fn from_service_account_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be a service-account key file (`"type": "service_account"`); any other type is refused.
+    pub fn from_service_account_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the JSON of a user's refresh token (`"type": "authorized_user"`, as gcloud writes it); any other type is refused.
+    pub fn from_authorized_user_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::AuthorizedUser])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be a user's refresh token (`"type": "authorized_user"`, as gcloud writes it); any other type is refused.
+    pub fn from_authorized_user_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::AuthorizedUser])
+            .build()
+    }
+
+    /// Credentials from the JSON of service-account impersonation (`"type": "impersonated_service_account"`); any other type is refused.
+    pub fn from_impersonated_service_account_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ImpersonatedServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be service-account impersonation (`"type": "impersonated_service_account"`); any other type is refused.
+    pub fn from_impersonated_service_account_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ImpersonatedServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the JSON of workload or workforce identity federation (`"type": "external_account"`); any other type is refused.
+    pub fn from_external_account_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ExternalAccount])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be workload or workforce identity federation (`"type": "external_account"`); any other type is refused.
+    pub fn from_external_account_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccount])
+            .build()
+    }
+
+    /// Credentials from the JSON of a workforce identity federation user's refresh token (`"type": "external_account_authorized_user"`); any other type is refused.
+    pub fn from_external_account_authorized_user_json(
+        json: impl Into<SecretString>,
+    ) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be a workforce identity federation user's refresh token (`"type": "external_account_authorized_user"`); any other type is refused.
+    pub fn from_external_account_authorized_user_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser])
+            .build()
     }
 }
 

@@ -16,7 +16,7 @@ use super::{CLOUD_PLATFORM_SCOPE, Context, DEFAULT_UNIVERSE_DOMAIN, scopes_or, u
 use crate::http::{Auth, Body, Http, Reply, parse_access_token};
 use crate::signing::JwtSigner;
 use crate::time::unix_seconds;
-use crate::url_policy::{credential_endpoint, display_url};
+use crate::url_policy::display_url;
 
 /// The `aud` of JWT-bearer assertions: Google's token endpoint, whatever `token_uri` says
 /// (google-auth does the same).
@@ -55,8 +55,13 @@ impl ServiceAccount {
                 "the `private_key` must be the PEM key of a downloaded service-account key file",
             )
         })?;
-        let token_uri = credential_endpoint(fields.str("token_uri")?, "token_uri", place)?;
         let universe_domain = universe_domain(fields)?;
+        let token_uri = ctx.endpoints.credential_endpoint(
+            fields.str("token_uri")?,
+            "token_uri",
+            place,
+            &universe_domain,
+        )?;
         Ok(Self {
             email,
             token_uri,

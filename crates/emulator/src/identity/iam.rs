@@ -254,25 +254,13 @@ pub(crate) fn generate_id_token(
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (the epoch for a time past year 9999).
 pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    crate::credentials_dir::rfc3339(
+        std::time::UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs))
+            .unwrap_or(std::time::UNIX_EPOCH),
+        false,
     )
 }
 
