@@ -268,9 +268,65 @@ static void remote(int port) {
     printf("mtls remote: ok\n");
 }
 
+/* Finding 5: a `td:` policy naming a SPIFFE ID with a path is refused, never read as the whole
+ * trust domain; `td:spiffe://DOMAIN` (no path) still means the domain, end to end. */
+static void finding_5_td_policy_with_a_path_is_refused(void) {
+    const char *trust_domain = wa_test_env("WA_TEST_TRUST_DOMAIN");
+    wa_workload_identity *server_identity = NULL, *client_identity = NULL;
+    CHECK(wa_workload_identity_load(wa_test_env("WA_TEST_SERVER_DIR"), &server_identity));
+    CHECK(wa_workload_identity_load(wa_test_env("WA_TEST_CLIENT_DIR"), &client_identity));
+
+    char narrow[512];
+    snprintf(narrow, sizeof narrow, "td:spiffe://%s/ns/admin", trust_domain);
+    const char *policies[] = {"any", narrow};
+    wa_mtls_config *config = NULL;
+    EXPECT_CODE(wa_mtls_config_new(client_identity, policies + 1, 1, &config),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(config == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("/ns/admin");
+    EXPECT_CODE(wa_mtls_config_new(client_identity, policies, 2, &config),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(config == NULL);
+    wa_verifier *verifier = NULL;
+    EXPECT_CODE(wa_verifier_new(client_identity, WA_PEER_IS_SERVER, policies + 1, 1, &verifier),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(verifier == NULL);
+
+    char whole[512];
+    snprintf(whole, sizeof whole, "td:spiffe://%s", trust_domain);
+    wa_mtls_config *server = config_for(server_identity, whole);
+    wa_mtls_config *client = config_for(client_identity, wa_test_env("WA_TEST_SERVER_ID"));
+    wa_workload_identity_free(server_identity);
+    wa_workload_identity_free(client_identity);
+    int port = 0;
+    int listener = listen_loopback(&port);
+    struct server s = {server, listener, WA_ERR_OTHER, "", "", 0};
+    pthread_t t;
+    ASSERT(pthread_create(&t, NULL, serve_one, &s) == 0);
+    int fd = connect_loopback(port);
+    wa_mtls_stream *stream = NULL;
+    CHECK(wa_mtls_connect(client, fd, &stream));
+    close(fd);
+    CHECK(wa_mtls_stream_write(stream, (const uint8_t *)"ping", 4));
+    unsigned char got[4];
+    read_exactly(stream, got, sizeof got);
+    ASSERT(memcmp(got, "ping", 4) == 0);
+    CHECK(wa_mtls_stream_close(stream));
+    wa_mtls_stream_free(stream);
+    ASSERT(pthread_join(t, NULL) == 0);
+    ASSERT(s.accept_result == WA_OK);
+    ASSERT(strcmp(s.peer, wa_test_env("WA_TEST_CLIENT_ID")) == 0);
+    close(listener);
+    wa_mtls_config_free(server);
+    wa_mtls_config_free(client);
+    printf("mtls finding-5: ok\n");
+}
+
 int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[1], "remote") == 0) {
         remote(atoi(argv[2]));
+    } else if (argc > 1 && strcmp(argv[1], "finding-5") == 0) {
+        finding_5_td_policy_with_a_path_is_refused();
     } else {
         local();
     }

@@ -261,3 +261,26 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+
+
+def test_finding_5_td_policy_with_a_path_is_refused_not_widened(spiffe: Spiffe) -> None:
+    server_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.server_dir)
+    client_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.client_dir)
+    narrow = f"td:spiffe://{spiffe.trust_domain}/ns/admin"
+    for make in (workload_auth.MtlsClient, workload_auth.MtlsServer):
+        with pytest.raises(workload_auth.InvalidArgumentError) as bad:
+            make(client_identity, allow=narrow)
+        assert "/ns/admin" in str(bad.value)
+        with pytest.raises(workload_auth.InvalidArgumentError):
+            make(client_identity, allow=["any", narrow])
+    # The trust domain written as its SPIFFE ID, with no path, still means the whole domain.
+    echo = EchoServer(
+        workload_auth.MtlsServer(server_identity, allow=f"td:spiffe://{spiffe.trust_domain}")
+    )
+    client = workload_auth.MtlsClient(client_identity, allow=f"td:{spiffe.trust_domain}")
+    with client.connect(("127.0.0.1", echo.port)) as stream:
+        stream.sendall(b"ping")
+        assert recv_exactly(stream, 4) == b"ping"
+    echo.join()
+    assert echo.error is None
+    assert echo.peer == spiffe.client_id

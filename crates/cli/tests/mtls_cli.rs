@@ -426,3 +426,40 @@ fn bad_arguments_and_missing_credentials_fail_with_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
 }
+
+#[test]
+fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let server_creds = Creds::new(&ca, SERVER, &[]);
+    let client_creds = Creds::new(&ca, CLIENT, &[]);
+    let narrow = "td:spiffe://prod.example/ns/admin";
+
+    // `serve` refuses to start rather than allowing all of prod.example.
+    let out = Command::new(BIN)
+        .args(["mtls", "serve", "--listen", "127.0.0.1:0", "--credentials"])
+        .arg(server_creds.path())
+        .args(["--allow", narrow])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started with {narrow}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("invalid --allow policy"), "{stderr}");
+    assert!(stderr.contains("/ns/admin"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no `listening on`");
+
+    // The trust domain written as its SPIFFE ID (no path) still means the whole domain.
+    let mut server = Server::start(&server_creds.path(), &["td:spiffe://prod.example"]);
+    let c = connect(&server.addr, &client_creds.path(), &[narrow], b"x");
+    assert_one_line_error(&c, "invalid --allow policy");
+    let c = connect(
+        &server.addr,
+        &client_creds.path(),
+        &["td:prod.example"],
+        b"ping",
+    );
+    assert!(c.status.success(), "stderr: {}", c.stderr);
+    assert_eq!(c.stdout, "ping");
+    server.stdout.wait_for(&format!("peer {CLIENT} connected"));
+}
