@@ -30,9 +30,9 @@ pub(crate) fn ring_algorithms() -> WebPkiSupportedAlgorithms {
 /// In order: exactly one URI SAN holding a SPIFFE ID with a non-empty path; the leaf is not a CA,
 /// has `digitalSignature` and neither `keyCertSign` nor `cRLSign`; an EKU extension, when present,
 /// includes `purpose`; the leaf is within its validity period; a bundle exists for the ID's trust
-/// domain; and an RFC 5280 path leads from the leaf through the given intermediates to one of that
+/// domain; an RFC 5280 path leads from the leaf through the given intermediates to one of that
 /// bundle's roots at `now` (rustls-webpki, with the bundle's roots as the only trust anchors and no
-/// DNS-name check).
+/// DNS-name check); and every intermediate has `keyCertSign`.
 pub fn verify_x509_svid(
     chain: &[CertificateDer<'_>],
     bundles: &TrustBundleSet,
@@ -104,6 +104,10 @@ fn verify_with(
         None,
     )
     .map_err(|e| path_error(e, &id, purpose))?;
+    // After path validation, so a chain that leads nowhere is reported as untrusted first.
+    for der in intermediates {
+        cert::check_intermediate_usage(der)?;
+    }
     Ok((id, cert::validity_secs(&leaf)))
 }
 
