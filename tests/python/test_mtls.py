@@ -333,6 +333,8 @@ def test_finding_9_out_of_range_timeouts_and_ports_are_value_errors(spiffe: Spif
         with pytest.raises(ValueError) as raised:
             client.connect(("127.0.0.1", bad_port), timeout=5)
         assert "port" in str(raised.value)
+    with pytest.raises(TypeError):
+        client.connect(("127.0.0.1", 80.0), timeout=5)  # type: ignore[arg-type]
     # The largest timeout allowed is accepted (the connection is then refused, quickly).
     with pytest.raises(workload_auth.TransportError):
         client.connect(("127.0.0.1", port), timeout=1e9)

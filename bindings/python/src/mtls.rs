@@ -234,6 +234,9 @@ fn configure(tcp: &TcpStream, timeout: Option<Duration>) -> Result<(), Error> {
 fn addresses(py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Vec<SocketAddr>> {
     let text = if let Ok(tuple) = target.cast::<PyTuple>() {
         let (host, port): (String, Bound<'_, PyAny>) = tuple.extract()?;
+        if port.is_instance_of::<PyFloat>() {
+            return Err(PyTypeError::new_err("port must be an int, not float"));
+        }
         let port: u16 = number(py, &port, "port", "0 to 65535")?;
         if host.contains(':') {
             format!("[{host}]:{port}")
