@@ -290,6 +290,20 @@ fn two_c_programs_ends_complete_mtls_and_refuse_by_policy() {
     assert_eq!(stdout_of(&out), "mtls local: ok\n");
 }
 
+#[test]
+fn finding_5_c_td_policy_with_a_path_is_refused_not_widened() {
+    let f = fixtures();
+    let out = run_checked(&programs().join("mtls"), &["finding-5"], &identity_env(&f));
+    assert_eq!(stdout_of(&out), "mtls finding-5: ok\n");
+}
+
+#[test]
+fn finding_9_c_impossible_sizes_are_invalid_arguments() {
+    let f = fixtures();
+    let out = run_checked(&programs().join("mtls"), &["finding-9"], &identity_env(&f));
+    assert_eq!(stdout_of(&out), "mtls finding-9: ok\n");
+}
+
 /// An mTLS server written with the Rust library (tokio): answers `<peer> said: <message>`.
 async fn rust_echo_server(server_dir: &Path) -> (SocketAddr, tokio::task::JoinHandle<SpiffeId>) {
     let store = SvidStore::new(CredentialsDir::new(server_dir).load_blocking().unwrap());

@@ -277,7 +277,29 @@ fn read_material(dir: &Path) -> Result<X509Material> {
         )));
     }
 
-    Ok(X509Material::new(svid, bundles).with_config_status(config_status))
+    Ok(X509Material::new(svid, bundles)
+        .with_config_status(config_status)
+        .with_warnings(key_file_warnings(dir)))
+}
+
+/// A warning for each private key file of `dir` that group or others may read or write (mode &
+/// 0o077): anyone who can read it can act as this workload until the certificate expires.
+fn key_file_warnings(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    [PRIVATE_KEY_FILE, COMBINED_FILE]
+        .into_iter()
+        .filter_map(|name| {
+            let path = dir.join(name);
+            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "the private key file {} is accessible to group or others (mode {mode:04o}); \
+                     only its owner should be able to read it (chmod 600)",
+                    path.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// A shared credentials directory source, as the watcher wants it.
