@@ -148,9 +148,12 @@ impl Credentials {
     pub(crate) fn new(resolved: Resolved) -> Self {
         let scopes: Arc<[String]> = Arc::from(resolved.scopes.unwrap_or_default());
         let source = resolved.source.clone();
-        let default_cache = new_cache(&resolved.cache, move || {
-            source.access_token(Arc::clone(&scopes))
-        });
+        // The metadata server caches its tokens: refresh late, do not spread (see CacheConfig).
+        let cache = match &resolved.source {
+            Source::Metadata(_) => resolved.cache.for_metadata_server(),
+            _ => resolved.cache,
+        };
+        let default_cache = new_cache(&cache, move || source.access_token(Arc::clone(&scopes)));
         Self {
             inner: Arc::new(Inner {
                 source: resolved.source,
@@ -160,7 +163,7 @@ impl Credentials {
                 scoped: CacheMap::new(),
                 id_tokens: CacheMap::new(),
                 audience_jwts: CacheMap::new(),
-                cache: resolved.cache,
+                cache,
                 project: resolved.project,
                 project_steps: resolved.project_steps,
                 quota: resolved.quota,
