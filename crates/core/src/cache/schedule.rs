@@ -267,3 +267,104 @@ impl RefreshSchedule {
         self.rephase = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn schedule(config: CacheConfig, seed: u64) -> (RefreshSchedule, RefreshRng) {
+        let mut rng = RefreshRng::with_seed(seed);
+        (RefreshSchedule::new(config, Duration::ZERO, &mut rng), rng)
+    }
+
+    #[test]
+    fn every_decision_points_to_the_future() {
+        for seed in 0..200 {
+            let (mut s, mut rng) = schedule(CacheConfig::default(), seed);
+            let mut now = SEC;
+            for step in 0..50u32 {
+                let outcome = match (seed + u64::from(step)) % 4 {
+                    0 => Attempt::Failed { transient: true },
+                    1 => Attempt::Failed { transient: false },
+                    2 => Attempt::Token {
+                        remaining: Duration::from_secs(seed % 7),
+                    },
+                    _ => Attempt::Token {
+                        remaining: Duration::from_secs(3600),
+                    },
+                };
+                match s.after_attempt(now, 0, outcome, &mut rng) {
+                    Step::Retry(delay) => now += nanos(delay).max(1),
+                    Step::Done => {
+                        let next = s.next_fetch_at();
+                        assert!(next > now, "seed {seed} step {step}: {next} <= {now}");
+                        now = next;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_already_expired_token_counts_as_a_permanent_failure() {
+        let (mut s, mut rng) = schedule(CacheConfig::default(), 1);
+        let step = s.after_attempt(
+            SEC,
+            0,
+            Attempt::Token {
+                remaining: Duration::ZERO,
+            },
+            &mut rng,
+        );
+        assert_eq!(step, Step::Done);
+        assert!(s.usable_until().is_none());
+        // Remembered for at least the cooldown.
+        assert!(s.is_blocked(SEC + 4 * SEC));
+        assert!(!s.is_blocked(SEC + 5 * SEC + 1));
+    }
+
+    #[test]
+    fn quick_retries_only_before_the_first_failed_fetch() {
+        let (mut s, mut rng) = schedule(CacheConfig::default(), 2);
+        let failed = Attempt::Failed { transient: true };
+        for attempt in 0..4 {
+            assert!(matches!(
+                s.after_attempt(SEC, attempt, failed, &mut rng),
+                Step::Retry(_)
+            ));
+        }
+        assert_eq!(s.after_attempt(SEC, 4, failed, &mut rng), Step::Done);
+        assert_eq!(s.failures(), 1);
+        // The next fetch, after the backoff, makes one attempt.
+        let later = s.next_fetch_at();
+        assert_eq!(s.after_attempt(later, 0, failed, &mut rng), Step::Done);
+        assert_eq!(s.failures(), 2);
+    }
+
+    #[test]
+    fn invalidate_spreads_the_next_refresh_again() {
+        let config = CacheConfig::default();
+        let (mut s, mut rng) = schedule(config, 3);
+        let hour = Attempt::Token {
+            remaining: Duration::from_secs(3600),
+        };
+        s.after_attempt(SEC, 0, hour, &mut rng);
+        let first = s.refresh_at();
+        // The second token is refreshed late.
+        s.after_attempt(first, 0, hour, &mut rng);
+        let late = s.refresh_at() - first;
+        assert!((3360 * SEC..=3375 * SEC).contains(&late), "{late}");
+        s.invalidate();
+        assert!(s.due(first + 1));
+        s.after_attempt(first + 1, 0, hour, &mut rng);
+        // Spread by the same phase as the first token (up to the 15 s of per-refresh jitter).
+        let again = s.refresh_at() - (first + 1);
+        assert!(
+            again.abs_diff(first - SEC) <= 15 * SEC,
+            "{again} vs {}",
+            first - SEC
+        );
+    }
+}
