@@ -102,9 +102,11 @@ struct Inner {
 /// token caches.
 ///
 /// Tokens are cached with `workload-auth-core`'s [`TokenCache`]: a hit is lock-free, one fetch
-/// serves every concurrent caller, and tokens are refreshed in the background a few minutes
-/// before they expire. One cache serves the default scopes; one more is created, on first use,
-/// for each other scope set and each ID-token audience.
+/// serves every concurrent caller, and tokens are refreshed in the background before they expire
+/// (metadata-server tokens a few minutes before; tokens from shared endpoints such as STS and OAuth
+/// first at a random point of their lifetime, so that a fleet does not refresh in step). One
+/// cache serves the default scopes; one more is created, on first use, for each other scope set
+/// and each ID-token audience.
 #[derive(Clone)]
 pub struct Credentials {
     inner: Arc<Inner>,
