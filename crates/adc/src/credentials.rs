@@ -102,9 +102,11 @@ struct Inner {
 /// token caches.
 ///
 /// Tokens are cached with `workload-auth-core`'s [`TokenCache`]: a hit is lock-free, one fetch
-/// serves every concurrent caller, and tokens are refreshed in the background a few minutes
-/// before they expire. One cache serves the default scopes; one more is created, on first use,
-/// for each other scope set and each ID-token audience.
+/// serves every concurrent caller, and tokens are refreshed in the background before they expire
+/// (metadata-server tokens a few minutes before; tokens from shared endpoints such as STS and OAuth
+/// first at a random point of their lifetime, so that a fleet does not refresh in step). One
+/// cache serves the default scopes; one more is created, on first use, for each other scope set
+/// and each ID-token audience.
 #[derive(Clone)]
 pub struct Credentials {
     inner: Arc<Inner>,
@@ -148,9 +150,12 @@ impl Credentials {
     pub(crate) fn new(resolved: Resolved) -> Self {
         let scopes: Arc<[String]> = Arc::from(resolved.scopes.unwrap_or_default());
         let source = resolved.source.clone();
-        let default_cache = new_cache(&resolved.cache, move || {
-            source.access_token(Arc::clone(&scopes))
-        });
+        // The metadata server caches its tokens: refresh late, do not spread (see CacheConfig).
+        let cache = match &resolved.source {
+            Source::Metadata(_) => resolved.cache.for_metadata_server(),
+            _ => resolved.cache,
+        };
+        let default_cache = new_cache(&cache, move || source.access_token(Arc::clone(&scopes)));
         Self {
             inner: Arc::new(Inner {
                 source: resolved.source,
@@ -160,7 +165,7 @@ impl Credentials {
                 scoped: CacheMap::new(),
                 id_tokens: CacheMap::new(),
                 audience_jwts: CacheMap::new(),
-                cache: resolved.cache,
+                cache,
                 project: resolved.project,
                 project_steps: resolved.project_steps,
                 quota: resolved.quota,

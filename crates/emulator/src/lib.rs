@@ -49,7 +49,7 @@ mod tokens;
 
 pub use config::{EmulatorConfig, Limits, WorkloadCertificates};
 pub use endpoint::Endpoint;
-pub use fault::Fault;
+pub use fault::{Fault, FaultMix};
 pub use identity::{
     AwsConfig, IdentityConfig, MTLS_CLIENT_CERT_HEADER, MtlsListener, OAuthClient, PublicKey,
     RefreshTokenGrant, ServiceAccountKey, StsConfig,

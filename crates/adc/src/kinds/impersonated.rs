@@ -148,7 +148,8 @@ fn source_cache(source: &Source) -> TokenCache<AccessToken> {
 
 /// A cache for a token that is only a step towards another (the source token of impersonation,
 /// the STS token before impersonation). It does not retry on its own: the cache of the final
-/// token does, so a failure is not retried twice over.
+/// token does, so a failure is not retried twice over. It refreshes late (no spread): it is only
+/// read when the final token's cache fetches, which is spread already.
 pub(crate) fn inner_cache<F>(fetch: F) -> TokenCache<AccessToken>
 where
     F: Fn() -> super::BoxFut<AccessToken> + Send + Sync + 'static,
@@ -157,6 +158,7 @@ where
         fetch,
         workload_auth_core::CacheConfig {
             retry: workload_auth_core::RetryPolicy::none(),
+            refresh_spread: 0.0,
             ..workload_auth_core::CacheConfig::default()
         },
         workload_auth_core::SystemClock,
