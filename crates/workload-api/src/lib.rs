@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authority;
 mod der;
 mod endpoint;
 mod render;

@@ -11,12 +11,14 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use workload_auth_core::{Error, ErrorKind, Result, RetryPolicy};
 use workload_auth_mtls::{SvidSource, SvidStore, WatchOptions, Watcher};
 
+use crate::authority::AuthorityFix;
 use crate::endpoint::Endpoint;
 use crate::proto::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
 use crate::proto::{
@@ -321,7 +323,10 @@ impl WorkloadApiServer {
         let serve = tonic::transport::Server::builder()
             .max_concurrent_streams(max_per_conn)
             .add_service(SpiffeWorkloadApiServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal);
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener).map(|s| s.map(AuthorityFix::new)),
+                stop_signal,
+            );
         let grace = self.shutdown_grace;
         let mut stopped = stop_rx;
         let result = tokio::select! {
