@@ -87,7 +87,6 @@ pub(crate) fn pkcs8_key(key: &PrivateKeyDer<'_>, leaf_spki: &[u8]) -> Result<Vec
 }
 
 /// Splits concatenated DER certificates (as the Workload API sends chains and bundles).
-#[allow(dead_code)] // used by the client
 pub(crate) fn split_concatenated(mut input: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     while !input.is_empty() {

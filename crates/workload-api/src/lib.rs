@@ -4,6 +4,8 @@
 //!   (from any `mtls` [`SvidSource`](workload_auth_mtls::SvidSource): the node agent's
 //!   credentials directory, the metadata server) to every SPIFFE client — go-spiffe, rust-spiffe,
 //!   py-spiffe, Envoy — which cannot read Google's files themselves.
+//! - [`WorkloadApiSource`]: the reverse — a SPIFFE agent (SPIRE) as one more SVID source, so a
+//!   workload on SPIRE uses this library unchanged.
 //! - [`Endpoint`]: `SPIFFE_ENDPOINT_SOCKET` addresses.
 //!
 //! The protocol is `workload.proto` of the SPIFFE project, compiled at build time with `protox`
@@ -12,11 +14,13 @@
 #![warn(missing_docs)]
 
 mod authority;
+mod client;
 mod der;
 mod endpoint;
 mod render;
 mod server;
 
+pub use client::{WorkloadApiOptions, WorkloadApiSource};
 pub use endpoint::{Endpoint, SPIFFE_ENDPOINT_SOCKET};
 pub use server::{
     DEFAULT_MAX_STREAMS, NO_IDENTITY_MESSAGE, SECURITY_HEADER, WorkloadApiServer,
