@@ -187,6 +187,22 @@ impl SvidSource for WorkloadApiSource {
     }
 }
 
+/// The generated gRPC client, connected to `endpoint`, for calls this crate does not wrap (use
+/// [`request`] to add the security header).
+pub async fn connect_client(endpoint: &Endpoint) -> Result<SpiffeWorkloadApiClient<Channel>> {
+    Ok(SpiffeWorkloadApiClient::new(channel(endpoint).await?))
+}
+
+/// A request carrying the `workload.spiffe.io: true` header every Workload API call needs.
+pub fn request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        SECURITY_HEADER,
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    request
+}
+
 /// Opens a channel to `endpoint`.
 pub(crate) async fn channel(endpoint: &Endpoint) -> Result<Channel> {
     let transport = |e: tonic::transport::Error| {
@@ -253,13 +269,8 @@ async fn follow(shared: Arc<Shared>, retry: RetryPolicy) {
 async fn stream_once(shared: &Shared, attempt: &mut u32) -> Result<()> {
     let channel = channel(&shared.endpoint).await?;
     let mut client = SpiffeWorkloadApiClient::new(channel);
-    let mut request = tonic::Request::new(X509svidRequest {});
-    request.metadata_mut().insert(
-        SECURITY_HEADER,
-        tonic::metadata::MetadataValue::from_static("true"),
-    );
     let mut stream = client
-        .fetch_x509svid(request)
+        .fetch_x509svid(request(X509svidRequest {}))
         .await
         .map_err(|s| status_error(&shared.endpoint, &s))?
         .into_inner();

@@ -20,7 +20,7 @@ mod endpoint;
 mod render;
 mod server;
 
-pub use client::{WorkloadApiOptions, WorkloadApiSource};
+pub use client::{WorkloadApiOptions, WorkloadApiSource, connect_client, request};
 pub use endpoint::{Endpoint, SPIFFE_ENDPOINT_SOCKET};
 pub use server::{
     DEFAULT_MAX_STREAMS, NO_IDENTITY_MESSAGE, SECURITY_HEADER, WorkloadApiServer,
