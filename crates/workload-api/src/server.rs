@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::future::Future;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -196,11 +198,15 @@ impl WorkloadApiServerBuilder {
             },
             Feed::Store(_) => None,
         };
+        let have_material = initial.is_some() || matches!(self.feed, Feed::Store(_));
         let (state_tx, state_rx) = watch::channel::<Snapshot>(None);
         let feed_task = tokio::spawn(drive(self.feed, initial, self.watch, self.hint, state_tx));
-        // `drive` publishes the first state before it awaits anything that could take long.
-        let mut ready = state_rx.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(1), ready.wait_for(|s| s.is_some())).await;
+        if have_material {
+            // `drive` publishes the first state before it awaits anything that could take long.
+            let mut ready = state_rx.clone();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), ready.wait_for(|s| s.is_some())).await;
+        }
         Ok(WorkloadApiServer {
             listener: Some(listener),
             path,
@@ -426,8 +432,6 @@ async fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener> {
     let _ = std::fs::remove_dir_all(&staging);
     result
 }
-
-use std::os::unix::fs::DirBuilderExt as _;
 
 fn fastrand_suffix() -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
