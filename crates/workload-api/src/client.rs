@@ -371,3 +371,97 @@ pub(crate) fn material_from(
     }
     Ok(X509Material::new(x509, bundles).with_origin(place()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use prost::bytes::Bytes;
+    use workload_auth_emulator::ca::TrustDomainCa;
+
+    use super::*;
+    use crate::proto::X509svid;
+
+    fn response(ca: &TrustDomainCa, partner: &TrustDomainCa, hint: &str) -> X509svidResponse {
+        let svid = ca.issue("spiffe://example.org/a").unwrap();
+        X509svidResponse {
+            svids: vec![X509svid {
+                spiffe_id: "spiffe://example.org/a".into(),
+                x509_svid: Bytes::from(svid.chain_der().concat()),
+                x509_svid_key: Bytes::from(svid.pkcs8_der().to_vec()),
+                bundle: Bytes::from(ca.root_der().to_vec()),
+                hint: hint.into(),
+            }],
+            crl: Vec::new(),
+            // A bare trust-domain name as key: clients accept it too.
+            federated_bundles: HashMap::from([(
+                "partner.example".to_owned(),
+                Bytes::from(partner.root_der().to_vec()),
+            )]),
+        }
+    }
+
+    #[test]
+    fn bare_trust_domain_keys_and_hints_are_understood() {
+        let ca = TrustDomainCa::new("example.org").unwrap();
+        let partner = TrustDomainCa::new("partner.example").unwrap();
+        let at = Endpoint::unix("/run/agent.sock");
+        let m = material_from(&response(&ca, &partner, "internal"), Some("internal"), &at).unwrap();
+        assert_eq!(m.bundles().len(), 2);
+        assert!(material_from(&response(&ca, &partner, "internal"), Some("x"), &at).is_err());
+    }
+
+    #[test]
+    fn hostile_messages_are_refused_with_typed_errors() {
+        let ca = TrustDomainCa::new("example.org").unwrap();
+        let partner = TrustDomainCa::new("partner.example").unwrap();
+        let at = Endpoint::unix("/run/agent.sock");
+        let good = response(&ca, &partner, "");
+        type Mutation = Box<dyn Fn(&mut X509svidResponse)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("no svids", Box::new(|r| r.svids.clear())),
+            (
+                "garbage chain",
+                Box::new(|r| r.svids[0].x509_svid = Bytes::from_static(b"\x30\x03abc")),
+            ),
+            (
+                "empty key",
+                Box::new(|r| r.svids[0].x509_svid_key = Bytes::new()),
+            ),
+            (
+                "other key",
+                Box::new(|r| {
+                    let other = TrustDomainCa::new("example.org")
+                        .unwrap()
+                        .issue("spiffe://example.org/a")
+                        .unwrap();
+                    r.svids[0].x509_svid_key = Bytes::from(other.pkcs8_der().to_vec());
+                }),
+            ),
+            (
+                "claimed id differs",
+                Box::new(|r| r.svids[0].spiffe_id = "spiffe://example.org/b".into()),
+            ),
+            (
+                "empty bundle",
+                Box::new(|r| r.svids[0].bundle = Bytes::new()),
+            ),
+            (
+                "bad bundle key",
+                Box::new(|r| {
+                    r.federated_bundles
+                        .insert("spiffe://".into(), Bytes::from_static(b"\x30\x00"));
+                }),
+            ),
+        ];
+        for (name, mutate) in cases {
+            let mut r = good.clone();
+            mutate(&mut r);
+            let e = material_from(&r, None, &at).err();
+            assert!(e.is_some(), "{name} was accepted");
+        }
+        assert!(material_from(&good, None, &at).is_ok());
+    }
+}
