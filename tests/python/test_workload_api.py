@@ -124,3 +124,15 @@ def test_py_spiffe_x509_source_sees_a_rotation(agent: Tuple[str, Node]) -> None:
         assert leaf() == rotated.chain_der[0]
     finally:
         source.close()
+
+
+def test_workload_identity_from_our_agent(agent: Tuple[str, Node]) -> None:
+    """This library's own Python API, taking its identity from the Workload API."""
+    import workload_auth
+
+    address, node = agent
+    identity = workload_auth.WorkloadIdentity.from_workload_api(address)
+    assert identity.spiffe_id == WORKLOAD_ID
+    assert identity.trust_domain == "python-wapi.example"
+    with pytest.raises(workload_auth.InvalidArgumentError):
+        workload_auth.WorkloadIdentity.from_workload_api("http://not-a-socket")
