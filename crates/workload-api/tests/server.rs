@@ -470,3 +470,21 @@ async fn shutdown_ends_open_streams_and_removes_the_socket() {
     assert!(!matches!(end, Some(Ok(_))));
     assert!(!path.exists());
 }
+
+#[tokio::test]
+async fn rpcs_of_newer_protos_are_unimplemented() {
+    let world = World::new();
+    world.rotate();
+    let agent = Agent::start(world.builder()).await;
+    let mut grpc = tonic::client::Grpc::new(channel(&agent.path).await);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<X509svidRequest, X509svidResponse>::default();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/SpiffeWorkloadAPI/FetchWITSVID");
+    let status = grpc
+        .unary(req(X509svidRequest {}), path, codec)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::Unimplemented);
+}
