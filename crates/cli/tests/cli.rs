@@ -172,5 +172,9 @@ fn the_demo_runs_the_whole_story() {
     assert!(text.contains("0 new token request(s)"), "{text}");
     assert!(text.contains("intruder -> backend: refused"), "{text}");
     assert!(text.contains("0 failed"), "{text}");
+    assert!(
+        text.contains("frontend (identity from the agent) -> backend: verified"),
+        "{text}"
+    );
     assert!(text.contains("demo complete"), "{text}");
 }

@@ -66,6 +66,11 @@ pub mod mtls {
     pub use workload_auth_mtls::*;
 }
 
+/// The SPIFFE Workload API: an agent serving this workload's X.509 material to SPIFFE clients.
+pub mod workload_api {
+    pub use workload_auth_workload_api::*;
+}
+
 /// Shared building blocks: the token cache, clocks, the library's runtime.
 pub mod core {
     pub use workload_auth_core::*;

@@ -211,6 +211,10 @@ class WorkloadIdentity:
     def from_directory(path: Union[str, "os.PathLike[str]", None] = None) -> WorkloadIdentity:
         """Loads the credentials directory (default /var/run/secrets/workload-spiffe-credentials)
         and watches it for rotations while the object lives."""
+    @staticmethod
+    def from_workload_api(endpoint: Optional[str] = None) -> WorkloadIdentity:
+        """Takes the identity from a SPIFFE Workload API (``unix:///path`` or ``tcp://IP:port``,
+        default ``SPIFFE_ENDPOINT_SOCKET``), kept current while the object lives."""
     @property
     def spiffe_id(self) -> str: ...
     @property
