@@ -549,7 +549,10 @@ async fn finding_3_deadlines_saturate_at_the_end_of_the_monotonic_clock() {
     assert_eq!(secret(&cache.get().await.unwrap()), "late");
     assert!(cache.remaining().is_some());
     assert!(cache.get_cached().is_some());
-    assert_eq!(up.calls(), 1);
+    // Only five seconds of the clock remain, so the saturated deadline is inside the refresh window:
+    // one background refresh may start (and races the assertion), but never a loop of them.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!((1..=2).contains(&up.calls()), "{} fetches", up.calls());
 }
 
 #[tokio::test(flavor = "multi_thread")]
