@@ -47,6 +47,7 @@
 mod builder;
 mod client_certificate;
 mod credentials;
+pub mod downscoped;
 mod env;
 mod explain;
 mod http;
