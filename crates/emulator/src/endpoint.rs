@@ -64,11 +64,14 @@ pub enum Endpoint {
     AwsCredentials,
     /// `GET /external/oidc-token`: an OIDC subject token for the `url` credential source.
     SubjectToken,
+    /// `GET /emulator/v1/downscoped-boundary`: the boundary a downscoped token carries (a test
+    /// endpoint of the emulator's own).
+    DownscopedBoundary,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 27] = [
+    pub const ALL: [Endpoint; 28] = [
         Self::Root,
         Self::Directory,
         Self::ServiceAccounts,
@@ -96,6 +99,7 @@ impl Endpoint {
         Self::AwsRegion,
         Self::AwsCredentials,
         Self::SubjectToken,
+        Self::DownscopedBoundary,
     ];
 
     fn index(self) -> usize {

@@ -234,7 +234,7 @@ impl Parser {
         }
         let ident = Expr {
             id: self.id(),
-            expr_kind: Some(ExprKind::IdentExpr(Ident {
+            expr_kind: Some(ExprKind::Ident(Ident {
                 name: "resource".to_owned(),
             })),
         };
@@ -245,7 +245,7 @@ impl Parser {
         };
         Ok(Expr {
             id: self.id(),
-            expr_kind: Some(ExprKind::SelectExpr(Box::new(Select {
+            expr_kind: Some(ExprKind::Select(Box::new(Select {
                 operand: Some(Box::new(ident)),
                 field,
                 test_only: false,
@@ -257,7 +257,7 @@ impl Parser {
         match self.next() {
             Some(Token::Str(value)) => Ok(Expr {
                 id: self.id(),
-                expr_kind: Some(ExprKind::ConstExpr(Constant {
+                expr_kind: Some(ExprKind::Const(Constant {
                     constant_kind: Some(ConstantKind::StringValue(value)),
                 })),
             }),
@@ -269,7 +269,7 @@ impl Parser {
 fn call(id: i64, target: Option<Expr>, function: &str, args: Vec<Expr>) -> Expr {
     Expr {
         id,
-        expr_kind: Some(ExprKind::CallExpr(Box::new(Call {
+        expr_kind: Some(ExprKind::Call(Box::new(Call {
             target: target.map(Box::new),
             function: function.to_owned(),
             args,
@@ -299,18 +299,18 @@ mod tests {
 
     fn string_of(e: &Expr) -> String {
         match &e.expr_kind {
-            Some(ExprKind::ConstExpr(c)) => match &c.constant_kind {
+            Some(ExprKind::Const(c)) => match &c.constant_kind {
                 Some(ConstantKind::StringValue(s)) => format!("{}:{s:?}", e.id),
                 None => "?".into(),
             },
-            Some(ExprKind::IdentExpr(i)) => format!("{}:{}", e.id, i.name),
-            Some(ExprKind::SelectExpr(s)) => format!(
+            Some(ExprKind::Ident(i)) => format!("{}:{}", e.id, i.name),
+            Some(ExprKind::Select(s)) => format!(
                 "{}:{}.{}",
                 e.id,
                 s.operand.as_deref().map(string_of).unwrap_or_default(),
                 s.field
             ),
-            Some(ExprKind::CallExpr(c)) => format!(
+            Some(ExprKind::Call(c)) => format!(
                 "{}:{}[{}]({})",
                 e.id,
                 c.function,

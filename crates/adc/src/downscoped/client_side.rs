@@ -175,7 +175,7 @@ struct Intermediary {
     token: SecretString,
     key: SessionKey,
     /// When the intermediary (and every token minted from it) expires.
-    expires_at: SystemTime,
+    token_expires_at: SystemTime,
     /// When the cache stops minting from it: [`MIN_LIFETIME`] before `expires_at`.
     usable_until: SystemTime,
 }
@@ -312,7 +312,7 @@ async fn fetch_intermediary(sts: &Sts) -> Result<Intermediary> {
     Ok(Intermediary {
         token: answer.token,
         key,
-        expires_at: answer.expires_at,
+        token_expires_at: answer.expires_at,
         usable_until,
     })
 }
@@ -348,7 +348,7 @@ fn mint(intermediary: &Intermediary, boundary: &PreparedBoundary) -> Result<Acce
     Ok(AccessToken::new(
         SecretString::new(token),
         "Bearer",
-        intermediary.expires_at,
+        intermediary.token_expires_at,
     ))
 }
 
@@ -418,7 +418,7 @@ mod tests {
         let intermediary = Intermediary {
             token: SecretString::from("ya29.intermediary"),
             key: SessionKey::parse(&keyset(AES_GCM_TYPE_URL, &key, 1, PREFIX_TINK)).unwrap(),
-            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000),
+            token_expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000),
             usable_until: SystemTime::now(),
         };
         let boundary = AccessBoundary::new(vec![AccessBoundaryRule::new(
@@ -428,7 +428,7 @@ mod tests {
         .unwrap();
         let prepared = prepare(&boundary).unwrap();
         let token = mint(&intermediary, &prepared).unwrap();
-        assert_eq!(token.expires_at(), intermediary.expires_at);
+        assert_eq!(token.expires_at(), intermediary.token_expires_at);
         let (head, tail) = token.secret().expose().rsplit_once('.').unwrap();
         assert_eq!(head, "ya29.intermediary");
         assert!(!tail.contains('='));

@@ -86,13 +86,13 @@ pub struct Expr {
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum ExprKind {
     #[prost(message, tag = "3")]
-    ConstExpr(Constant),
+    Const(Constant),
     #[prost(message, tag = "4")]
-    IdentExpr(Ident),
+    Ident(Ident),
     #[prost(message, tag = "5")]
-    SelectExpr(Box<Select>),
+    Select(Box<Select>),
     #[prost(message, tag = "6")]
-    CallExpr(Box<Call>),
+    Call(Box<Call>),
 }
 
 /// `Expr.Ident`.

@@ -209,6 +209,9 @@ pub struct StsConfig {
     pub clients: Vec<OAuthClient>,
     /// The `sub` of tokens from `/external/oidc-token`.
     pub external_subject: String,
+    /// The AES-GCM key length (16 or 32 bytes) of the session keys issued with intermediary
+    /// tokens for client-side downscoping; each intermediary gets a fresh random key.
+    pub session_key_bytes: usize,
 }
 
 impl Default for StsConfig {
@@ -218,6 +221,7 @@ impl Default for StsConfig {
             subject_tokens: Vec::new(),
             clients: Vec::new(),
             external_subject: "emulated-external-workload".to_owned(),
+            session_key_bytes: 32,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | `GET /latest/meta-data/placement/availability-zone`         | [`Endpoint::AwsRegion`]      |
 //! | `GET /latest/meta-data/iam/security-credentials[/ROLE]`     | [`Endpoint::AwsCredentials`] |
 //! | `GET /external/oidc-token[?audience=A&format=json]`          | [`Endpoint::SubjectToken`]   |
+//! | `GET /emulator/v1/downscoped-boundary` (test endpoint)      | [`Endpoint::DownscopedBoundary`] |
 //!
 //! Every check answers as Google does: OAuth errors as `{"error","error_description"}`, Google API
 //! errors as `{"error":{"code","message","status"}}`. What is accepted comes from
@@ -20,6 +21,7 @@
 
 mod aws;
 mod config;
+pub(crate) mod downscope;
 mod iam;
 mod jwt;
 pub(crate) mod mtls;
@@ -51,6 +53,7 @@ pub(crate) enum IdentityRoute {
     AwsRoleList,
     AwsRole(String),
     SubjectToken,
+    DownscopedBoundary,
 }
 
 impl IdentityRoute {
@@ -65,6 +68,7 @@ impl IdentityRoute {
             "/latest/meta-data/iam/security-credentials"
             | "/latest/meta-data/iam/security-credentials/" => return Some(Self::AwsRoleList),
             "/external/oidc-token" => return Some(Self::SubjectToken),
+            "/emulator/v1/downscoped-boundary" => return Some(Self::DownscopedBoundary),
             _ => {}
         }
         if let Some(role) = path.strip_prefix("/latest/meta-data/iam/security-credentials/") {
@@ -91,13 +95,18 @@ impl IdentityRoute {
             Self::AwsRegion => Endpoint::AwsRegion,
             Self::AwsRoleList | Self::AwsRole(_) => Endpoint::AwsCredentials,
             Self::SubjectToken => Endpoint::SubjectToken,
+            Self::DownscopedBoundary => Endpoint::DownscopedBoundary,
         }
     }
 
     fn method(&self) -> &'static str {
         match self {
             Self::AwsSessionToken => "PUT",
-            Self::AwsRegion | Self::AwsRoleList | Self::AwsRole(_) | Self::SubjectToken => "GET",
+            Self::AwsRegion
+            | Self::AwsRoleList
+            | Self::AwsRole(_)
+            | Self::SubjectToken
+            | Self::DownscopedBoundary => "GET",
             _ => "POST",
         }
     }
@@ -128,6 +137,7 @@ pub(crate) fn handle(state: &State, route: &IdentityRoute, request: &Request) ->
         IdentityRoute::AwsRoleList => aws::role_name(state, &identity.aws, request),
         IdentityRoute::AwsRole(role) => aws::role_credentials(state, &identity.aws, request, role),
         IdentityRoute::SubjectToken => subject_token(state, &config, request),
+        IdentityRoute::DownscopedBoundary => downscope::inspect(state, request),
     }
 }
 
