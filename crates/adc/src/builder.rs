@@ -61,6 +61,7 @@ pub struct Builder {
     timeout: Duration,
     self_signed_jwt: bool,
     token_lifetime: Option<Duration>,
+    regional: crate::regional::Options,
 }
 
 impl fmt::Debug for Builder {
@@ -106,7 +107,30 @@ impl Builder {
             timeout: DEFAULT_TIMEOUT,
             self_signed_jwt: false,
             token_lifetime: None,
+            regional: crate::regional::Options::default(),
         }
+    }
+
+    /// Looks up the credential's regional access boundary and sends `x-allowed-locations` with
+    /// [`Credentials::request_headers`] (`true`), or never (`false`), whatever the environment
+    /// says. Without this, `GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED` or
+    /// `GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED` (`true` or `1`)
+    /// turn it on.
+    pub fn with_regional_access_boundary(mut self, enabled: bool) -> Self {
+        self.regional.enabled = Some(enabled);
+        self
+    }
+
+    /// The IAM Service Account Credentials API the regional access boundary is looked up at,
+    /// instead of `https://iamcredentials.{universe}/v1/` (for an emulator). Must be
+    /// `https://`, or `http://` to this machine.
+    pub fn with_iam_credentials_endpoint(mut self, base: impl Into<String>) -> Self {
+        let mut base = base.into();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        self.regional.endpoint = Some(base);
+        self
     }
 
     /// The scopes of [`Credentials::access_token`]. Without this, each credential type asks for
@@ -249,10 +273,17 @@ impl Builder {
 
     fn resolve(&self) -> (Result<Credentials>, Vec<Step>) {
         let mut steps = Vec::new();
-        let result = self.search(&mut steps).map(|found| {
+        let result = self.search(&mut steps).and_then(|found| {
             let (project, project_steps) = self.project_id(&found);
             let quota = self.quota_project(&found.source);
-            Credentials::new(Resolved {
+            let regional = crate::regional::Regional::new(
+                &self.regional,
+                &self.env,
+                &found.source,
+                found.metadata.clone(),
+                crate::http::Http::new(&self.roots, None, self.timeout),
+            )?;
+            Ok(Credentials::new(Resolved {
                 source: found.source,
                 origin: found.origin,
                 steps: steps.clone(),
@@ -262,7 +293,8 @@ impl Builder {
                 quota,
                 cache: self.cache.clone(),
                 metadata: found.metadata,
-            })
+                regional,
+            }))
         });
         (result, steps)
     }

@@ -14,6 +14,7 @@ use workload_auth_metadata::MetadataClient;
 
 use crate::explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN, Source};
+use crate::regional::{ALLOWED_LOCATIONS_HEADER, Regional, RegionalState};
 
 /// Most token caches kept per kind (scope sets, audiences); past it the oldest set is dropped.
 const MAX_CACHES: usize = 64;
@@ -41,6 +42,7 @@ pub(crate) struct Resolved {
     pub(crate) quota: Option<(String, QuotaProjectSource)>,
     pub(crate) cache: CacheConfig,
     pub(crate) metadata: Option<MetadataClient>,
+    pub(crate) regional: Option<Arc<Regional>>,
 }
 
 /// Token caches created on first use, one per key.
@@ -96,6 +98,7 @@ struct Inner {
     quota: Option<(String, QuotaProjectSource)>,
     universe: OnceCell<String>,
     metadata: Option<MetadataClient>,
+    regional: Option<Arc<Regional>>,
 }
 
 /// Credentials found by Application Default Credentials. Cheap to clone; clones share their
@@ -166,6 +169,7 @@ impl Credentials {
                 quota: resolved.quota,
                 universe: OnceCell::new(),
                 metadata: resolved.metadata,
+                regional: resolved.regional,
             }),
         }
     }
@@ -287,14 +291,44 @@ impl Credentials {
         self.inner.audience_jwts.invalidate();
     }
 
-    /// The headers a request to a Google API needs: `authorization` and, with a quota project,
-    /// `x-goog-user-project`.
+    /// The headers a request to a Google API needs: `authorization`; with a quota project,
+    /// `x-goog-user-project`; with regional access boundaries enabled and known,
+    /// `x-allowed-locations` (never waited for: see [`Credentials::regional_access_boundary`]).
     pub async fn request_headers(&self) -> Result<RequestHeaders> {
-        let token = self.access_token().await?;
+        self.headers(true).await
+    }
+
+    /// [`Credentials::request_headers`] for a request to `url`: requests to regional endpoints
+    /// (`*.rep.googleapis.com`, `rep.sandbox`, `rep.mtls`) and to the IAM and STS hosts go
+    /// without `x-allowed-locations`.
+    pub async fn request_headers_for(&self, url: &str) -> Result<RequestHeaders> {
+        let applies = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(crate::regional::applies_to_host))
+            .unwrap_or(true);
+        self.headers(applies).await
+    }
+
+    async fn headers(&self, with_locations: bool) -> Result<RequestHeaders> {
+        let token = self.access_token_cached().await?;
+        let allowed_locations = match (&self.inner.regional, with_locations) {
+            (Some(regional), true) => Regional::header(regional, token.secret()),
+            _ => None,
+        };
         Ok(RequestHeaders {
             authorization: token.authorization_header(),
             user_project: self.quota_project_id().map(str::to_owned),
+            allowed_locations,
         })
+    }
+
+    /// The state of this credential's regional access boundary: disabled, pending, the allowed
+    /// locations, or why there is none.
+    pub fn regional_access_boundary(&self) -> RegionalState {
+        match &self.inner.regional {
+            None => RegionalState::Disabled,
+            Some(regional) => regional.state(),
+        }
     }
 
     /// The project id: `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT`, the credentials file, gcloud's
@@ -401,6 +435,7 @@ impl Credentials {
 pub struct RequestHeaders {
     authorization: SecretString,
     user_project: Option<String>,
+    allowed_locations: Option<String>,
 }
 
 impl RequestHeaders {
@@ -414,14 +449,26 @@ impl RequestHeaders {
         self.user_project.as_deref()
     }
 
+    /// The `x-allowed-locations` header's value (the credential's regional access boundary),
+    /// when enabled and known.
+    pub fn allowed_locations(&self) -> Option<&str> {
+        self.allowed_locations.as_deref()
+    }
+
     /// `(name, value)` of every header, names in lower case. The values include the token:
     /// do not log them.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        std::iter::once(("authorization", self.authorization.expose())).chain(
-            self.user_project
-                .as_deref()
-                .map(|p| ("x-goog-user-project", p)),
-        )
+        std::iter::once(("authorization", self.authorization.expose()))
+            .chain(
+                self.user_project
+                    .as_deref()
+                    .map(|p| ("x-goog-user-project", p)),
+            )
+            .chain(
+                self.allowed_locations
+                    .as_deref()
+                    .map(|l| (ALLOWED_LOCATIONS_HEADER, l)),
+            )
     }
 }
 
@@ -430,6 +477,7 @@ impl fmt::Debug for RequestHeaders {
         f.debug_struct("RequestHeaders")
             .field("authorization", &self.authorization)
             .field("user_project", &self.user_project)
+            .field("allowed_locations", &self.allowed_locations)
             .finish()
     }
 }
@@ -460,6 +508,7 @@ mod tests {
         let h = RequestHeaders {
             authorization: SecretString::from("Bearer ya29.secret"),
             user_project: Some("quota-proj".into()),
+            allowed_locations: None,
         };
         assert!(!format!("{h:?}").contains("ya29"));
         let all: Vec<_> = h.iter().collect();

@@ -67,11 +67,16 @@ pub enum Endpoint {
     /// `GET /emulator/v1/downscoped-boundary`: the boundary a downscoped token carries (a test
     /// endpoint of the emulator's own).
     DownscopedBoundary,
+    /// `GET /v1/.../allowedLocations`: a regional access boundary lookup (service account,
+    /// workload identity pool or workforce pool).
+    AllowedLocations,
+    /// `GET /v1/projects/NUMBER`: Cloud Resource Manager's project lookup.
+    ResourceManagerProject,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 28] = [
+    pub const ALL: [Endpoint; 30] = [
         Self::Root,
         Self::Directory,
         Self::ServiceAccounts,
@@ -100,6 +105,8 @@ impl Endpoint {
         Self::AwsCredentials,
         Self::SubjectToken,
         Self::DownscopedBoundary,
+        Self::AllowedLocations,
+        Self::ResourceManagerProject,
     ];
 
     fn index(self) -> usize {

@@ -246,6 +246,11 @@ impl ClientSideDownscoper {
     pub fn exchange_count(&self) -> u64 {
         self.cache.fetch_count()
     }
+
+    /// Forgets the intermediary token and session key; the next token waits for new ones.
+    pub fn invalidate(&self) {
+        self.cache.invalidate();
+    }
 }
 
 impl DownscopingBuilder {

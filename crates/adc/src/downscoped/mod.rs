@@ -27,7 +27,7 @@
 //! .with_condition(AvailabilityCondition::new(
 //!     "resource.name.startsWith('projects/_/buckets/my-bucket/objects/customer-a/')",
 //! ))])?;
-//! let downscoper = ClientSideDownscoper::builder(source).build()?;
+//! let downscoper = ClientSideDownscoper::builder(source).build_client_side()?;
 //! let prepared = downscoper.prepare(&boundary)?; // once per boundary
 //! let token = downscoper.token(&prepared).await?; // no network call once warm
 //! # let _ = token; Ok(()) }
@@ -248,6 +248,11 @@ impl DownscopedCredentials {
     /// How many exchanges have been started (for tests and metrics).
     pub fn exchange_count(&self) -> u64 {
         self.inner.cache.fetch_count()
+    }
+
+    /// Forgets the cached token (say, after an API answered 401); the next call exchanges anew.
+    pub fn invalidate(&self) {
+        self.inner.cache.invalidate();
     }
 }
 

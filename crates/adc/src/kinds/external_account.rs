@@ -267,6 +267,20 @@ impl ExternalAccount {
             .await
     }
 
+    /// Whose regional access boundary applies: the impersonated account's, else the pool's;
+    /// with the mTLS client for certificate sources.
+    pub(crate) fn regional_subject(&self) -> Option<(crate::regional::Subject, Option<Http>)> {
+        let subject = match &self.impersonation {
+            Some(imp) => crate::regional::Subject::ServiceAccount(imp.target.email.clone()),
+            None => crate::regional::Subject::of_audience(&self.audience)?,
+        };
+        let mtls = match &self.source {
+            SubjectTokenSource::Certificate(_) => Some(self.iam_http().into_owned()),
+            _ => None,
+        };
+        Some((subject, mtls))
+    }
+
     /// The client for IAM calls: the mTLS one for certificate sources (as google-auth does).
     fn iam_http(&self) -> std::borrow::Cow<'_, Http> {
         match &self.source {

@@ -42,6 +42,11 @@ pub struct IdentityConfig {
     /// The longest lifetime `generateAccessToken` grants (Google: 1 h, or 12 h with an
     /// organization policy).
     pub max_impersonation_lifetime: Duration,
+    /// What regional access boundary lookups answer.
+    pub allowed_locations: super::AllowedLocations,
+    /// Projects Cloud Resource Manager knows by number (`(number, project id)`), besides the
+    /// VM's own.
+    pub projects: Vec<(String, String)>,
 }
 
 impl Default for IdentityConfig {
@@ -54,6 +59,8 @@ impl Default for IdentityConfig {
             aws: AwsConfig::default(),
             impersonable: Vec::new(),
             max_impersonation_lifetime: Duration::from_secs(3600),
+            allowed_locations: super::AllowedLocations::default(),
+            projects: Vec::new(),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! | `GET /latest/meta-data/iam/security-credentials[/ROLE]`     | [`Endpoint::AwsCredentials`] |
 //! | `GET /external/oidc-token[?audience=A&format=json]`          | [`Endpoint::SubjectToken`]   |
 //! | `GET /emulator/v1/downscoped-boundary` (test endpoint)      | [`Endpoint::DownscopedBoundary`] |
+//! | `GET /v1/{projects/-/serviceAccounts/E,projects/N/locations/global/workloadIdentityPools/P,locations/global/workforcePools/P}/allowedLocations` | [`Endpoint::AllowedLocations`] |
+//! | `GET /v1/projects/NUMBER` (Cloud Resource Manager)          | [`Endpoint::ResourceManagerProject`] |
 //!
 //! Every check answers as Google does: OAuth errors as `{"error","error_description"}`, Google API
 //! errors as `{"error":{"code","message","status"}}`. What is accepted comes from
@@ -24,6 +26,7 @@ mod config;
 pub(crate) mod downscope;
 mod iam;
 mod jwt;
+mod locations;
 pub(crate) mod mtls;
 mod oauth;
 mod sts;
@@ -34,6 +37,7 @@ pub use config::{
     AwsConfig, IdentityConfig, OAuthClient, PublicKey, RefreshTokenGrant, ServiceAccountKey,
     StsConfig,
 };
+pub use locations::AllowedLocations;
 pub use mtls::{MTLS_CLIENT_CERT_HEADER, MtlsListener};
 
 use crate::endpoint::Endpoint;
@@ -54,6 +58,8 @@ pub(crate) enum IdentityRoute {
     AwsRole(String),
     SubjectToken,
     DownscopedBoundary,
+    AllowedLocations,
+    ResourceManagerProject(String),
 }
 
 impl IdentityRoute {
@@ -70,6 +76,9 @@ impl IdentityRoute {
             "/external/oidc-token" => return Some(Self::SubjectToken),
             "/emulator/v1/downscoped-boundary" => return Some(Self::DownscopedBoundary),
             _ => {}
+        }
+        if let Some(route) = locations::route(path) {
+            return Some(route);
         }
         if let Some(role) = path.strip_prefix("/latest/meta-data/iam/security-credentials/") {
             return Some(Self::AwsRole(role.to_owned()));
@@ -96,6 +105,8 @@ impl IdentityRoute {
             Self::AwsRoleList | Self::AwsRole(_) => Endpoint::AwsCredentials,
             Self::SubjectToken => Endpoint::SubjectToken,
             Self::DownscopedBoundary => Endpoint::DownscopedBoundary,
+            Self::AllowedLocations => Endpoint::AllowedLocations,
+            Self::ResourceManagerProject(_) => Endpoint::ResourceManagerProject,
         }
     }
 
@@ -106,7 +117,9 @@ impl IdentityRoute {
             | Self::AwsRoleList
             | Self::AwsRole(_)
             | Self::SubjectToken
-            | Self::DownscopedBoundary => "GET",
+            | Self::DownscopedBoundary
+            | Self::AllowedLocations
+            | Self::ResourceManagerProject(_) => "GET",
             _ => "POST",
         }
     }
@@ -138,6 +151,10 @@ pub(crate) fn handle(state: &State, route: &IdentityRoute, request: &Request) ->
         IdentityRoute::AwsRole(role) => aws::role_credentials(state, &identity.aws, request, role),
         IdentityRoute::SubjectToken => subject_token(state, &config, request),
         IdentityRoute::DownscopedBoundary => downscope::inspect(state, request),
+        IdentityRoute::AllowedLocations => locations::allowed_locations(state, &config, request),
+        IdentityRoute::ResourceManagerProject(number) => {
+            locations::project(state, &config, request, number)
+        }
     }
 }
 
