@@ -62,6 +62,7 @@ pub struct Builder {
     self_signed_jwt: bool,
     token_lifetime: Option<Duration>,
     regional: crate::regional::Options,
+    resource_manager: Option<String>,
 }
 
 impl fmt::Debug for Builder {
@@ -108,6 +109,7 @@ impl Builder {
             self_signed_jwt: false,
             token_lifetime: None,
             regional: crate::regional::Options::default(),
+            resource_manager: None,
         }
     }
 
@@ -130,6 +132,17 @@ impl Builder {
             base.push('/');
         }
         self.regional.endpoint = Some(base);
+        self
+    }
+
+    /// Cloud Resource Manager's base URL, instead of `https://cloudresourcemanager.{universe}/v1/`
+    /// (for an emulator): where workload identity federation's project id is looked up.
+    pub fn with_resource_manager_endpoint(mut self, base: impl Into<String>) -> Self {
+        let mut base = base.into();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        self.resource_manager = Some(base);
         self
     }
 
@@ -274,7 +287,7 @@ impl Builder {
     fn resolve(&self) -> (Result<Credentials>, Vec<Step>) {
         let mut steps = Vec::new();
         let result = self.search(&mut steps).and_then(|found| {
-            let (project, project_steps) = self.project_id(&found);
+            let (project, project_steps) = self.project_id(&found)?;
             let quota = self.quota_project(&found.source);
             let regional = crate::regional::Regional::new(
                 &self.regional,
@@ -546,7 +559,7 @@ impl Builder {
         .with_hint(NOT_FOUND_HINT)
     }
 
-    fn project_id(&self, found: &Found) -> (ProjectState, Vec<Step>) {
+    fn project_id(&self, found: &Found) -> Result<(ProjectState, Vec<Step>)> {
         let mut steps = Vec::new();
         let mut decided = None;
         for (name, source) in [
@@ -625,10 +638,23 @@ impl Builder {
             if decided.is_some() {
                 steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
             } else {
-                return (ProjectState::metadata(client.clone()), steps);
+                return Ok((ProjectState::metadata(client.clone()), steps));
             }
         }
-        (ProjectState::Known(decided), steps)
+        // Workload identity federation: google-auth asks Cloud Resource Manager, only with scopes.
+        if let (None, Some(_), Source::External(external)) = (&decided, &self.scopes, &found.source)
+        {
+            if let Some(number) = external.project_number() {
+                let lookup = crate::project_lookup::ResourceManager::new(
+                    number,
+                    self.resource_manager.as_deref(),
+                    &external.universe_domain,
+                    crate::http::Http::new(&self.roots, None, self.timeout),
+                )?;
+                return Ok((ProjectState::resource_manager(lookup), steps));
+            }
+        }
+        Ok((ProjectState::Known(decided), steps))
     }
 
     fn quota_project(&self, source: &Source) -> Option<(String, QuotaProjectSource)> {

@@ -23,11 +23,17 @@ const MAX_CACHES: usize = 64;
 pub(crate) enum ProjectState {
     Known(Option<(String, ProjectIdSource)>),
     Metadata(MetadataClient, OnceCell<String>),
+    /// Workload identity federation: Cloud Resource Manager, asked on first use.
+    ResourceManager(crate::project_lookup::ResourceManager, OnceCell<String>),
 }
 
 impl ProjectState {
     pub(crate) fn metadata(client: MetadataClient) -> Self {
         Self::Metadata(client, OnceCell::new())
+    }
+
+    pub(crate) fn resource_manager(lookup: crate::project_lookup::ResourceManager) -> Self {
+        Self::ResourceManager(lookup, OnceCell::new())
     }
 }
 
@@ -332,13 +338,19 @@ impl Credentials {
     }
 
     /// The project id: `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT`, the credentials file, gcloud's
-    /// configuration (for gcloud's credentials file), or the metadata server. `Ok(None)` when
-    /// none of them knows.
+    /// configuration (for gcloud's credentials file), the metadata server, or — for workload
+    /// identity federation with scopes set — Cloud Resource Manager (asked once, with this
+    /// credential's token, for the project number of the audience or workforce pool user
+    /// project). `Ok(None)` when none of them knows.
     pub async fn project_id(&self) -> Result<Option<String>> {
         match &self.inner.project {
             ProjectState::Known(known) => Ok(known.as_ref().map(|(id, _)| id.clone())),
             ProjectState::Metadata(client, cell) => cell
                 .get_or_try_init(|| self.inner.cache.retry.run(|| client.project_id()))
+                .await
+                .map(|id| Some(id.clone())),
+            ProjectState::ResourceManager(lookup, cell) => cell
+                .get_or_try_init(|| self.inner.cache.retry.run(|| lookup.project_id(self)))
                 .await
                 .map(|id| Some(id.clone())),
         }
@@ -377,26 +389,33 @@ impl Credentials {
                 Some((id, source)) => (Some(id.clone()), Some(*source)),
                 None => (None, None),
             },
-            ProjectState::Metadata(_, _) => match self.project_id().await {
-                Ok(id) => {
-                    project_steps.push(Step::new(
-                        "metadata server",
-                        None,
-                        Outcome::Chosen,
-                        id.clone().unwrap_or_default(),
-                    ));
-                    (id, Some(ProjectIdSource::MetadataServer))
+            ProjectState::Metadata(..) | ProjectState::ResourceManager(..) => {
+                let (name, source) = match &self.inner.project {
+                    ProjectState::ResourceManager(lookup, _) => (
+                        format!("Cloud Resource Manager (project number {})", lookup.number),
+                        ProjectIdSource::ResourceManager,
+                    ),
+                    _ => (
+                        "metadata server".to_owned(),
+                        ProjectIdSource::MetadataServer,
+                    ),
+                };
+                match self.project_id().await {
+                    Ok(id) => {
+                        project_steps.push(Step::new(
+                            name,
+                            None,
+                            Outcome::Chosen,
+                            id.clone().unwrap_or_default(),
+                        ));
+                        (id, Some(source))
+                    }
+                    Err(e) => {
+                        project_steps.push(Step::new(name, None, Outcome::Failed, e.to_string()));
+                        (None, None)
+                    }
                 }
-                Err(e) => {
-                    project_steps.push(Step::new(
-                        "metadata server",
-                        None,
-                        Outcome::Failed,
-                        e.to_string(),
-                    ));
-                    (None, None)
-                }
-            },
+            }
         };
         let universe_domain = self.universe_domain().await.ok();
         Explanation {

@@ -93,6 +93,9 @@ pub enum ProjectIdSource {
     GcloudConfig,
     /// The metadata server's `project/project-id`.
     MetadataServer,
+    /// Cloud Resource Manager, asked for the project of workload identity federation's project
+    /// number.
+    ResourceManager,
 }
 
 impl fmt::Display for ProjectIdSource {
@@ -103,6 +106,7 @@ impl fmt::Display for ProjectIdSource {
             Self::CredentialsFile => "the credentials file",
             Self::GcloudConfig => "the gcloud configuration",
             Self::MetadataServer => "the metadata server",
+            Self::ResourceManager => "Cloud Resource Manager",
         })
     }
 }

@@ -37,9 +37,7 @@
 //! when `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`. Secrets never appear in `Debug`, `Display`
 //! or error messages.
 //!
-//! What this crate deliberately does not do: look up an external account's project through the
-//! Cloud Resource Manager API (google-auth does so only when asked with scopes; set
-//! `GOOGLE_CLOUD_PROJECT` instead), run gcloud, support API keys, GDCH service accounts, App
+//! What this crate deliberately does not do: run gcloud, support API keys, GDCH service accounts, App
 //! Engine's first-generation runtime, or interactive (workforce) executables.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -52,6 +50,7 @@ mod env;
 mod explain;
 mod http;
 mod kinds;
+mod project_lookup;
 mod regional;
 pub mod signing;
 mod time;

@@ -95,8 +95,8 @@ pub(crate) fn allowed_locations(
     )
 }
 
-/// Cloud Resource Manager's `projects.get` by number: the VM's project and
-/// [`crate::IdentityConfig::projects`].
+/// Cloud Resource Manager's `projects.get` by number: [`crate::IdentityConfig::projects`],
+/// then the VM's own project.
 pub(crate) fn project(
     state: &State,
     config: &EmulatorConfig,
@@ -106,16 +106,15 @@ pub(crate) fn project(
     if let Err(response) = authorized(state, request) {
         return response;
     }
-    let id = if number == config.numeric_project_id.to_string() {
-        Some(config.project_id.clone())
-    } else {
-        config
-            .identity
-            .projects
-            .iter()
-            .find(|(n, _)| n == number)
-            .map(|(_, id)| id.clone())
-    };
+    let id = config
+        .identity
+        .projects
+        .iter()
+        .find(|(n, _)| n == number)
+        .map(|(_, id)| id.clone())
+        .or_else(|| {
+            (number == config.numeric_project_id.to_string()).then(|| config.project_id.clone())
+        });
     match id {
         Some(id) => json_response(
             200,
@@ -131,5 +130,37 @@ pub(crate) fn project(
             "PERMISSION_DENIED",
             "The caller does not have permission",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::IdentityRoute;
+    use super::*;
+
+    #[test]
+    fn the_three_lookup_shapes_and_projects_get_are_routed() {
+        for path in [
+            "/v1/projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/allowedLocations",
+            "/v1/projects/123/locations/global/workloadIdentityPools/pool/allowedLocations",
+            "/v1/locations/global/workforcePools/wf/allowedLocations",
+        ] {
+            assert!(
+                matches!(route(path), Some(IdentityRoute::AllowedLocations)),
+                "{path}"
+            );
+        }
+        assert!(matches!(
+            route("/v1/projects/42"),
+            Some(IdentityRoute::ResourceManagerProject(n)) if n == "42"
+        ));
+        for path in [
+            "/v1/projects/-/serviceAccounts/a@b.com:generateAccessToken",
+            "/v1/projects/abc",
+            "/v1/projects/x/locations/global/workloadIdentityPools/p/allowedLocations",
+            "/v1/locations/global/workforcePools//allowedLocations",
+        ] {
+            assert!(route(path).is_none(), "{path}");
+        }
     }
 }
