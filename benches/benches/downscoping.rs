@@ -81,6 +81,7 @@ fn downscoping(c: &mut Criterion) {
     group.bench_function("client_side_token", |b| {
         b.iter(|| black_box(downscoper.token_blocking(black_box(&prepared)).unwrap()));
     });
+    group.sample_size(30);
     group.bench_function("server_side_exchange_round_trip", |b| {
         b.iter(|| {
             server_side.invalidate();

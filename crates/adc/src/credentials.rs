@@ -418,6 +418,14 @@ impl Credentials {
             }
         };
         let universe_domain = self.universe_domain().await.ok();
+        let regional_access_boundary = match &self.inner.regional {
+            None => RegionalState::Disabled,
+            Some(regional) => match self.access_token().await {
+                Ok(token) => regional.settle(token.secret()).await,
+                Err(e) => RegionalState::Failing(e.to_string()),
+            },
+        }
+        .to_string();
         Explanation {
             steps: self.inner.steps.clone(),
             credential_type: Some(self.credential_type()),
@@ -435,6 +443,7 @@ impl Credentials {
             quota_project_id: self.quota_project_id().map(str::to_owned),
             quota_project_source: self.inner.quota.as_ref().map(|(_, s)| *s),
             universe_domain,
+            regional_access_boundary,
             error: None,
         }
     }

@@ -187,6 +187,25 @@ pub enum RegionalState {
     Failing(String),
 }
 
+impl std::fmt::Display for RegionalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("disabled"),
+            Self::NotApplicable(why) => write!(f, "not applicable ({why})"),
+            Self::Pending => f.write_str("pending (no header until the lookup answers)"),
+            Self::Restricted { encoded, locations } => {
+                write!(f, "x-allowed-locations: {encoded}")?;
+                if !locations.is_empty() {
+                    write!(f, " ({})", locations.join(", "))?;
+                }
+                Ok(())
+            }
+            Self::Unrestricted => f.write_str("no restriction (0x0; no header)"),
+            Self::Failing(error) => write!(f, "lookup failing, no header ({error})"),
+        }
+    }
+}
+
 struct Answer {
     encoded: String,
     locations: Vec<String>,
@@ -286,6 +305,18 @@ impl Regional {
             }
         }
         value
+    }
+
+    /// Looks up now (for `explain`, which may wait), unless an answer is already known.
+    pub(crate) async fn settle(&self, token: &SecretString) -> RegionalState {
+        if matches!(
+            self.state(),
+            RegionalState::Pending | RegionalState::Failing(_)
+        ) {
+            let outcome = self.lookup(token).await;
+            self.finish(outcome, Instant::now());
+        }
+        self.state()
     }
 
     /// The state, for `explain`.

@@ -147,25 +147,38 @@ impl SessionKey {
         nonce
     }
 
-    /// Tink's AEAD output for `plaintext`: prefix, nonce, ciphertext and tag; no associated data.
-    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+    /// Tink's AEAD output for `plaintext` (prefix, nonce, ciphertext and tag; no associated
+    /// data), handed to `use_sealed`. Sealed on the stack when it fits: minting a token is on
+    /// the request path.
+    fn seal_with<R>(&self, plaintext: &[u8], use_sealed: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        const STACK: usize = 2048;
+        let total =
+            self.prefix.len() + NONCE_LEN + plaintext.len() + self.key.algorithm().tag_len();
+        let mut stack = [0u8; STACK];
+        let mut heap = Vec::new();
+        let out: &mut [u8] = if total <= STACK {
+            &mut stack[..total]
+        } else {
+            heap.resize(total, 0);
+            &mut heap
+        };
         let nonce = self.next_nonce();
-        let tag_len = self.key.algorithm().tag_len();
-        let mut out = Vec::with_capacity(self.prefix.len() + NONCE_LEN + plaintext.len() + tag_len);
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(&nonce);
-        let start = out.len();
-        out.extend_from_slice(plaintext);
+        let (head, rest) = out.split_at_mut(self.prefix.len() + NONCE_LEN);
+        head[..self.prefix.len()].copy_from_slice(&self.prefix);
+        head[self.prefix.len()..].copy_from_slice(&nonce);
+        let (body, tag_out) = rest.split_at_mut(plaintext.len());
+        body.copy_from_slice(plaintext);
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::empty(),
-                &mut out[start..],
-            )
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), body)
             .map_err(|_| Error::new(ErrorKind::InvalidArgument, "AES-GCM encryption failed"))?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        tag_out.copy_from_slice(tag.as_ref());
+        Ok(use_sealed(out))
+    }
+
+    #[cfg(test)]
+    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.seal_with(plaintext, <[u8]>::to_vec)
     }
 }
 
@@ -343,13 +356,16 @@ fn prepare(boundary: &AccessBoundary) -> Result<PreparedBoundary> {
 }
 
 fn mint(intermediary: &Intermediary, boundary: &PreparedBoundary) -> Result<AccessToken> {
-    let sealed = intermediary.key.seal(&boundary.plaintext)?;
     let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let intermediary_token = intermediary.token.expose();
-    let mut token = String::with_capacity(intermediary_token.len() + 1 + sealed.len() * 4 / 3 + 4);
-    token.push_str(intermediary_token);
-    token.push('.');
-    engine.encode_string(&sealed, &mut token);
+    let token = intermediary.key.seal_with(&boundary.plaintext, |sealed| {
+        let mut token =
+            String::with_capacity(intermediary_token.len() + 1 + sealed.len().div_ceil(3) * 4);
+        token.push_str(intermediary_token);
+        token.push('.');
+        engine.encode_string(sealed, &mut token);
+        token
+    })?;
     Ok(AccessToken::new(
         SecretString::new(token),
         "Bearer",
