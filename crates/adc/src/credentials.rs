@@ -315,17 +315,27 @@ impl Credentials {
         self.headers(applies).await
     }
 
+    /// [`Credentials::request_headers`] for callers without an async runtime.
+    pub fn request_headers_blocking(&self) -> Result<RequestHeaders> {
+        let token = self.access_token_cached_blocking()?;
+        Ok(self.headers_with(&token, true))
+    }
+
     async fn headers(&self, with_locations: bool) -> Result<RequestHeaders> {
         let token = self.access_token_cached().await?;
+        Ok(self.headers_with(&token, with_locations))
+    }
+
+    fn headers_with(&self, token: &AccessToken, with_locations: bool) -> RequestHeaders {
         let allowed_locations = match (&self.inner.regional, with_locations) {
             (Some(regional), true) => Regional::header(regional, token.secret()),
             _ => None,
         };
-        Ok(RequestHeaders {
+        RequestHeaders {
             authorization: token.authorization_header(),
             user_project: self.quota_project_id().map(str::to_owned),
             allowed_locations,
-        })
+        }
     }
 
     /// The state of this credential's regional access boundary: disabled, pending, the allowed
