@@ -31,6 +31,12 @@
 //! # let _ = (token, id_token); Ok(()) }
 //! ```
 //!
+//! Beyond finding credentials: [`downscoped`] tokens limited by a credential access boundary
+//! (server-side, or minted locally client-side); regional access boundaries
+//! (`x-allowed-locations` in [`Credentials::request_headers`], opt-in, looked up in the
+//! background, see [`RegionalState`]); and, for workload identity federation with scopes, the
+//! project id from Cloud Resource Manager.
+//!
 //! Security: a credential is only ever sent to an `https://` URL (or `http://` to this machine,
 //! for tests and the emulator); a credentials file naming any other token, STS or impersonation
 //! URL is refused when it is loaded, before any request. Executables named by a file run only

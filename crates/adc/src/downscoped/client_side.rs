@@ -270,14 +270,7 @@ impl DownscopingBuilder {
     /// A client-side downscoper (the intermediary is fetched on first use).
     pub fn build_client_side(self) -> Result<ClientSideDownscoper> {
         let sts = Arc::new(self.sts()?);
-        let config = CacheConfig {
-            // Relative to `usable_until`: 45 - 30 minutes.
-            refresh_early: REFRESH_WHEN_LEFT.saturating_sub(MIN_LIFETIME),
-            refresh_jitter: Duration::from_secs(60),
-            expiry_margin: Duration::from_secs(1),
-            retry: RetryPolicy::default(),
-            failure_cooldown: Duration::from_secs(5),
-        };
+        let config = intermediary_cache_config();
         let cache = TokenCache::with_options(
             move || {
                 let sts = Arc::clone(&sts);
@@ -295,6 +288,31 @@ impl DownscopingBuilder {
     }
 }
 
+/// The intermediary's cache: its notion of expiry is [`Intermediary::usable_until`], so a
+/// refresh 15 minutes before that is 45 minutes before the real expiry.
+fn intermediary_cache_config() -> CacheConfig {
+    CacheConfig {
+        refresh_early: REFRESH_WHEN_LEFT.saturating_sub(MIN_LIFETIME),
+        refresh_jitter: Duration::from_secs(60),
+        expiry_margin: Duration::from_secs(1),
+        retry: RetryPolicy::default(),
+        failure_cooldown: Duration::from_secs(5),
+    }
+}
+
+/// Until when an intermediary expiring at `expires_at` is minted from: [`MIN_LIFETIME`] before
+/// its expiry; one that lives less than that (its source token was nearly expired) is still
+/// used, for half of what is left, rather than refused.
+fn usable_until(expires_at: SystemTime, now: SystemTime) -> SystemTime {
+    let left = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
+    if left > MIN_LIFETIME + Duration::from_secs(60) {
+        expires_at.checked_sub(MIN_LIFETIME)
+    } else {
+        now.checked_add(left / 2)
+    }
+    .unwrap_or(now)
+}
+
 async fn fetch_intermediary(sts: &Sts) -> Result<Intermediary> {
     let answer = sts.exchange(INTERMEDIARY_TOKEN_TYPE, None).await?;
     let map = answer.reply.json("the token exchange answer")?;
@@ -310,20 +328,9 @@ async fn fetch_intermediary(sts: &Sts) -> Result<Intermediary> {
     let key =
         SessionKey::parse(encoded).map_err(|e| e.with_endpoint(answer.reply.endpoint.clone()))?;
     let now = SystemTime::now();
-    let left = answer
-        .expires_at
-        .duration_since(now)
-        .unwrap_or(Duration::ZERO);
-    // An intermediary shorter than the minimum lifetime (its source token was nearly expired)
-    // is still used, for half of what is left, rather than refused.
-    let usable_until = if left > MIN_LIFETIME + Duration::from_secs(60) {
-        answer.expires_at - MIN_LIFETIME
-    } else {
-        now + left / 2
-    };
-    if left < MIN_LIFETIME {
+    let usable_until = usable_until(answer.expires_at, now);
+    if answer.expires_at < now + MIN_LIFETIME {
         tracing::warn!(
-            left_secs = left.as_secs(),
             "the intermediary token lives less than 30 minutes; its source token was nearly expired"
         );
     }
@@ -462,6 +469,52 @@ mod tests {
             decoded.access_boundary_rules[0].available_permissions,
             ["inRole:roles/storage.objectViewer"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_intermediary_refreshes_at_45_minutes_left_and_blocks_at_30() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        for lifetime in [60, 120] {
+            let expires_at = SystemTime::now() + minutes(lifetime);
+            let cache = TokenCache::with_options(
+                move || async move {
+                    Ok(Intermediary {
+                        token: SecretString::from("ya29.i"),
+                        key: SessionKey::parse(&keyset(
+                            AES_GCM_TYPE_URL,
+                            &[1; 16],
+                            1,
+                            PREFIX_TINK,
+                        ))?,
+                        token_expires_at: expires_at,
+                        usable_until: usable_until(expires_at, SystemTime::now()),
+                    })
+                },
+                intermediary_cache_config(),
+                SystemClock,
+            );
+            cache.get().await.unwrap();
+            let usable = cache.remaining().unwrap();
+            let refresh = cache.refresh_in().unwrap();
+            // Usable (minted from) until 30 minutes are left; refreshed from 45 minutes left
+            // (up to a minute later, jitter).
+            let blocks_at_left = minutes(lifetime) - usable;
+            let refreshes_at_left = minutes(lifetime) - refresh;
+            assert!(
+                blocks_at_left >= minutes(30)
+                    && blocks_at_left < minutes(30) + Duration::from_secs(5),
+                "{lifetime}: {blocks_at_left:?}"
+            );
+            assert!(
+                refreshes_at_left <= minutes(45)
+                    && refreshes_at_left >= minutes(44) - Duration::from_secs(5),
+                "{lifetime}: {refreshes_at_left:?}"
+            );
+        }
+        // Shorter than 30 minutes: half of what is left.
+        let now = SystemTime::now();
+        assert_eq!(usable_until(now + minutes(20), now), now + minutes(10));
+        assert_eq!(usable_until(now, now + minutes(1)), now + minutes(1));
     }
 
     #[test]
