@@ -78,6 +78,35 @@ fn downscoping(c: &mut Criterion) {
             black_box(buffer)
         });
     });
+    // The token format's own floor: the same seal, then `<intermediary>.<base64url>` built.
+    let intermediary = "ya29.emulated-0123456789012345678901234567890123456789";
+    group.bench_function("seal_and_base64_baseline", |b| {
+        b.iter(|| {
+            let mut buffer = Vec::with_capacity(5 + 12 + plaintext.len() + 16);
+            buffer.extend_from_slice(&[1, 0, 0, 0, 42]);
+            buffer.extend_from_slice(&[1; 12]);
+            buffer.extend_from_slice(black_box(&plaintext));
+            let start = 17;
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key([1; 12]),
+                    Aad::empty(),
+                    &mut buffer[start..],
+                )
+                .unwrap();
+            buffer.extend_from_slice(tag.as_ref());
+            let mut token =
+                String::with_capacity(intermediary.len() + 1 + buffer.len() * 4 / 3 + 4);
+            token.push_str(intermediary);
+            token.push('.');
+            base64::Engine::encode_string(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                &buffer,
+                &mut token,
+            );
+            black_box(token)
+        });
+    });
     group.bench_function("client_side_token", |b| {
         b.iter(|| black_box(downscoper.token_blocking(black_box(&prepared)).unwrap()));
     });
