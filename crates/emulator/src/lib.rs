@@ -51,8 +51,8 @@ pub use config::{EmulatorConfig, Limits, WorkloadCertificates};
 pub use endpoint::Endpoint;
 pub use fault::{Fault, FaultMix};
 pub use identity::{
-    AwsConfig, IdentityConfig, MTLS_CLIENT_CERT_HEADER, MtlsListener, OAuthClient, PublicKey,
-    RefreshTokenGrant, ServiceAccountKey, StsConfig,
+    AllowedLocations, AwsConfig, IdentityConfig, MTLS_CLIENT_CERT_HEADER, MtlsListener,
+    OAuthClient, PublicKey, RefreshTokenGrant, ServiceAccountKey, StsConfig,
 };
 pub use record::RecordedRequest;
 pub use server::{Emulator, serve};

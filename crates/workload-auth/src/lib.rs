@@ -43,9 +43,13 @@ pub mod blocking;
 mod identity;
 
 pub use identity::WorkloadIdentity;
+pub use workload_auth_adc::downscoped::{
+    AccessBoundary, AccessBoundaryRule, AvailabilityCondition, ClientSideDownscoper,
+    DownscopedCredentials,
+};
 pub use workload_auth_adc::{
     Builder as CredentialsBuilder, CredentialType, Credentials, EnvSource, Explanation,
-    RequestHeaders,
+    RegionalState, RequestHeaders,
 };
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
