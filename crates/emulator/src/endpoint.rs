@@ -56,6 +56,8 @@ pub enum Endpoint {
     IamGenerateAccessToken,
     /// `POST /v1/projects/-/serviceAccounts/EMAIL:generateIdToken`.
     IamGenerateIdToken,
+    /// `POST /v1/projects/-/serviceAccounts/EMAIL:signBlob`.
+    IamSignBlob,
     /// `PUT /latest/api/token`: an AWS IMDSv2 session token.
     AwsSessionToken,
     /// `GET /latest/meta-data/placement/availability-zone`.
@@ -68,7 +70,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 27] = [
+    pub const ALL: [Endpoint; 28] = [
         Self::Root,
         Self::Directory,
         Self::ServiceAccounts,
@@ -92,6 +94,7 @@ impl Endpoint {
         Self::StsOAuthToken,
         Self::IamGenerateAccessToken,
         Self::IamGenerateIdToken,
+        Self::IamSignBlob,
         Self::AwsSessionToken,
         Self::AwsRegion,
         Self::AwsCredentials,
