@@ -38,6 +38,11 @@ pub(crate) struct Impersonated {
 }
 
 impl Impersonated {
+    /// The service account impersonated (`target_principal`).
+    pub(crate) fn target_email(&self) -> &str {
+        &self.target.email
+    }
+
     pub(crate) fn parse(fields: &Fields<'_>, ctx: &Context) -> Result<Self> {
         let place = fields.place();
         let source_fields = fields.object("source_credentials")?;
