@@ -883,7 +883,7 @@ pub(crate) struct ExplanationStep {
     name: String,
     /// Where: a path or an address, when there is one.
     place: Option<String>,
-    /// `found`, `not_set`, `missing`, `failed`, ... (as `workload-auth explain --json` writes).
+    /// `chosen`, `not_found`, `failed` or `not_tried`.
     outcome: String,
     /// Why, in a sentence.
     detail: String,

@@ -44,6 +44,10 @@ class CredentialsFileNotFoundError(CredentialsNotFoundError, FileNotFoundError):
     """The credentials file given does not exist: a ``CredentialsNotFoundError`` and a
     ``FileNotFoundError`` (``errno`` ENOENT, ``filename`` the path)."""
 
+    errno: int
+    strerror: str
+    filename: str
+
     def __init__(self, message: str, *, filename: str = "", **kwargs: Any) -> None:
         kwargs.setdefault("kind", "credentials_not_found")
         kwargs.setdefault("endpoint", filename)

@@ -54,7 +54,9 @@ class Credentials:
         quota_project: Optional[str] = None,
         allowed_types: Optional[Sequence[str]] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
-    ) -> Credentials: ...
+    ) -> Credentials:
+        """Credentials from the JSON of a credentials file (a ``str``, or a mapping); any type
+        ADC knows, or one of ``allowed_types``. Not picklable (the JSON may hold a key)."""
     @staticmethod
     def from_service_account_info(
         info: Union[str, Mapping[str, Any]],
@@ -211,6 +213,8 @@ class AccessToken:
     def expires_in(self) -> float: ...
 
 class ExplanationStep:
+    """One place Application Default Credentials looked at, and what it found there."""
+
     @property
     def name(self) -> str: ...
     @property
@@ -238,7 +242,8 @@ class Explanation:
     def error(self) -> Optional[str]: ...
     @property
     def steps(self) -> List[ExplanationStep]: ...
-    def to_dict(self) -> Dict[str, Any]: ...
+    def to_dict(self) -> Dict[str, Any]:
+        """Everything, as plain data (the JSON ``workload-auth explain --json`` prints)."""
 
 class WorkloadIdentity:
     """The workload's X509-SVID and trust bundles, kept current as they rotate."""
@@ -294,6 +299,7 @@ class MtlsStream:
     def recv(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes (0 to 2**31 - 1, else ``ValueError``); ``b""`` when the peer
         closed cleanly."""
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Sends TLS close_notify and closes the connection."""
     def __enter__(self) -> MtlsStream: ...
     def __exit__(self, exc_type: object, exc_value: object, traceback: object) -> None: ...

@@ -176,6 +176,9 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
     ``refresh()`` forgets the cache only when the token held is the cached one and still valid (an
     API refused it); otherwise it takes what the cache holds, which refreshes ahead of expiry."""
 
+    token: Optional[str]
+    expiry: Optional[datetime.datetime]
+
     def _fetch(self) -> Tuple[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError
 
