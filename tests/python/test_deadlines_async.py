@@ -108,3 +108,41 @@ def test_async_deadlines_and_bad_arguments(proxy: FaultyProxy) -> None:
     asyncio.run(main())
     with pytest.raises(RuntimeError):
         wa.token_async()  # no running loop
+
+
+def test_google_auth_aio_credentials_share_the_cache(proxy: FaultyProxy) -> None:
+    pytest.importorskip("google.auth.aio")
+    from google.auth.aio import credentials as aio_credentials
+
+    from workload_auth import google_auth
+
+    wa = workload_auth.default(metadata_host=proxy.host, quota_project="billing")
+    creds = google_auth.AsyncCredentials(wa)
+    assert isinstance(creds, aio_credentials.Credentials)
+    proxy.faults.append(("delay", 0.4))
+
+    async def main() -> tuple:
+        ticks = 0
+        stop = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.ensure_future(ticker())
+        headers: dict = {}
+        await creds.before_request(None, "GET", proxy.url, headers)
+        first = creds.token
+        await creds.refresh(None)  # holding the valid cached token: an API refused it
+        stop = True
+        await task
+        return headers, first, ticks
+
+    headers, first, ticks = asyncio.run(main())
+    assert ticks >= 20, ticks
+    assert headers["authorization"] == f"Bearer {first}"
+    assert headers["x-goog-user-project"] == "billing"
+    assert creds.token != first and creds.token == wa.token()
+    assert proxy.token_fetches() == 2

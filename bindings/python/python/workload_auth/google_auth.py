@@ -48,14 +48,17 @@ try:
     from google.auth import credentials as _google_credentials
     from google.auth import crypt as _crypt
     from google.auth import exceptions as _google_exceptions
+    from google.auth.aio import credentials as _aio_credentials
 except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "workload_auth.google_auth needs google-auth: pip install 'workload-auth[google-auth]'"
+        "workload_auth.google_auth needs google-auth 2.35 or later: "
+        "pip install 'workload-auth[google-auth]'"
     ) from _missing
 
 from . import _errors, _native
 
 __all__ = [
+    "AsyncCredentials",
     "Credentials",
     "DefaultCredentialsError",
     "IDTokenCredentials",
@@ -461,6 +464,76 @@ class Credentials(
             f"{self._wa.credential_type!r}, scopes={self._effective_scopes()!r}, "
             f"quota_project_id={self._quota_project_id!r})"
         )
+
+
+class AsyncCredentials(_aio_credentials.Credentials):  # type: ignore[misc]
+    """``google.auth.aio`` credentials (for ``google.auth.aio.transport.sessions.
+    AsyncAuthorizedSession``) backed by ``workload_auth.Credentials``: tokens come from the same
+    caches as the blocking API, fetched in the event loop's executor so the loop never blocks.
+    Arguments as for ``Credentials``."""
+
+    def __init__(
+        self,
+        credentials: Optional[_native.Credentials] = None,
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project_id: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> None:
+        super().__init__()
+        if credentials is None:
+            with _google_errors(loading=True):
+                credentials = _native.default()
+        self._wa = credentials
+        self._scopes = _scope_list(scopes, "scopes")
+        self._quota_project_id = (
+            quota_project_id if quota_project_id is not None else credentials.quota_project_id
+        )
+        self._timeout = timeout
+        self.token: Optional[str] = None
+        self.expiry: Optional[datetime.datetime] = None
+
+    @property
+    def workload_auth_credentials(self) -> _native.Credentials:
+        """The workload_auth credentials behind this adapter."""
+        return self._wa
+
+    @property
+    def quota_project_id(self) -> Optional[str]:
+        """The quota project sent as ``x-goog-user-project``, if any."""
+        return self._quota_project_id
+
+    async def _sync(self) -> None:
+        import asyncio
+        import functools
+
+        loop = asyncio.get_running_loop()
+        fetch = functools.partial(self._wa.access_token, self._scopes, timeout=self._timeout)
+        try:
+            token = await loop.run_in_executor(None, fetch)
+        except _errors.WorkloadAuthError as e:
+            raise _translate(e) from None
+        self.token = token.token
+        self.expiry = _naive_utc(token.expires_at)
+
+    async def refresh(self, request: Any) -> None:
+        """Gets a token from the cache; when the token held is still the cached one and valid
+        (an API answered 401), the cache is invalidated first."""
+        if self.token is not None and self.expiry is not None and _utcnow() < self.expiry - _EXPIRY_MARGIN:
+            held = self.token
+            await self._sync()
+            if self.token == held:
+                self._wa.invalidate()
+        await self._sync()
+
+    async def before_request(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Puts the current token (and the quota project) in ``headers``."""
+        await self._sync()
+        headers["authorization"] = f"Bearer {self.token}"
+        if self._quota_project_id:
+            headers["x-goog-user-project"] = self._quota_project_id
 
 
 def default(
