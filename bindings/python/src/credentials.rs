@@ -609,15 +609,17 @@ impl Credentials {
         timeout: Option<f64>,
     ) -> PyResult<AccessToken> {
         let timeout = deadline(py, timeout)?;
-        let token = self.fetch(py, scope_list(scopes)?, timeout)?;
-        Ok(AccessToken {
-            token: token.secret().expose().to_owned(),
-            token_type: token.token_type().to_owned(),
-            expires_at: token
-                .expires_at()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        })
+        let scopes = scope_list(scopes)?;
+        if scopes.is_none() && timeout.is_none() {
+            // The default scopes: straight from the cache, without a hop to the runtime.
+            let inner = self.current(py)?;
+            let token = py
+                .detach(|| inner.access_token_cached_blocking())
+                .or_raise(py)?;
+            return Ok(AccessToken::of(&token));
+        }
+        let token = self.fetch(py, scopes, timeout)?;
+        Ok(AccessToken::of(&token))
     }
 
     /// An OpenID Connect ID token whose `aud` is `audience`.
@@ -854,6 +856,19 @@ pub(crate) struct AccessToken {
     token_type: String,
     /// When it expires, in seconds since the Unix epoch.
     expires_at: f64,
+}
+
+impl AccessToken {
+    fn of(token: &RustAccessToken) -> Self {
+        Self {
+            token: token.secret().expose().to_owned(),
+            token_type: token.token_type().to_owned(),
+            expires_at: token
+                .expires_at()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
 }
 
 #[pymethods]

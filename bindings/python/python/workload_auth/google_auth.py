@@ -204,8 +204,9 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
         """Takes the current token from the cache (lock-free when it holds a fresh one)."""
         with _google_errors():
             token, expires_at = self._fetch()
-        self.token = token
-        self.expiry = _naive_utc(expires_at)
+        if token != self.token:
+            self.token = token
+            self.expiry = _naive_utc(expires_at)
 
     def refresh(self, request: Any) -> None:
         """Gets a token. When the token this object holds is still valid and still the cached
@@ -222,9 +223,10 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
     def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
-        """Puts the current token in ``headers`` (always asks the cache, which refreshes ahead of
-        expiry, so a token is never served stale)."""
-        self._sync()
+        """Puts a valid token in ``headers``: the one held while it is valid, else the cache's
+        (which refreshes ahead of expiry, so a token is never served stale)."""
+        if not self.valid:
+            self._sync()
         self.apply(headers)
 
 
