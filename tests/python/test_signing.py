@@ -68,6 +68,10 @@ def test_storage_signed_url_verifies_with_the_emulators_key(emulator: Emulator) 
     wa = workload_auth.default(metadata_host=emulator.host)
     creds = google_auth.Credentials(wa, iam_endpoint=emulator.url)
     client = storage.Client(project="python-project", credentials=creds)
+    # The client's scopes reached the credentials (with_scopes_if_required made a scoped copy).
+    used = client._credentials
+    assert used is not creds and isinstance(used, google_auth.Credentials)
+    assert any("devstorage" in s for s in (used.scopes or []) + (used.default_scopes or []))
     blob = client.bucket("a-bucket").blob("dir/object.txt")
     url = blob.generate_signed_url(
         version="v4", expiration=datetime.timedelta(minutes=10), method="GET"

@@ -54,14 +54,6 @@ pub fn handle() -> Result<Handle> {
     ))
 }
 
-/// Whether this process is a `fork()` of the one that started the first runtime (its objects made
-/// before the fork hold connections and in-flight work of threads that do not exist here).
-pub fn forked() -> bool {
-    RUNTIMES[0]
-        .get()
-        .is_some_and(|(owner, _)| *owner != std::process::id())
-}
-
 /// Runs `future` on the shared runtime and blocks the calling thread until it finishes.
 ///
 /// Works from any thread, including one that is itself running a tokio runtime (it then blocks that
