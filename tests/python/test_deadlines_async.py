@@ -28,9 +28,15 @@ def test_a_deadline_must_be_a_positive_finite_number(proxy: FaultyProxy, bad: fl
     ):
         with pytest.raises(ValueError):
             call()
+    with pytest.raises(ValueError):
+        workload_auth.default(metadata_host=proxy.host, timeout=bad)
     assert proxy.token_fetches() == 0
     with pytest.raises(TypeError):
         wa.token(timeout="1")  # type: ignore[arg-type]
+    # default() takes a deadline too (it may probe for the metadata server).
+    assert workload_auth.default(metadata_host=proxy.host, timeout=5).credential_type == (
+        "metadata_server"
+    )
 
 
 def test_a_deadline_is_honoured_within_50_ms(proxy: FaultyProxy) -> None:

@@ -96,9 +96,26 @@ impl Recipe {
     }
 
     fn build(self, py: Python<'_>) -> PyResult<Credentials> {
+        self.build_within(py, None)
+    }
+
+    /// [`Recipe::build`], giving up after `timeout` (building may probe for the metadata server).
+    fn build_within(self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Credentials> {
         let builder = self.builder(py)?;
         // Building reads files and may probe for the metadata server: let other threads run.
-        let inner = py.detach(|| builder.build()).or_raise(py)?;
+        let inner = match timeout {
+            None => py.detach(|| builder.build()).or_raise(py)?,
+            Some(_) => wait(py, timeout, async move {
+                tokio::task::spawn_blocking(move || builder.build())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(workload_auth::Error::new(
+                            workload_auth::ErrorKind::Io,
+                            format!("building the credentials stopped: {e}"),
+                        ))
+                    })
+            })?,
+        };
         Ok(Credentials {
             inner,
             pid: std::process::id(),
@@ -180,12 +197,13 @@ fn json_text(py: Python<'_>, info: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// `default(*, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
-/// allowed_endpoints=None)`: Application Default Credentials from the environment.
+/// allowed_endpoints=None, timeout=None)`: Application Default Credentials from the environment.
 #[pyfunction]
 #[pyo3(signature = (
     *, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
-    allowed_endpoints=None
+    allowed_endpoints=None, timeout=None
 ))]
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub(crate) fn default(
     py: Python<'_>,
     scopes: Option<&Bound<'_, PyAny>>,
@@ -193,7 +211,9 @@ pub(crate) fn default(
     metadata_host: Option<String>,
     allowed_types: Option<Vec<String>>,
     allowed_endpoints: Option<Vec<String>>,
+    timeout: Option<f64>,
 ) -> PyResult<Credentials> {
+    let timeout = deadline(py, timeout)?;
     Recipe {
         factory: "default".to_owned(),
         scopes: scope_list(scopes)?,
@@ -203,7 +223,7 @@ pub(crate) fn default(
         allowed_endpoints,
         ..Recipe::default()
     }
-    .build(py)
+    .build_within(py, timeout)
 }
 
 impl Credentials {

@@ -20,6 +20,7 @@ def default(
     metadata_host: Optional[str] = None,
     allowed_types: Optional[Sequence[str]] = None,
     allowed_endpoints: Optional[Sequence[str]] = None,
+    timeout: Optional[float] = None,
 ) -> Credentials:
     """Application Default Credentials from the environment: GOOGLE_APPLICATION_CREDENTIALS,
     gcloud's credentials file, then the metadata server (``metadata_host``, else
@@ -30,7 +31,8 @@ def default(
     ``"metadata_server"``...); a file of another type raises InvalidCredentialsError before
     anything in it is used. ``allowed_endpoints``: hosts (``"sts.corp.example"``,
     ``"*.corp.example"``) a credentials file may send credentials to besides Google's token
-    endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable."""
+    endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable. ``timeout``
+    (seconds): DeadlineExceededError when finding the credentials takes longer."""
 
 class Credentials:
     """Application Default Credentials with their token caches. Thread-safe; share one."""
