@@ -103,3 +103,23 @@ def test_a_pickle_from_another_version_is_refused_clearly(emulator: Emulator) ->
     with pytest.raises(ValueError):
         restore(fmt, dict(state, factory="from_json"))
     assert restore(fmt, state).credential_type == "metadata_server"
+
+
+def test_the_google_auth_adapter_pickles_without_its_token(emulator: Emulator) -> None:
+    pytest.importorskip("google.auth")
+    from google.auth.transport.requests import Request
+
+    from workload_auth import google_auth
+
+    creds = google_auth.Credentials(
+        workload_auth.default(metadata_host=emulator.host), scopes=[SCOPE], quota_project_id="q"
+    )
+    creds.refresh(Request())
+    assert creds.token
+    data = pickle.dumps(creds)
+    assert creds.token.encode() not in data
+    clone = pickle.loads(data)
+    assert clone.token is None and clone.scopes == [SCOPE] and clone.quota_project_id == "q"
+    headers: dict = {}
+    clone.before_request(Request(), "GET", emulator.url, headers)
+    assert headers["authorization"].startswith("Bearer ") and headers["x-goog-user-project"] == "q"

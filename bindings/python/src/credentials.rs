@@ -36,12 +36,12 @@ pub(crate) fn scope_list(scopes: Option<&Bound<'_, PyAny>>) -> PyResult<Option<V
 #[pyclass(module = "workload_auth", frozen)]
 pub(crate) struct Credentials {
     inner: workload_auth::Credentials,
-    /// The process `inner` was built in.
-    pid: u32,
+    /// The fork generation (`crate::forks()`) `inner` was built in.
+    generation: u64,
     /// How `inner` was built: to rebuild it after `fork()`, and to pickle.
     recipe: Recipe,
-    /// In a forked child: the credentials rebuilt there (and that process's id).
-    rebuilt: Mutex<Option<(u32, workload_auth::Credentials)>>,
+    /// In a forked child: the credentials rebuilt there (and that child's fork generation).
+    rebuilt: Mutex<Option<(u64, workload_auth::Credentials)>>,
 }
 
 /// What `__reduce__` answers: the restoring function and its arguments (format, state).
@@ -118,7 +118,7 @@ impl Recipe {
         };
         Ok(Credentials {
             inner,
-            pid: std::process::id(),
+            generation: crate::forks(),
             recipe: self,
             rebuilt: Mutex::new(None),
         })
@@ -231,18 +231,18 @@ impl Credentials {
     /// recipe on the child's first call (the parent's hold connections and in-flight fetches of
     /// threads the child does not have).
     fn current(&self, py: Python<'_>) -> PyResult<workload_auth::Credentials> {
-        let pid = std::process::id();
-        if pid == self.pid {
+        let generation = crate::forks();
+        if generation == self.generation {
             return Ok(self.inner.clone());
         }
         let mut rebuilt = self.rebuilt.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((owner, credentials)) = rebuilt.as_ref() {
-            if *owner == pid {
+        if let Some((built_in, credentials)) = rebuilt.as_ref() {
+            if *built_in == generation {
                 return Ok(credentials.clone());
             }
         }
         let fresh = self.recipe.clone().build(py)?.inner;
-        *rebuilt = Some((pid, fresh.clone()));
+        *rebuilt = Some((generation, fresh.clone()));
         Ok(fresh)
     }
 
@@ -606,8 +606,15 @@ impl Credentials {
         let timeout = deadline(py, timeout)?;
         let scopes = scope_list(scopes)?;
         if scopes.is_none() && timeout.is_none() {
-            // The default scopes: copy the cached token once, straight into the result.
-            let inner = self.current(py)?;
+            // The default scopes: copy the cached token once, straight into the result (the hot
+            // path: no copy of the credentials unless this is a forked child).
+            let rebuilt;
+            let inner = if crate::forks() == self.generation {
+                &self.inner
+            } else {
+                rebuilt = self.current(py)?;
+                &rebuilt
+            };
             return py
                 .detach(|| {
                     inner

@@ -220,6 +220,17 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
                 self._forget()
         self._sync()
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickles everything but the token: the copy gets its own from its rebuilt source."""
+        state = dict(self.__dict__)
+        state["token"] = None
+        state["expiry"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Restores a pickled adapter (its token comes from the cache on first use)."""
+        self.__dict__.update(state)
+
     def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
