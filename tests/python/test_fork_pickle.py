@@ -123,3 +123,27 @@ def test_the_google_auth_adapter_pickles_without_its_token(emulator: Emulator) -
     headers: dict = {}
     clone.before_request(Request(), "GET", emulator.url, headers)
     assert headers["authorization"].startswith("Bearer ") and headers["x-goog-user-project"] == "q"
+
+
+def test_a_fork_during_a_fetch_in_flight(proxy: Any) -> None:
+    # A parent thread is inside a (delayed) token fetch when the process forks: the child must
+    # not wait for that fetch, whose thread and runtime it does not have.
+    import threading
+
+    creds = workload_auth.default(metadata_host=proxy.host)
+    proxy.faults.append(("delay", 1.5))
+    fetching = threading.Thread(target=creds.token)
+    fetching.start()
+    import time
+
+    time.sleep(0.3)  # the parent's fetch is now waiting on the proxy
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_tokens, args=(creds, queue))
+    child.start()
+    status, token, scoped = queue.get(timeout=30)
+    child.join(timeout=30)
+    fetching.join(timeout=30)
+    assert status == "ok", token
+    assert token and scoped
+    assert child.exitcode == 0
