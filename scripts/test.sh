@@ -38,6 +38,8 @@ step "installing Python test dependencies"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"
+# pyright's wrapper downloads pyright on first use: do it now, not in the offline test run.
+"$venv/bin/pyright" --version >/dev/null
 # The Python package itself, built by maturin (from requirements.txt) as a user's pip would.
 step "pip install ./bindings/python"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \

@@ -164,3 +164,107 @@ def spiffe(tmp_path_factory: pytest.TempPathFactory) -> Spiffe:
         client_dir=write_credentials_dir(str(root / "client"), ca.issue(client_id), ca),
         ca=ca,
     )
+
+
+class FaultyProxy:
+    """A recording HTTP proxy in front of the emulator: counts requests per path, and applies
+    queued faults (``("status", 503)`` answers that status, ``("delay", seconds)`` waits before
+    forwarding) to the next requests, in order."""
+
+    def __init__(self, upstream: str) -> None:
+        import collections
+        import http.client
+        import http.server
+        import threading
+        import time
+
+        self.upstream = upstream
+        self.faults: "collections.deque[tuple[str, float]]" = collections.deque()
+        self.counts: "collections.Counter[str]" = collections.Counter()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                with proxy._lock:
+                    proxy.counts[self.path.split("?")[0]] += 1
+                    fault = proxy.faults.popleft() if proxy.faults else None
+                if fault is not None and fault[0] == "delay":
+                    time.sleep(fault[1])
+                if fault is not None and fault[0] == "status":
+                    payload = b"injected fault"
+                    self.send_response(int(fault[1]))
+                    self.send_header("content-length", str(len(payload)))
+                    self.send_header("metadata-flavor", "Google")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            def _serve(self) -> None:
+                try:
+                    self._handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a deadline passed): nothing to answer
+
+            do_GET = do_POST = _serve
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def token_fetches(self) -> int:
+        return sum(n for path, n in self.counts.items() if path.endswith("/token"))
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def proxy(emulator: Emulator) -> Iterator[FaultyProxy]:
+    """A ``FaultyProxy`` in front of the session's emulator."""
+    p = FaultyProxy(emulator.host)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def start_emulator(*args: str) -> "tuple[subprocess.Popen[str], Emulator]":
+    """Another emulator, with extra command-line arguments (for example a short token lifetime)."""
+    process = subprocess.Popen(
+        [str(_emulator_binary()), "emulator", "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline().strip()
+    assert first.startswith("listening on "), first
+    return process, Emulator(host=first.removeprefix("listening on "))

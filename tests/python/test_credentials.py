@@ -161,14 +161,15 @@ def test_credentials_files_and_json(emulator: Emulator, tmp_path) -> None:  # ty
 
 def test_wrong_argument_types_are_type_errors(emulator: Emulator) -> None:
     creds = workload_auth.default(metadata_host=emulator.host)
+    # A str is one scope (issue 13; test_polish.py); other types are refused.
     with pytest.raises(TypeError):
-        creds.token("https://www.googleapis.com/auth/cloud-platform")  # type: ignore[arg-type]
+        creds.token({"scope": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         creds.token([1, 2])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         creds.id_token(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        workload_auth.default(scopes=CLOUD_PLATFORM)  # type: ignore[arg-type]
+        workload_auth.default(scopes=b"bytes")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         workload_auth.Credentials.from_json(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):

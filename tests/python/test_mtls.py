@@ -352,3 +352,21 @@ def test_finding_10_a_key_file_readable_by_others_is_a_warning(spiffe: Spiffe, t
     warnings = workload_auth.WorkloadIdentity.from_directory(directory).warnings
     assert len(warnings) == 1
     assert key in warnings[0] and "0644" in warnings[0]
+
+
+def test_send_and_sendall_take_any_bytes_like_buffer(spiffe: Spiffe) -> None:
+    server_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.server_dir)
+    client_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.client_dir)
+    echo = EchoServer(workload_auth.MtlsServer(server_identity, allow="any"))
+    client = workload_auth.MtlsClient(client_identity, allow=[spiffe.server_id])
+    with client.connect(("127.0.0.1", echo.port), timeout=10) as stream:
+        assert stream.send(bytearray(b"abc")) == 3
+        stream.sendall(memoryview(b"xdefx")[1:4])
+        stream.sendall(b"g")
+        assert recv_exactly(stream, 7) == b"abcdefg"
+        for bad in ("text", 42, [1, 2]):
+            with pytest.raises(TypeError):
+                stream.sendall(bad)  # type: ignore[arg-type]
+        assert "peer_spiffe_id='" in repr(stream) and "closed=False" in repr(stream)
+    echo.join()
+    assert echo.error is None

@@ -50,3 +50,33 @@ def test_mypy_catches_misuse(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert result.returncode != 0
     assert "Incompatible types in assignment" in result.stdout, result.stdout
     assert 'Argument 1 to "id_token"' in result.stdout, result.stdout
+
+
+def test_pyright_verifytypes_is_complete() -> None:
+    # Every public symbol (workload_auth and workload_auth.google_auth) has a known type and a
+    # docstring. pyright reads the installed package, so an editable install cannot be checked.
+    import shutil
+
+    import workload_auth
+
+    pyright = shutil.which("pyright", path=os.path.dirname(sys.executable))
+    if pyright is None or "site-packages" not in workload_auth.__file__:
+        pytest.skip("needs pyright and a non-editable install (scripts/test.sh has both)")
+    result = subprocess.run(
+        [pyright, "--verifytypes", "workload_auth", "--ignoreexternal", "--outputjson"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]),
+    )
+    import json
+
+    report = json.loads(result.stdout)["typeCompleteness"]
+    problems = [
+        (s["name"], [d["message"] for d in s["diagnostics"]])
+        for s in report["symbols"]
+        if s["diagnostics"]
+    ]
+    assert report["packageName"] == "workload_auth"
+    assert report["exportedSymbolCounts"]["withKnownType"] > 40
+    assert not problems, problems
+    assert report["completenessScore"] == 1

@@ -1,19 +1,128 @@
 //! `Credentials`, `AccessToken` and `Explanation`.
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use workload_auth::core::runtime;
 use workload_auth::{AccessToken as RustAccessToken, CredentialType, CredentialsBuilder};
 
-use crate::errors::{IntoPy, invalid_argument};
+use crate::errors::{IntoPy, deadline_exceeded, invalid_argument, py_repr, py_repr_opt};
+
+/// Scopes from Python: a sequence of `str`, or one `str` (one scope, as google-auth takes it;
+/// a `str` is a sequence of characters, which would otherwise be refused confusingly).
+pub(crate) fn scope_list(scopes: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<String>>> {
+    let Some(scopes) = scopes else {
+        return Ok(None);
+    };
+    if let Ok(one) = scopes.cast::<PyString>() {
+        return Ok(Some(vec![one.to_cow()?.into_owned()]));
+    }
+    scopes.extract::<Vec<String>>().map(Some).map_err(|_| {
+        let name = scopes
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "scopes must be a str or a sequence of str, not {name}"
+        ))
+    })
+}
 
 /// Application Default Credentials and their token caches. Thread-safe; share one.
 #[pyclass(module = "workload_auth", frozen)]
 pub(crate) struct Credentials {
     inner: workload_auth::Credentials,
+    /// The fork generation (`crate::forks()`) `inner` was built in.
+    generation: u64,
+    /// How `inner` was built: to rebuild it after `fork()`, and to pickle.
+    recipe: Recipe,
+    /// In a forked child: the credentials rebuilt there (and that child's fork generation).
+    rebuilt: Mutex<Option<(u64, workload_auth::Credentials)>>,
+}
+
+/// What `__reduce__` answers: the restoring function and its arguments (format, state).
+type Reduced<'py> = (Bound<'py, PyAny>, (u32, Bound<'py, PyDict>));
+
+/// The version of the pickled form of `Credentials`; a pickle of another is refused.
+const PICKLE_FORMAT: u32 = 1;
+
+/// What a `Credentials` was built from. Never a token; a key only in `json`, which is kept in
+/// memory to rebuild after `fork()` but never pickled.
+#[derive(Clone, Default)]
+struct Recipe {
+    /// The constructor: `default`, `from_file`, `from_json`, `from_service_account_file`, ...
+    factory: String,
+    path: Option<PathBuf>,
+    json: Option<String>,
+    scopes: Option<Vec<String>>,
+    quota_project: Option<String>,
+    metadata_host: Option<String>,
+    allowed_types: Option<Vec<String>>,
+    allowed_endpoints: Option<Vec<String>>,
+}
+
+impl Recipe {
+    fn builder(&self, py: Python<'_>) -> PyResult<CredentialsBuilder> {
+        let mut b = builder(
+            self.scopes.clone(),
+            self.quota_project.clone(),
+            self.metadata_host.clone(),
+        );
+        if let Some(path) = &self.path {
+            b = b.with_credentials_file(existing(path.clone())?);
+        }
+        if let Some(json) = &self.json {
+            b = b.with_json(json.clone());
+        }
+        // `from_service_account_file` and the like accept their one type only.
+        let typed = self.factory.strip_prefix("from_").and_then(|rest| {
+            rest.strip_suffix("_file")
+                .or_else(|| rest.strip_suffix("_info"))
+        });
+        if let Some(name) = typed {
+            let kind = name.parse::<CredentialType>().or_raise(py)?;
+            b = b.with_allowed_types([kind]);
+        }
+        restrict(
+            py,
+            b,
+            self.allowed_types.clone(),
+            self.allowed_endpoints.clone(),
+        )
+    }
+
+    fn build(self, py: Python<'_>) -> PyResult<Credentials> {
+        self.build_within(py, None)
+    }
+
+    /// [`Recipe::build`], giving up after `timeout` (building may probe for the metadata server).
+    fn build_within(self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Credentials> {
+        let builder = self.builder(py)?;
+        // Building reads files and may probe for the metadata server: let other threads run.
+        let inner = match timeout {
+            None => py.detach(|| builder.build()).or_raise(py)?,
+            Some(_) => wait(py, timeout, async move {
+                tokio::task::spawn_blocking(move || builder.build())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(workload_auth::Error::new(
+                            workload_auth::ErrorKind::Io,
+                            format!("building the credentials stopped: {e}"),
+                        ))
+                    })
+            })?,
+        };
+        Ok(Credentials {
+            inner,
+            generation: crate::forks(),
+            recipe: self,
+            rebuilt: Mutex::new(None),
+        })
+    }
 }
 
 fn builder(
@@ -32,6 +141,24 @@ fn builder(
         builder = builder.with_metadata_host(host);
     }
     builder
+}
+
+/// `path`, when a file is there; `CredentialsFileNotFoundError` (a `FileNotFoundError`, as
+/// `open()` raises, and a `CredentialsNotFoundError`) when nothing is.
+fn existing(path: PathBuf) -> PyResult<PathBuf> {
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Python::attach(|py| {
+            let shown = path.display().to_string();
+            let class = py
+                .import("workload_auth._errors")?
+                .getattr("CredentialsFileNotFoundError")?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("filename", &shown)?;
+            let message = format!("the credentials file {shown} does not exist");
+            Err(PyErr::from_value(class.call((message,), Some(&kwargs))?))
+        }),
+        _ => Ok(path),
+    }
 }
 
 /// Applies `allowed_types` (credential type names) and `allowed_endpoints` (extra token hosts)
@@ -69,51 +196,129 @@ fn json_text(py: Python<'_>, info: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
-fn build(py: Python<'_>, builder: CredentialsBuilder) -> PyResult<Credentials> {
-    // Building reads files and may probe for the metadata server: let other threads run.
-    let inner = py.detach(|| builder.build()).or_raise(py)?;
-    Ok(Credentials { inner })
-}
-
 /// `default(*, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
-/// allowed_endpoints=None)`: Application Default Credentials from the environment.
+/// allowed_endpoints=None, timeout=None)`: Application Default Credentials from the environment.
 #[pyfunction]
 #[pyo3(signature = (
     *, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
-    allowed_endpoints=None
+    allowed_endpoints=None, timeout=None
 ))]
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub(crate) fn default(
     py: Python<'_>,
-    scopes: Option<Vec<String>>,
+    scopes: Option<&Bound<'_, PyAny>>,
     quota_project: Option<String>,
     metadata_host: Option<String>,
     allowed_types: Option<Vec<String>>,
     allowed_endpoints: Option<Vec<String>>,
+    timeout: Option<f64>,
 ) -> PyResult<Credentials> {
-    let builder = restrict(
-        py,
-        builder(scopes, quota_project, metadata_host),
+    let timeout = deadline(py, timeout)?;
+    Recipe {
+        factory: "default".to_owned(),
+        scopes: scope_list(scopes)?,
+        quota_project,
+        metadata_host,
         allowed_types,
         allowed_endpoints,
-    )?;
-    build(py, builder)
+        ..Recipe::default()
+    }
+    .build_within(py, timeout)
 }
 
 impl Credentials {
-    fn fetch(&self, py: Python<'_>, scopes: Option<Vec<String>>) -> PyResult<RustAccessToken> {
-        let inner = &self.inner;
-        py.detach(|| match scopes {
-            None => inner.access_token_blocking(),
-            Some(scopes) => {
-                let credentials = inner.clone();
-                runtime::block_on(async move {
+    /// The credentials of this process: `inner`, or after `fork()` credentials rebuilt from the
+    /// recipe on the child's first call (the parent's hold connections and in-flight fetches of
+    /// threads the child does not have).
+    fn current(&self, py: Python<'_>) -> PyResult<workload_auth::Credentials> {
+        let generation = crate::forks();
+        if generation == self.generation {
+            return Ok(self.inner.clone());
+        }
+        let mut rebuilt = self.rebuilt.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((built_in, credentials)) = rebuilt.as_ref() {
+            if *built_in == generation {
+                return Ok(credentials.clone());
+            }
+        }
+        let fresh = self.recipe.clone().build(py)?.inner;
+        *rebuilt = Some((generation, fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// An access token for `scopes` (`None`: the credentials' own), within `timeout`.
+    fn fetch(
+        &self,
+        py: Python<'_>,
+        scopes: Option<Vec<String>>,
+        timeout: Option<Duration>,
+    ) -> PyResult<RustAccessToken> {
+        let credentials = self.current(py)?;
+        wait(py, timeout, async move {
+            match scopes {
+                None => credentials.access_token().await,
+                Some(scopes) => {
                     let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
                     credentials.access_token_with_scopes(&refs).await
-                })
-                .and_then(|r| r)
+                }
             }
         })
-        .or_raise(py)
+    }
+}
+
+/// `slf.method(*args, timeout=timeout)` in the running event loop's executor, as an awaitable
+/// (`workload_auth._aio`). `timeout` is checked here, before anything is scheduled.
+fn in_thread<'py>(
+    slf: &Bound<'py, Credentials>,
+    method: &str,
+    args: Bound<'py, PyTuple>,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    deadline(py, timeout)?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("timeout", timeout)?;
+    py.import("workload_auth._aio")?
+        .getattr("in_thread")?
+        .call1((slf.getattr(method)?, args, kwargs))
+}
+
+/// `timeout` in seconds as a deadline: finite and positive, else `ValueError`
+/// (`InvalidArgumentError`); `None` waits as long as the library's own timeouts allow.
+pub(crate) fn deadline(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    let Some(seconds) = timeout else {
+        return Ok(None);
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(invalid_argument(
+            py,
+            format!("timeout must be a finite number of seconds above 0, not {seconds}"),
+        ));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map(Some)
+        .map_err(|_| invalid_argument(py, format!("timeout {seconds} is out of range")))
+}
+
+/// Runs `future` on the library's runtime with the GIL released, giving up after `timeout`
+/// (`DeadlineExceededError`). The work itself goes on in the background and fills the cache.
+pub(crate) fn wait<T, F>(py: Python<'_>, timeout: Option<Duration>, future: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = workload_auth::Result<T>> + Send + 'static,
+{
+    let outcome = py.detach(move || {
+        runtime::block_on(async move {
+            match timeout {
+                None => Some(future.await),
+                Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+            }
+        })
+    });
+    match outcome {
+        Ok(Some(result)) => result.or_raise(py),
+        Ok(None) => Err(deadline_exceeded(py, timeout.unwrap_or_default())),
+        Err(e) => Err(e).or_raise(py),
     }
 }
 
@@ -128,13 +333,21 @@ impl Credentials {
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_types: Option<Vec<String>>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None).with_credentials_file(path);
-        build(py, restrict(py, builder, allowed_types, allowed_endpoints)?)
+        Recipe {
+            factory: "from_file".to_owned(),
+            path: Some(existing(path)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_types,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from the JSON of a credentials file (a `str`, or a mapping).
@@ -145,13 +358,21 @@ impl Credentials {
     fn from_json(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_types: Option<Vec<String>>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None).with_json(json_text(py, info)?);
-        build(py, restrict(py, builder, allowed_types, allowed_endpoints)?)
+        Recipe {
+            factory: "from_json".to_owned(),
+            json: Some(json_text(py, info)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_types,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from the JSON (`str` or `dict`) of a `service_account` file; any other type is
@@ -161,14 +382,19 @@ impl Credentials {
     fn from_service_account_info(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_json(json_text(py, info)?)
-            .with_allowed_types([CredentialType::ServiceAccount]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_service_account_info".to_owned(),
+            json: Some(json_text(py, info)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from a `service_account` file; any other type is refused.
@@ -177,14 +403,19 @@ impl Credentials {
     fn from_service_account_file(
         py: Python<'_>,
         path: PathBuf,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_credentials_file(path)
-            .with_allowed_types([CredentialType::ServiceAccount]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_service_account_file".to_owned(),
+            path: Some(existing(path)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from the JSON (`str` or `dict`) of a `authorized_user` file; any other type is
@@ -194,14 +425,19 @@ impl Credentials {
     fn from_authorized_user_info(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_json(json_text(py, info)?)
-            .with_allowed_types([CredentialType::AuthorizedUser]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_authorized_user_info".to_owned(),
+            json: Some(json_text(py, info)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from a `authorized_user` file; any other type is refused.
@@ -210,14 +446,19 @@ impl Credentials {
     fn from_authorized_user_file(
         py: Python<'_>,
         path: PathBuf,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_credentials_file(path)
-            .with_allowed_types([CredentialType::AuthorizedUser]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_authorized_user_file".to_owned(),
+            path: Some(existing(path)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from the JSON (`str` or `dict`) of a `impersonated_service_account` file; any other type is
@@ -227,14 +468,19 @@ impl Credentials {
     fn from_impersonated_service_account_info(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_json(json_text(py, info)?)
-            .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_impersonated_service_account_info".to_owned(),
+            json: Some(json_text(py, info)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from a `impersonated_service_account` file; any other type is refused.
@@ -243,14 +489,19 @@ impl Credentials {
     fn from_impersonated_service_account_file(
         py: Python<'_>,
         path: PathBuf,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_credentials_file(path)
-            .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_impersonated_service_account_file".to_owned(),
+            path: Some(existing(path)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from the JSON (`str` or `dict`) of a `external_account` file; any other type is
@@ -260,14 +511,19 @@ impl Credentials {
     fn from_external_account_info(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_json(json_text(py, info)?)
-            .with_allowed_types([CredentialType::ExternalAccount]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_external_account_info".to_owned(),
+            json: Some(json_text(py, info)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from a `external_account` file; any other type is refused.
@@ -276,14 +532,19 @@ impl Credentials {
     fn from_external_account_file(
         py: Python<'_>,
         path: PathBuf,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_credentials_file(path)
-            .with_allowed_types([CredentialType::ExternalAccount]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_external_account_file".to_owned(),
+            path: Some(existing(path)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from the JSON (`str` or `dict`) of a `external_account_authorized_user` file; any other type is
@@ -293,14 +554,19 @@ impl Credentials {
     fn from_external_account_authorized_user_info(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_json(json_text(py, info)?)
-            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_external_account_authorized_user_info".to_owned(),
+            json: Some(json_text(py, info)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// Credentials from a `external_account_authorized_user` file; any other type is refused.
@@ -309,23 +575,42 @@ impl Credentials {
     fn from_external_account_authorized_user_file(
         py: Python<'_>,
         path: PathBuf,
-        scopes: Option<Vec<String>>,
+        scopes: Option<&Bound<'_, PyAny>>,
         quota_project: Option<String>,
         allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let builder = builder(scopes, quota_project, None)
-            .with_credentials_file(path)
-            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
-        build(py, restrict(py, builder, None, allowed_endpoints)?)
+        Recipe {
+            factory: "from_external_account_authorized_user_file".to_owned(),
+            path: Some(existing(path)?),
+            scopes: scope_list(scopes)?,
+            quota_project,
+            allowed_endpoints,
+            ..Recipe::default()
+        }
+        .build(py)
     }
 
     /// An access token: from the cache when it holds a fresh one, otherwise fetched (the GIL
-    /// is released while waiting; concurrent callers share one fetch).
-    #[pyo3(signature = (scopes=None))]
-    fn token(&self, py: Python<'_>, scopes: Option<Vec<String>>) -> PyResult<String> {
-        if scopes.is_none() {
-            // The default scopes: copy the cached token once, straight into the result.
-            let inner = &self.inner;
+    /// is released while waiting; concurrent callers share one fetch). `timeout`: seconds.
+    #[pyo3(signature = (scopes=None, *, timeout=None))]
+    fn token(
+        &self,
+        py: Python<'_>,
+        scopes: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<String> {
+        let timeout = deadline(py, timeout)?;
+        let scopes = scope_list(scopes)?;
+        if scopes.is_none() && timeout.is_none() {
+            // The default scopes: copy the cached token once, straight into the result (the hot
+            // path: no copy of the credentials unless this is a forked child).
+            let rebuilt;
+            let inner = if crate::forks() == self.generation {
+                &self.inner
+            } else {
+                rebuilt = self.current(py)?;
+                &rebuilt
+            };
             return py
                 .detach(|| {
                     inner
@@ -334,41 +619,53 @@ impl Credentials {
                 })
                 .or_raise(py);
         }
-        let token = self.fetch(py, scopes)?;
+        let token = self.fetch(py, scopes, timeout)?;
         Ok(token.secret().expose().to_owned())
     }
 
     /// The access token with its type and expiry.
-    #[pyo3(signature = (scopes=None))]
-    fn access_token(&self, py: Python<'_>, scopes: Option<Vec<String>>) -> PyResult<AccessToken> {
-        let token = self.fetch(py, scopes)?;
-        Ok(AccessToken {
-            token: token.secret().expose().to_owned(),
-            token_type: token.token_type().to_owned(),
-            expires_at: token
-                .expires_at()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        })
+    #[pyo3(signature = (scopes=None, *, timeout=None))]
+    fn access_token(
+        &self,
+        py: Python<'_>,
+        scopes: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<AccessToken> {
+        let timeout = deadline(py, timeout)?;
+        let scopes = scope_list(scopes)?;
+        if scopes.is_none() && timeout.is_none() {
+            // The default scopes: straight from the cache, without a hop to the runtime.
+            let inner = self.current(py)?;
+            let token = py
+                .detach(|| inner.access_token_cached_blocking())
+                .or_raise(py)?;
+            return Ok(AccessToken::of(&token));
+        }
+        let token = self.fetch(py, scopes, timeout)?;
+        Ok(AccessToken::of(&token))
     }
 
     /// An OpenID Connect ID token whose `aud` is `audience`.
-    fn id_token(&self, py: Python<'_>, audience: &str) -> PyResult<String> {
-        let inner = &self.inner;
-        let token = py
-            .detach(|| inner.id_token_blocking(audience))
-            .or_raise(py)?;
-        Ok(token.secret().expose().to_owned())
+    #[pyo3(signature = (audience, *, timeout=None))]
+    fn id_token(&self, py: Python<'_>, audience: String, timeout: Option<f64>) -> PyResult<String> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        wait(py, timeout, async move {
+            credentials
+                .id_token(&audience)
+                .await
+                .map(|token| token.secret().expose().to_owned())
+        })
     }
 
     /// The headers a request to a Google API needs: `authorization`,
     /// `x-goog-user-project` when there is a quota project, and `x-allowed-locations` when
     /// regional access boundaries are enabled and known.
-    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let inner = &self.inner;
-        let all = py
-            .detach(|| inner.request_headers_blocking())
-            .or_raise(py)?;
+    #[pyo3(signature = (*, timeout=None))]
+    fn headers<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        let all = wait(py, timeout, async move { credentials.request_headers().await })?;
         let headers = PyDict::new(py);
         for (name, value) in all.iter() {
             headers.set_item(name, value)?;
@@ -378,27 +675,31 @@ impl Credentials {
 
     /// Why these credentials: every place looked at, the credential type, where the project id
     /// and quota project come from.
-    fn explain(&self, py: Python<'_>) -> Explanation {
-        let inner = &self.inner;
-        Explanation {
+    fn explain(&self, py: Python<'_>) -> PyResult<Explanation> {
+        let inner = self.current(py)?;
+        Ok(Explanation {
             inner: py.detach(|| inner.explain_blocking()),
-        }
+        })
     }
 
     /// The project id, or `None` when nothing knows it (may ask the metadata server once).
-    fn project_id(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        let credentials = self.inner.clone();
-        py.detach(|| runtime::block_on(async move { credentials.project_id().await }))
-            .and_then(|r| r)
-            .or_raise(py)
+    #[pyo3(signature = (*, timeout=None))]
+    fn project_id(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<String>> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        wait(py, timeout, async move { credentials.project_id().await })
     }
 
     /// The universe domain (`googleapis.com` unless the credentials say otherwise).
-    fn universe_domain(&self, py: Python<'_>) -> PyResult<String> {
-        let credentials = self.inner.clone();
-        py.detach(|| runtime::block_on(async move { credentials.universe_domain().await }))
-            .and_then(|r| r)
-            .or_raise(py)
+    #[pyo3(signature = (*, timeout=None))]
+    fn universe_domain(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<String> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        wait(
+            py,
+            timeout,
+            async move { credentials.universe_domain().await },
+        )
     }
 
     /// The quota project sent as `x-goog-user-project`, if any.
@@ -413,16 +714,159 @@ impl Credentials {
         self.inner.credential_type().as_str()
     }
 
+    /// The email of the service account these credentials act as (a key's `client_email`, an
+    /// impersonation target, the metadata server's attached account), or `None` for user and
+    /// federated credentials.
+    #[pyo3(signature = (*, timeout=None))]
+    fn service_account_email(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<String>> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        wait(py, timeout, async move {
+            credentials.service_account_email().await
+        })
+    }
+
+    /// Signs `message` with a service-account key, locally: `(key_id, signature)` (RS256 or
+    /// ES256 raw signature). Credentials without a key raise `InvalidArgumentError`.
+    fn sign_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        message: &[u8],
+    ) -> PyResult<(Option<String>, Bound<'py, pyo3::types::PyBytes>)> {
+        let (key_id, signature) = self.current(py)?.sign_bytes(message).or_raise(py)?;
+        Ok((key_id, pyo3::types::PyBytes::new(py, &signature)))
+    }
+
+    /// `await token_async(...)`: `token()` run in the event loop's executor, so the loop never
+    /// blocks; the same cache. Needs a running event loop.
+    #[pyo3(signature = (scopes=None, *, timeout=None))]
+    fn token_async<'py>(
+        slf: &Bound<'py, Self>,
+        scopes: Option<Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let scopes = scope_list(scopes.as_ref())?;
+        in_thread(slf, "token", (scopes,).into_pyobject(py)?, timeout)
+    }
+
+    /// `await id_token_async(audience)`: `id_token()` without blocking the event loop.
+    #[pyo3(signature = (audience, *, timeout=None))]
+    fn id_token_async<'py>(
+        slf: &Bound<'py, Self>,
+        audience: String,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = (audience,).into_pyobject(slf.py())?;
+        in_thread(slf, "id_token", args, timeout)
+    }
+
+    /// `await request_headers_async()`: `headers()` without blocking the event loop.
+    #[pyo3(signature = (*, timeout=None))]
+    fn request_headers_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        in_thread(slf, "headers", PyTuple::empty(slf.py()), timeout)
+    }
+
     /// Forgets every cached token; the next call fetches anew.
-    fn invalidate(&self) {
-        self.inner.invalidate();
+    fn invalidate(&self, py: Python<'_>) -> PyResult<()> {
+        self.current(py)?.invalidate();
+        Ok(())
+    }
+
+    /// Pickles the recipe (a file path, or `default` and its arguments), never a token or a key:
+    /// unpickling builds the credentials anew from their source. Credentials built from JSON in
+    /// memory may hold a key, so they refuse to be pickled (`TypeError`).
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Reduced<'py>> {
+        let recipe = &self.recipe;
+        if recipe.json.is_some() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "credentials made by {}() from JSON in memory are not picklable (the JSON may \
+                 hold a key); pickle credentials loaded from a file path or default() instead",
+                recipe.factory
+            )));
+        }
+        let state = PyDict::new(py);
+        state.set_item("version", env!("CARGO_PKG_VERSION"))?;
+        state.set_item("factory", &recipe.factory)?;
+        state.set_item("path", &recipe.path)?;
+        state.set_item("scopes", &recipe.scopes)?;
+        state.set_item("quota_project", &recipe.quota_project)?;
+        state.set_item("metadata_host", &recipe.metadata_host)?;
+        state.set_item("allowed_types", &recipe.allowed_types)?;
+        state.set_item("allowed_endpoints", &recipe.allowed_endpoints)?;
+        let restore = py
+            .import("workload_auth._pickle")?
+            .getattr("restore_credentials")?;
+        Ok((restore, (PICKLE_FORMAT, state)))
+    }
+
+    /// Rebuilds pickled credentials from their recipe (`workload_auth._pickle`).
+    #[staticmethod]
+    fn _from_pickle(
+        py: Python<'_>,
+        format: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyDict>,
+    ) -> PyResult<Self> {
+        let version = state
+            .get_item("version")?
+            .map(|v| v.str().map(|s| s.to_string()))
+            .transpose()?
+            .unwrap_or_else(|| "unknown".to_owned());
+        if format.extract::<u32>().ok() != Some(PICKLE_FORMAT) {
+            return Err(invalid_argument(
+                py,
+                format!(
+                    "this pickle of workload_auth.Credentials is in format {} (from workload-auth \
+                     {version}); workload-auth {} reads format {PICKLE_FORMAT} only: build the \
+                     credentials again instead of unpickling them",
+                    format
+                        .repr()
+                        .map_or_else(|_| "?".to_owned(), |r| r.to_string()),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        let get = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            Ok(state.get_item(key)?.filter(|v| !v.is_none()))
+        };
+        let factory: String = match get("factory")? {
+            Some(v) => v.extract()?,
+            None => return Err(invalid_argument(py, "the pickle has no factory")),
+        };
+        let known = factory == "default"
+            || factory == "from_file"
+            || (factory.starts_with("from_") && factory.ends_with("_file"));
+        if !known {
+            return Err(invalid_argument(
+                py,
+                format!("the pickle names an unknown factory {factory:?}"),
+            ));
+        }
+        Recipe {
+            factory,
+            path: get("path")?.map(|v| v.extract()).transpose()?,
+            json: None,
+            scopes: get("scopes")?.map(|v| v.extract()).transpose()?,
+            quota_project: get("quota_project")?.map(|v| v.extract()).transpose()?,
+            metadata_host: get("metadata_host")?.map(|v| v.extract()).transpose()?,
+            allowed_types: get("allowed_types")?.map(|v| v.extract()).transpose()?,
+            allowed_endpoints: get("allowed_endpoints")?.map(|v| v.extract()).transpose()?,
+        }
+        .build(py)
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "Credentials(credential_type={:?}, quota_project_id={:?})",
-            self.inner.credential_type().as_str(),
-            self.inner.quota_project_id()
+            "Credentials(credential_type={}, quota_project_id={})",
+            py_repr(self.inner.credential_type().as_str()),
+            py_repr_opt(self.inner.quota_project_id())
         )
     }
 }
@@ -430,9 +874,25 @@ impl Credentials {
 /// An access token, its type and expiry. `repr()` does not show the token.
 #[pyclass(module = "workload_auth", frozen, get_all)]
 pub(crate) struct AccessToken {
+    /// The token itself (a secret: never log it).
     token: String,
+    /// `Bearer`.
     token_type: String,
+    /// When it expires, in seconds since the Unix epoch.
     expires_at: f64,
+}
+
+impl AccessToken {
+    fn of(token: &RustAccessToken) -> Self {
+        Self {
+            token: token.secret().expose().to_owned(),
+            token_type: token.token_type().to_owned(),
+            expires_at: token
+                .expires_at()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
 }
 
 #[pymethods]
@@ -448,8 +908,9 @@ impl AccessToken {
 
     fn __repr__(&self) -> String {
         format!(
-            "AccessToken(token_type={:?}, expires_at={}, token=<redacted>)",
-            self.token_type, self.expires_at
+            "AccessToken(token_type={}, expires_at={}, token=<redacted>)",
+            py_repr(&self.token_type),
+            self.expires_at
         )
     }
 }
@@ -457,9 +918,13 @@ impl AccessToken {
 /// One place Application Default Credentials looked at.
 #[pyclass(module = "workload_auth", frozen, get_all)]
 pub(crate) struct ExplanationStep {
+    /// What was looked at (`GOOGLE_APPLICATION_CREDENTIALS`, `metadata server`, ...).
     name: String,
+    /// Where: a path or an address, when there is one.
     place: Option<String>,
+    /// `chosen`, `not_found`, `failed` or `not_tried`.
     outcome: String,
+    /// Why, in a sentence.
     detail: String,
 }
 
@@ -467,8 +932,11 @@ pub(crate) struct ExplanationStep {
 impl ExplanationStep {
     fn __repr__(&self) -> String {
         format!(
-            "ExplanationStep(name={:?}, place={:?}, outcome={:?}, detail={:?})",
-            self.name, self.place, self.outcome, self.detail
+            "ExplanationStep(name={}, place={}, outcome={}, detail={})",
+            py_repr(&self.name),
+            py_repr_opt(self.place.as_deref()),
+            py_repr(&self.outcome),
+            py_repr(&self.detail)
         )
     }
 }
@@ -507,16 +975,19 @@ impl Explanation {
         self.inner.credential_source.clone()
     }
 
+    /// The project id, when something knows it.
     #[getter]
     fn project_id(&self) -> Option<String> {
         self.inner.project_id.clone()
     }
 
+    /// The quota project sent as `x-goog-user-project`, if any.
     #[getter]
     fn quota_project_id(&self) -> Option<String> {
         self.inner.quota_project_id.clone()
     }
 
+    /// The universe domain, when known.
     #[getter]
     fn universe_domain(&self) -> Option<String> {
         self.inner.universe_domain.clone()
@@ -553,9 +1024,9 @@ impl Explanation {
 
     fn __repr__(&self) -> String {
         format!(
-            "Explanation(credential_type={:?}, project_id={:?})",
-            self.credential_type(),
-            self.inner.project_id
+            "Explanation(credential_type={}, project_id={})",
+            py_repr_opt(self.credential_type()),
+            py_repr_opt(self.inner.project_id.as_deref())
         )
     }
 }

@@ -57,6 +57,25 @@ impl<T> IntoPy<T> for Result<T, Error> {
     }
 }
 
+/// A `DeadlineExceededError` (a transient `TransportError` and a `TimeoutError`): the call's
+/// `timeout` passed before it finished.
+pub(crate) fn deadline_exceeded(py: Python<'_>, limit: std::time::Duration) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let class = py
+            .import("workload_auth._errors")?
+            .getattr("DeadlineExceededError")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("kind", "transport")?;
+        kwargs.set_item("transient", true)?;
+        let message = format!(
+            "the deadline of {:.3} s passed before the call finished",
+            limit.as_secs_f64()
+        );
+        Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
+    };
+    make().unwrap_or_else(|import_failure| import_failure)
+}
+
 /// An `InvalidArgumentError` with `message`.
 pub(crate) fn invalid_argument(py: Python<'_>, message: impl Into<String>) -> PyErr {
     to_py(py, &Error::new(ErrorKind::InvalidArgument, message))
@@ -77,4 +96,29 @@ pub(crate) fn take_predicate_error() -> Option<PyErr> {
         .try_with(|slot| slot.borrow_mut().take())
         .ok()
         .flatten()
+}
+
+/// A Python `repr()` of a string: single-quoted, with `\\`, `'` and control characters escaped
+/// (Rust's `{:?}` would write double quotes, and `Some(...)` for an `Option`).
+pub(crate) fn py_repr(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// [`py_repr`] of an optional string: `None` when absent.
+pub(crate) fn py_repr_opt(text: Option<&str>) -> String {
+    text.map_or_else(|| "None".to_owned(), py_repr)
 }

@@ -18,12 +18,38 @@ mod credentials;
 mod errors;
 mod mtls;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// How many `os.fork()`s led to this process (bumped in the child by `os.register_at_fork`).
+/// Objects remember the generation they were built in; in a child, where the parent's runtime
+/// threads, connections and in-flight fetches do not exist, they rebuild on first use. A counter
+/// read is cheaper than `getpid()` on every call.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn forks() -> u64 {
+    FORKS.load(Ordering::Acquire)
+}
+
+/// `os.register_at_fork(after_in_child=...)`.
+#[pyfunction]
+fn _after_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::AcqRel);
+}
 
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
+    let kwargs = PyDict::new(m.py());
+    kwargs.set_item("after_in_child", &after_fork)?;
+    m.py()
+        .import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     m.add_function(wrap_pyfunction!(credentials::default, m)?)?;
     m.add_class::<credentials::Credentials>()?;
     m.add_class::<credentials::AccessToken>()?;

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyString, PyTuple};
 use workload_auth::blocking::{
     MtlsClient as RustClient, MtlsServer as RustServer, MtlsStream as RustStream,
 };
 use workload_auth::mtls::{Authorizer, SpiffeId};
 use workload_auth::{Error, ErrorKind, authorizer_from_policies};
 
-use crate::errors::{IntoPy, invalid_argument, stash_predicate_error, take_predicate_error};
+use crate::errors::{
+    IntoPy, invalid_argument, py_repr, stash_predicate_error, take_predicate_error,
+};
 
 /// The workload's X509-SVID and trust bundles, kept current as they rotate.
 #[pyclass(module = "workload_auth", frozen)]
@@ -70,8 +72,8 @@ impl WorkloadIdentity {
 
     fn __repr__(&self) -> String {
         format!(
-            "WorkloadIdentity(spiffe_id={:?})",
-            self.inner.spiffe_id().as_str()
+            "WorkloadIdentity(spiffe_id={})",
+            py_repr(self.inner.spiffe_id().as_str())
         )
     }
 }
@@ -407,15 +409,38 @@ impl MtlsStream {
         &self.peer
     }
 
-    /// Sends all of `data`; returns how many bytes that was.
-    fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<usize> {
+    /// Sends all of `data` (`bytes`, `bytearray` or `memoryview`); returns how many bytes that
+    /// was.
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let copied;
+        let bytes: &[u8] = if let Ok(b) = data.cast::<PyBytes>() {
+            b.as_bytes()
+        } else if let Ok(a) = data.cast::<PyByteArray>() {
+            copied = a.to_vec();
+            &copied
+        } else if data.is_instance(&py.import("builtins")?.getattr("memoryview")?)? {
+            copied = data
+                .call_method0("tobytes")?
+                .cast_into::<PyBytes>()?
+                .as_bytes()
+                .to_vec();
+            &copied
+        } else {
+            let name = data
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            return Err(PyTypeError::new_err(format!(
+                "data must be bytes, bytearray or memoryview, not {name}"
+            )));
+        };
         let stream = self.stream(py)?;
-        py.detach(|| stream.write_all(data)).or_raise(py)?;
-        Ok(data.len())
+        py.detach(|| stream.write_all(bytes)).or_raise(py)?;
+        Ok(bytes.len())
     }
 
-    /// Sends all of `data`.
-    fn sendall(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+    /// Sends all of `data` (`bytes`, `bytearray` or `memoryview`).
+    fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         self.send(py, data).map(|_| ())
     }
 
@@ -486,9 +511,9 @@ impl MtlsStream {
 
     fn __repr__(&self) -> String {
         format!(
-            "MtlsStream(peer_spiffe_id={:?}, closed={})",
-            self.peer,
-            self.closed()
+            "MtlsStream(peer_spiffe_id={}, closed={})",
+            py_repr(&self.peer),
+            if self.closed() { "True" } else { "False" }
         )
     }
 }

@@ -294,6 +294,31 @@ impl Credentials {
         Ok(AccessToken::clone(&*cache.get().await?))
     }
 
+    /// The email of the service account these credentials act as (a key's `client_email`, an
+    /// impersonation target, the metadata server's attached account; asks the metadata server
+    /// once per call), or `None` for user and federated credentials, which sign nothing.
+    pub async fn service_account_email(&self) -> Result<Option<String>> {
+        self.inner.source.service_account_email().await
+    }
+
+    /// Signs `message` locally with a service-account key: the raw signature (RSASSA-PKCS1-v1_5
+    /// SHA-256 for RSA keys, `r || s` for P-256) and the key's id. Other credentials hold no key,
+    /// so this is an [`ErrorKind::InvalidArgument`] error for them; they sign through the IAM
+    /// Credentials API's `signBlob` with their access token instead.
+    pub fn sign_bytes(&self, message: &[u8]) -> Result<(Option<String>, Vec<u8>)> {
+        match self.inner.source.service_account() {
+            Some(account) => account.sign_bytes(message),
+            None => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{} credentials hold no key to sign with locally",
+                    self.credential_type()
+                ),
+            )
+            .with_hint("sign through the IAM Credentials API (signBlob) with an access token")),
+        }
+    }
+
     /// Forgets every cached token (say, after an API answered 401); the next call fetches anew.
     pub fn invalidate(&self) {
         self.inner.default_cache.invalidate();

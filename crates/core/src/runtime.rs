@@ -12,25 +12,46 @@ use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::error::{Error, ErrorKind, Result};
 
-static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+/// How many nested `fork()`s get a runtime of their own (a process, its child, grandchild, ...).
+const GENERATIONS: usize = 32;
 
-/// A handle to the shared runtime, started on first use (two worker threads named `workload-auth`).
+/// One runtime per process: a slot is claimed by the first process (pid) that needs a runtime and
+/// finds no slot of its own. After `fork()` the child inherits its parent's slots, whose worker
+/// threads do not exist in it, so it claims the next one. Inherited runtimes are never dropped
+/// (dropping waits for threads that are gone). Lock-free once a process has its slot.
+static RUNTIMES: [OnceLock<(u32, std::result::Result<Runtime, String>)>; GENERATIONS] =
+    [const { OnceLock::new() }; GENERATIONS];
+
+fn start() -> std::result::Result<Runtime, String> {
+    Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("workload-auth")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A handle to this process's runtime, started on first use (two worker threads named
+/// `workload-auth`); a forked child gets a new one on its first call.
 pub fn handle() -> Result<Handle> {
-    let runtime = RUNTIME.get_or_init(|| {
-        Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("workload-auth")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    });
-    match runtime {
-        Ok(rt) => Ok(rt.handle().clone()),
-        Err(e) => Err(Error::new(
-            ErrorKind::Io,
-            format!("could not start the workload-auth runtime: {e}"),
-        )),
+    let pid = std::process::id();
+    for slot in &RUNTIMES {
+        let (owner, runtime) = slot.get_or_init(|| (pid, start()));
+        if *owner != pid {
+            continue;
+        }
+        return match runtime {
+            Ok(rt) => Ok(rt.handle().clone()),
+            Err(e) => Err(Error::new(
+                ErrorKind::Io,
+                format!("could not start the workload-auth runtime: {e}"),
+            )),
+        };
     }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!("no workload-auth runtime after {GENERATIONS} nested fork()s"),
+    ))
 }
 
 /// Runs `future` on the shared runtime and blocks the calling thread until it finishes.

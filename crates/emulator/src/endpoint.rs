@@ -56,6 +56,8 @@ pub enum Endpoint {
     IamGenerateAccessToken,
     /// `POST /v1/projects/-/serviceAccounts/EMAIL:generateIdToken`.
     IamGenerateIdToken,
+    /// `POST /v1/projects/-/serviceAccounts/EMAIL:signBlob`.
+    IamSignBlob,
     /// `PUT /latest/api/token`: an AWS IMDSv2 session token.
     AwsSessionToken,
     /// `GET /latest/meta-data/placement/availability-zone`.
@@ -76,7 +78,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 30] = [
+    pub const ALL: [Endpoint; 31] = [
         Self::Root,
         Self::Directory,
         Self::ServiceAccounts,
@@ -100,6 +102,7 @@ impl Endpoint {
         Self::StsOAuthToken,
         Self::IamGenerateAccessToken,
         Self::IamGenerateIdToken,
+        Self::IamSignBlob,
         Self::AwsSessionToken,
         Self::AwsRegion,
         Self::AwsCredentials,

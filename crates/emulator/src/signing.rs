@@ -91,6 +91,16 @@ impl IdTokenSigner {
         Ok(jwt)
     }
 
+    /// An RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `bytes`, as IAM's `signBlob`
+    /// answers: it verifies with the key the JWKS publishes under [`IdTokenSigner::kid`].
+    pub(crate) fn sign_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &self.rng, bytes, &mut signature)
+            .map_err(|_| Error::new(ErrorKind::Verification, "RS256 signing failed"))?;
+        Ok(signature)
+    }
+
     pub(crate) fn kid(&self) -> &str {
         &self.kid
     }

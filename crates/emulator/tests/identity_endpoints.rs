@@ -454,3 +454,69 @@ async fn aws_metadata_requires_an_imdsv2_session() {
     assert_eq!(emu.requests(Endpoint::AwsSessionToken), 2);
     assert_eq!(emu.requests(Endpoint::AwsCredentials), 3);
 }
+
+#[tokio::test]
+async fn sign_blob_signs_with_the_published_key_and_checks_its_input() {
+    let (emu, _) = start().await;
+    let (status, body) = post_form(
+        &emu,
+        "/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "client"),
+            ("client_secret", "secret"),
+            ("refresh_token", "1//rt"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bearer = body["access_token"].as_str().unwrap().to_owned();
+    let path = format!("/v1/projects/-/serviceAccounts/{SA}:signBlob");
+    let payload = json!({"payload": STANDARD.encode(b"a blob")});
+    let (status, body) = post_json(&emu, &path, Some(&bearer), &payload).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The signature verifies with the key the JWKS publishes under keyId, and only for the blob.
+    let jwks = common::client()
+        .get(format!("{}/oauth2/v3/certs", emu.url()))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == body["keyId"])
+        .expect("keyId names a published key");
+    let part = |name: &str| URL_SAFE_NO_PAD.decode(key[name].as_str().unwrap()).unwrap();
+    let public = ring::signature::RsaPublicKeyComponents {
+        n: part("n"),
+        e: part("e"),
+    };
+    let signature = STANDARD
+        .decode(body["signedBlob"].as_str().unwrap())
+        .unwrap();
+    let alg = &ring::signature::RSA_PKCS1_2048_8192_SHA256;
+    public.verify(alg, b"a blob", &signature).unwrap();
+    assert!(public.verify(alg, b"a blob!", &signature).is_err());
+
+    // No bearer, a payload that is not base64, an unknown account: Google's errors.
+    let (status, _) = post_json(&emu, &path, None, &payload).await;
+    assert_eq!(status, 401);
+    let (status, body) = post_json(&emu, &path, Some(&bearer), &json!({"payload": "%%%"})).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    let (status, _) = post_json(
+        &emu,
+        "/v1/projects/-/serviceAccounts/nobody@p.iam.gserviceaccount.com:signBlob",
+        Some(&bearer),
+        &payload,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(emu.requests(Endpoint::IamSignBlob), 4);
+}

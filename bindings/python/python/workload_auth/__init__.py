@@ -20,7 +20,9 @@ credentials to google-auth (install the ``google-auth`` extra).
 """
 
 from ._errors import (
+    CredentialsFileNotFoundError,
     CredentialsNotFoundError,
+    DeadlineExceededError,
     HttpError,
     InvalidArgumentError,
     InvalidCredentialsError,
@@ -46,9 +48,11 @@ from ._native import (
 )
 
 __all__ = [
+    "CredentialsFileNotFoundError",
     "AccessToken",
     "Credentials",
     "CredentialsNotFoundError",
+    "DeadlineExceededError",
     "Explanation",
     "ExplanationStep",
     "HttpError",

@@ -4,7 +4,9 @@ Each carries what a caller decides on: ``transient`` (whether retrying later may
 and when known the HTTP ``status``, the ``endpoint`` (file, URL or place) and a ``hint``.
 """
 
-from typing import Optional
+import errno
+import os
+from typing import Any, Optional
 
 
 class WorkloadAuthError(Exception):
@@ -38,6 +40,23 @@ class CredentialsNotFoundError(WorkloadAuthError):
     """No credentials in any place Application Default Credentials looks (the message lists them)."""
 
 
+class CredentialsFileNotFoundError(CredentialsNotFoundError, FileNotFoundError):
+    """The credentials file given does not exist: a ``CredentialsNotFoundError`` and a
+    ``FileNotFoundError`` (``errno`` ENOENT, ``filename`` the path)."""
+
+    errno: int
+    strerror: str
+    filename: str
+
+    def __init__(self, message: str, *, filename: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("kind", "credentials_not_found")
+        kwargs.setdefault("endpoint", filename)
+        super().__init__(message, **kwargs)
+        self.errno = errno.ENOENT
+        self.strerror = os.strerror(errno.ENOENT)
+        self.filename = filename
+
+
 class InvalidCredentialsError(WorkloadAuthError):
     """A credentials file, its JSON, or X.509 material is malformed or unusable."""
 
@@ -52,6 +71,11 @@ class IoError(WorkloadAuthError, OSError):
 
 class TransportError(WorkloadAuthError, ConnectionError):
     """The network failed: refused, reset, timed out, or closed without TLS close_notify."""
+
+
+class DeadlineExceededError(TransportError, TimeoutError):
+    """A call's ``timeout`` passed before it finished (transient: the work goes on in the
+    background and a later call may find its result in the cache)."""
 
 
 class HttpError(WorkloadAuthError):

@@ -1,7 +1,7 @@
 # Type stubs of the native module (bindings/python/src). Every blocking method releases the GIL.
 import os
 import socket
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
 
@@ -10,13 +10,17 @@ __version__: str
 #: whether to allow it (an exception it raises refuses the peer).
 Policy = Union[str, Callable[[str], object]]
 
+#: OAuth scopes: a sequence of scope strings, or one scope as a ``str``.
+Scopes = Union[str, Sequence[str]]
+
 def default(
     *,
-    scopes: Optional[Sequence[str]] = None,
+    scopes: Optional[Scopes] = None,
     quota_project: Optional[str] = None,
     metadata_host: Optional[str] = None,
     allowed_types: Optional[Sequence[str]] = None,
     allowed_endpoints: Optional[Sequence[str]] = None,
+    timeout: Optional[float] = None,
 ) -> Credentials:
     """Application Default Credentials from the environment: GOOGLE_APPLICATION_CREDENTIALS,
     gcloud's credentials file, then the metadata server (``metadata_host``, else
@@ -27,7 +31,8 @@ def default(
     ``"metadata_server"``...); a file of another type raises InvalidCredentialsError before
     anything in it is used. ``allowed_endpoints``: hosts (``"sts.corp.example"``,
     ``"*.corp.example"``) a credentials file may send credentials to besides Google's token
-    endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable."""
+    endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable. ``timeout``
+    (seconds): DeadlineExceededError when finding the credentials takes longer."""
 
 class Credentials:
     """Application Default Credentials with their token caches. Thread-safe; share one."""
@@ -36,7 +41,7 @@ class Credentials:
     def from_file(
         path: Union[str, "os.PathLike[str]"],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_types: Optional[Sequence[str]] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
@@ -47,16 +52,18 @@ class Credentials:
     def from_json(
         info: Union[str, Mapping[str, Any]],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_types: Optional[Sequence[str]] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
-    ) -> Credentials: ...
+    ) -> Credentials:
+        """Credentials from the JSON of a credentials file (a ``str``, or a mapping); any type
+        ADC knows, or one of ``allowed_types``. Not picklable (the JSON may hold a key)."""
     @staticmethod
     def from_service_account_info(
         info: Union[str, Mapping[str, Any]],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -65,7 +72,7 @@ class Credentials:
     def from_service_account_file(
         path: Union[str, "os.PathLike[str]"],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -74,7 +81,7 @@ class Credentials:
     def from_authorized_user_info(
         info: Union[str, Mapping[str, Any]],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -83,7 +90,7 @@ class Credentials:
     def from_authorized_user_file(
         path: Union[str, "os.PathLike[str]"],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -92,7 +99,7 @@ class Credentials:
     def from_impersonated_service_account_info(
         info: Union[str, Mapping[str, Any]],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -101,7 +108,7 @@ class Credentials:
     def from_impersonated_service_account_file(
         path: Union[str, "os.PathLike[str]"],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -110,7 +117,7 @@ class Credentials:
     def from_external_account_info(
         info: Union[str, Mapping[str, Any]],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -119,7 +126,7 @@ class Credentials:
     def from_external_account_file(
         path: Union[str, "os.PathLike[str]"],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -128,7 +135,7 @@ class Credentials:
     def from_external_account_authorized_user_info(
         info: Union[str, Mapping[str, Any]],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
@@ -137,30 +144,63 @@ class Credentials:
     def from_external_account_authorized_user_file(
         path: Union[str, "os.PathLike[str]"],
         *,
-        scopes: Optional[Sequence[str]] = None,
+        scopes: Optional[Scopes] = None,
         quota_project: Optional[str] = None,
         allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials:
         """Only a ``external_account_authorized_user`` file; any other type raises InvalidCredentialsError."""
-    def token(self, scopes: Optional[Sequence[str]] = None) -> str:
-        """An access token, from the cache when it holds a fresh one."""
-    def access_token(self, scopes: Optional[Sequence[str]] = None) -> AccessToken: ...
-    def id_token(self, audience: str) -> str:
+    def token(self, scopes: Optional[Scopes] = None, *, timeout: Optional[float] = None) -> str:
+        """An access token, from the cache when it holds a fresh one.
+
+        ``timeout`` (seconds, finite and above 0, else ValueError): raise DeadlineExceededError
+        when no token came in time (the fetch goes on and fills the cache)."""
+    def access_token(
+        self, scopes: Optional[Scopes] = None, *, timeout: Optional[float] = None
+    ) -> AccessToken:
+        """The access token with its type and expiry (``timeout`` as for ``token``)."""
+    def id_token(self, audience: str, *, timeout: Optional[float] = None) -> str:
         """An OpenID Connect ID token whose ``aud`` is ``audience``."""
-    def headers(self) -> Dict[str, str]:
+    def headers(self, *, timeout: Optional[float] = None) -> Dict[str, str]:
         """``authorization``; with a quota project, ``x-goog-user-project``; with regional access
         boundaries enabled and known, ``x-allowed-locations``."""
-    def explain(self) -> Explanation: ...
-    def project_id(self) -> Optional[str]: ...
-    def universe_domain(self) -> str: ...
+    def explain(self) -> Explanation:
+        """Why these credentials: every place looked at, the type, the project's source."""
+    def project_id(self, *, timeout: Optional[float] = None) -> Optional[str]:
+        """The project id, or None when nothing knows it (may ask the metadata server once)."""
+    def universe_domain(self, *, timeout: Optional[float] = None) -> str:
+        """The universe domain (``googleapis.com`` unless the credentials say otherwise)."""
     @property
-    def quota_project_id(self) -> Optional[str]: ...
+    def quota_project_id(self) -> Optional[str]:
+        """The quota project sent as ``x-goog-user-project``, if any."""
     @property
     def credential_type(self) -> str:
         """metadata_server, service_account, authorized_user, impersonated_service_account,
         external_account or external_account_authorized_user."""
+    def service_account_email(self, *, timeout: Optional[float] = None) -> Optional[str]:
+        """The email of the service account these credentials act as (a key's client_email, an
+        impersonation target, the metadata server's attached account), or None for user and
+        federated credentials."""
+    def sign_bytes(self, message: bytes) -> Tuple[Optional[str], bytes]:
+        """Signs message with a service-account key, locally: (key_id, raw RS256/ES256
+        signature). Credentials without a key raise InvalidArgumentError."""
+    def token_async(
+        self, scopes: Optional[Scopes] = None, *, timeout: Optional[float] = None
+    ) -> Awaitable[str]:
+        """``await``: ``token()`` in the running event loop's executor (the loop never blocks;
+        the same cache). RuntimeError without a running loop."""
+    def id_token_async(self, audience: str, *, timeout: Optional[float] = None) -> Awaitable[str]:
+        """``await``: ``id_token()`` without blocking the event loop."""
+    def request_headers_async(
+        self, *, timeout: Optional[float] = None
+    ) -> Awaitable[Dict[str, str]]:
+        """``await``: ``headers()`` without blocking the event loop."""
     def invalidate(self) -> None:
         """Forgets every cached token; the next call fetches anew."""
+    def __reduce__(self) -> Tuple[Any, Tuple[int, Dict[str, Any]]]:
+        """Pickles the source (a file path, or default() and its arguments), never a token or a
+        key; credentials made from JSON in memory raise TypeError."""
+    @staticmethod
+    def _from_pickle(format: object, state: Mapping[str, Any]) -> Credentials: ...
 
 class AccessToken:
     """An access token and its expiry. ``repr()`` hides the token."""
@@ -176,6 +216,8 @@ class AccessToken:
     def expires_in(self) -> float: ...
 
 class ExplanationStep:
+    """One place Application Default Credentials looked at, and what it found there."""
+
     @property
     def name(self) -> str: ...
     @property
@@ -205,7 +247,8 @@ class Explanation:
     def error(self) -> Optional[str]: ...
     @property
     def steps(self) -> List[ExplanationStep]: ...
-    def to_dict(self) -> Dict[str, Any]: ...
+    def to_dict(self) -> Dict[str, Any]:
+        """Everything, as plain data (the JSON ``workload-auth explain --json`` prints)."""
 
 class WorkloadIdentity:
     """The workload's X509-SVID and trust bundles, kept current as they rotate."""
@@ -258,11 +301,14 @@ class MtlsStream:
     def peer_spiffe_id(self) -> str: ...
     @property
     def closed(self) -> bool: ...
-    def send(self, data: bytes) -> int: ...
-    def sendall(self, data: bytes) -> None: ...
+    def send(self, data: Union[bytes, bytearray, memoryview]) -> int:
+        """Sends all of ``data``; returns how many bytes that was."""
+    def sendall(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Sends all of ``data``."""
     def recv(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes (0 to 2**31 - 1, else ``ValueError``); ``b""`` when the peer
         closed cleanly."""
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Sends TLS close_notify and closes the connection."""
     def __enter__(self) -> MtlsStream: ...
     def __exit__(self, exc_type: object, exc_value: object, traceback: object) -> None: ...

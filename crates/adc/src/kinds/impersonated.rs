@@ -38,7 +38,8 @@ pub(crate) struct Impersonated {
 }
 
 impl Impersonated {
-    /// The account whose token this gives (and whose regional access boundary applies).
+    /// The service account impersonated (`target_principal`): whose token this gives, and whose
+    /// regional access boundary applies.
     pub(crate) fn target_email(&self) -> &str {
         &self.target.email
     }

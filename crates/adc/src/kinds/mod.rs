@@ -271,6 +271,28 @@ impl Source {
         }
     }
 
+    /// The email of the service account these credentials act as, when they act as one: a key's
+    /// `client_email`, an impersonation target, or the metadata server's attached account.
+    pub(crate) fn service_account_email(&self) -> BoxFut<Option<String>> {
+        match self {
+            Self::ServiceAccount(s) => {
+                let email = s.email.clone();
+                Box::pin(async move { Ok(Some(email)) })
+            }
+            Self::Impersonated(i) => {
+                let email = i.target_email().to_owned();
+                Box::pin(async move { Ok(Some(email)) })
+            }
+            Self::Metadata(m) => {
+                let m = Arc::clone(m);
+                Box::pin(async move { m.client.email().await.map(Some) })
+            }
+            Self::AuthorizedUser(_) | Self::External(_) | Self::ExternalUser(_) => {
+                Box::pin(async move { Ok(None) })
+            }
+        }
+    }
+
     /// For self-signed JWTs with an audience (AIP-4111): the service account, if this is one.
     pub(crate) fn service_account(&self) -> Option<&Arc<service_account::ServiceAccount>> {
         match self {

@@ -43,6 +43,13 @@ pub(crate) struct ServiceAccount {
 }
 
 impl ServiceAccount {
+    /// The raw signature of `message` with the key (PKCS#1 v1.5 SHA-256 for RSA, `r || s` for
+    /// P-256), and the key's id.
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<(Option<String>, Vec<u8>)> {
+        let signature = self.signer.sign_bytes(message)?;
+        Ok((self.signer.key_id().map(str::to_owned), signature))
+    }
+
     pub(crate) fn parse(fields: &Fields<'_>, ctx: &Context) -> Result<Self> {
         let place = fields.place();
         let email = fields.str("client_email")?.to_owned();

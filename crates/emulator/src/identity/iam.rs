@@ -254,6 +254,48 @@ pub(crate) fn generate_id_token(
     }
 }
 
+/// The largest `payload` `signBlob` signs (decoded), as IAM limits it.
+const MAX_BLOB: usize = 64 * 1024;
+
+/// `signBlob`: signs the base64 `payload` with the emulator's signing key (the key of every
+/// account here), answering `{"keyId","signedBlob"}`; the signature verifies with the key the
+/// emulator publishes at `/oauth2/v3/certs` under `keyId`.
+pub(crate) fn sign_blob(
+    state: &State,
+    config: &EmulatorConfig,
+    request: &Request,
+    email: &str,
+) -> Response {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    let body = match prelude(state, config, request, email) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let payload = body
+        .get("payload")
+        .and_then(Value::as_str)
+        .and_then(|text| STANDARD.decode(text).ok());
+    let Some(payload) = payload else {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "Invalid value at 'payload' (TYPE_BYTES)",
+        );
+    };
+    if payload.len() > MAX_BLOB {
+        return google_error(400, "INVALID_ARGUMENT", "The payload is too large.");
+    }
+    match state.signer.sign_bytes(&payload) {
+        Ok(signature) => json_response(
+            200,
+            &json!({ "keyId": state.signer.kid(), "signedBlob": STANDARD.encode(signature) }),
+        ),
+        Err(e) => Response::error(500, &e.to_string()),
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (the epoch for a time past year 9999).
 pub(crate) fn rfc3339(secs: u64) -> String {
     crate::credentials_dir::rfc3339(

@@ -9,6 +9,7 @@
 //! | `POST /v1/oauth/token`                                      | [`Endpoint::StsOAuthToken`]  |
 //! | `POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken` | [`Endpoint::IamGenerateAccessToken`] |
 //! | `POST /v1/projects/-/serviceAccounts/EMAIL:generateIdToken` | [`Endpoint::IamGenerateIdToken`] |
+//! | `POST /v1/projects/-/serviceAccounts/EMAIL:signBlob`        | [`Endpoint::IamSignBlob`]    |
 //! | `PUT /latest/api/token`                                     | [`Endpoint::AwsSessionToken`] |
 //! | `GET /latest/meta-data/placement/availability-zone`         | [`Endpoint::AwsRegion`]      |
 //! | `GET /latest/meta-data/iam/security-credentials[/ROLE]`     | [`Endpoint::AwsCredentials`] |
@@ -52,6 +53,7 @@ pub(crate) enum IdentityRoute {
     StsOAuthToken,
     GenerateAccessToken(String),
     GenerateIdToken(String),
+    SignBlob(String),
     AwsSessionToken,
     AwsRegion,
     AwsRoleList,
@@ -90,6 +92,9 @@ impl IdentityRoute {
         if let Some(email) = rest.strip_suffix(":generateIdToken") {
             return Some(Self::GenerateIdToken(email.to_owned()));
         }
+        if let Some(email) = rest.strip_suffix(":signBlob") {
+            return Some(Self::SignBlob(email.to_owned()));
+        }
         None
     }
 
@@ -100,6 +105,7 @@ impl IdentityRoute {
             Self::StsOAuthToken => Endpoint::StsOAuthToken,
             Self::GenerateAccessToken(_) => Endpoint::IamGenerateAccessToken,
             Self::GenerateIdToken(_) => Endpoint::IamGenerateIdToken,
+            Self::SignBlob(_) => Endpoint::IamSignBlob,
             Self::AwsSessionToken => Endpoint::AwsSessionToken,
             Self::AwsRegion => Endpoint::AwsRegion,
             Self::AwsRoleList | Self::AwsRole(_) => Endpoint::AwsCredentials,
@@ -145,6 +151,7 @@ pub(crate) fn handle(state: &State, route: &IdentityRoute, request: &Request) ->
         IdentityRoute::GenerateIdToken(email) => {
             iam::generate_id_token(state, &config, request, email)
         }
+        IdentityRoute::SignBlob(email) => iam::sign_blob(state, &config, request, email),
         IdentityRoute::AwsSessionToken => aws::session_token(state, &identity.aws, request),
         IdentityRoute::AwsRegion => aws::availability_zone(state, &identity.aws, request),
         IdentityRoute::AwsRoleList => aws::role_name(state, &identity.aws, request),
