@@ -665,7 +665,11 @@ impl Credentials {
     fn headers<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
         let timeout = deadline(py, timeout)?;
         let credentials = self.current(py)?;
-        let all = wait(py, timeout, async move { credentials.request_headers().await })?;
+        let all = wait(
+            py,
+            timeout,
+            async move { credentials.request_headers().await },
+        )?;
         let headers = PyDict::new(py);
         for (name, value) in all.iter() {
             headers.set_item(name, value)?;
