@@ -49,6 +49,9 @@ mod client_certificate;
 mod credentials;
 mod env;
 mod explain;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod kinds;
 pub mod signing;
