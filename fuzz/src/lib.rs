@@ -8,18 +8,19 @@ use workload_auth_adc::{Builder, EnvSource};
 
 /// Fields whose string values are secrets wherever they appear in a credentials document or a
 /// server's answer.
-const SECRET_FIELDS: [&str; 8] = [
+const SECRET_FIELDS: [&str; 9] = [
     "private_key",
     "client_secret",
     "refresh_token",
     "access_token",
     "accessToken",
     "id_token",
+    "saml_response",
     "token",
     "privateKeyPem",
 ];
 
-/// Shorter secrets could appear in a message by coincidence (a field name, a fixed phrase).
+/// Shorter secrets could appear in a message by coincidence.
 const MIN_CHECKED_SECRET_LEN: usize = 16;
 
 fn collect(value: &Value, secrets: &mut Vec<String>, others: &mut Vec<String>) {
@@ -41,27 +42,94 @@ fn collect(value: &Value, secrets: &mut Vec<String>, others: &mut Vec<String>) {
     }
 }
 
-/// Panics (a libFuzzer crash) when `shown` — an error message or a `Debug` rendering — quotes
-/// a secret value of `doc`. Secrets that are short, or that also appear in a non-secret field
-/// (which a message may legitimately quote), are not checked.
-pub fn assert_no_secret(doc: &Value, shown: &str) {
+fn replace_secret(value: &mut Value, secret: &str, marker: &str) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(s) if SECRET_FIELDS.contains(&key.as_str()) && s == secret => {
+                        *s = marker.to_owned();
+                    }
+                    other => replace_secret(other, secret, marker),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| replace_secret(v, secret, marker)),
+        _ => {}
+    }
+}
+
+/// A string as long as `text` that shares no character with it.
+pub fn marker_for(text: &str) -> String {
+    let c = ['Q', 'W', 'X', 'Z', 'q', 'w', 'x', 'z', '7']
+        .into_iter()
+        .find(|c| !text.contains(*c))
+        .unwrap_or('~');
+    std::iter::repeat_n(c, text.chars().count()).collect()
+}
+
+/// Panics (a libFuzzer crash) when `shown` — the error message or `Debug` output that `render`
+/// gives for `doc` — quotes a secret value of `doc`. A secret found in `shown` counts as quoted
+/// when, with that secret replaced in the document by a marker of the same length, the new
+/// rendering shows the marker: text a fixed message happens to share with a secret is not a
+/// leak. Short secrets, and secrets that also appear in a non-secret field (which a message may
+/// legitimately quote), are not checked.
+pub fn check_secrets(doc: &Value, shown: &str, render: impl Fn(&Value) -> String) {
     let (mut secrets, mut others) = (Vec::new(), Vec::new());
     collect(doc, &mut secrets, &mut others);
     for secret in secrets {
-        if secret.len() < MIN_CHECKED_SECRET_LEN || others.iter().any(|o| o.contains(&secret)) {
+        if secret.len() < MIN_CHECKED_SECRET_LEN
+            || others.iter().any(|o| o.contains(&secret))
+            || !shown.contains(&secret)
+        {
             continue;
         }
+        let marker = marker_for(&secret);
+        let mut changed = doc.clone();
+        replace_secret(&mut changed, &secret, &marker);
+        let shown_changed = render(&changed);
         assert!(
-            !shown.contains(&secret),
-            "a secret of the input is quoted in: {shown}"
+            !shown_changed.contains(&marker),
+            "a secret of the input is quoted in: {shown_changed}"
         );
     }
 }
 
-/// [`assert_no_secret`] for raw bytes that may or may not be a JSON document.
-pub fn assert_no_secret_in(data: &[u8], shown: &str) {
+/// [`check_secrets`] for raw bytes that may or may not be a JSON document; `render` shows what
+/// the parser under test makes of them.
+pub fn assert_no_secret_in(data: &[u8], render: impl Fn(&[u8]) -> String) {
+    let shown = render(data);
     if let Ok(doc) = serde_json::from_slice::<Value>(data) {
-        assert_no_secret(&doc, shown);
+        check_secrets(&doc, &shown, |changed| {
+            render(&serde_json::to_vec(changed).unwrap_or_default())
+        });
+    }
+}
+
+/// The `Debug` output of a parse result, or its error's message and `Debug` output.
+pub fn shown<T: std::fmt::Debug, E: std::fmt::Display + std::fmt::Debug>(
+    result: &Result<T, E>,
+) -> String {
+    match result {
+        Ok(value) => format!("{value:?}"),
+        Err(error) => format!("{error} {error:?}"),
+    }
+}
+
+fn render_credentials(json: &str) -> String {
+    let result = Builder::new()
+        .with_env(EnvSource::from_vars(Vec::<(String, String)>::new()))
+        .with_json(json)
+        .build();
+    match &result {
+        Ok(credentials) => format!(
+            "{credentials:?} {} {:?}",
+            credentials.credential_type(),
+            credentials.quota_project_id()
+        ),
+        Err(error) => format!("{error} {error:?}"),
     }
 }
 
@@ -69,20 +137,11 @@ pub fn assert_no_secret_in(data: &[u8], shown: &str) {
 /// environment (no file search, no metadata server, nothing sent anywhere), and checks that
 /// neither the error nor the credentials' `Debug` output quotes a secret of the document.
 pub fn load_credentials(json: &str) {
-    let result = Builder::new()
-        .with_env(EnvSource::from_vars(Vec::<(String, String)>::new()))
-        .with_json(json)
-        .build();
-    let shown = match &result {
-        Ok(credentials) => format!(
-            "{credentials:?} {} {:?}",
-            credentials.credential_type(),
-            credentials.quota_project_id()
-        ),
-        Err(error) => format!("{error} {error:?}"),
-    };
+    let shown = render_credentials(json);
     if let Ok(doc) = serde_json::from_str::<Value>(json) {
-        assert_no_secret(&doc, &shown);
+        check_secrets(&doc, &shown, |changed| {
+            render_credentials(&changed.to_string())
+        });
     }
 }
 
