@@ -176,6 +176,10 @@ wa_result wa_credentials_new_default(wa_credentials **out);
 
 /**
  * Credentials from the credentials file at `path` (any `type` ADC knows), instead of searching.
+ * For a file from a source you do not control, use a typed loader
+ * (`wa_credentials_new_from_service_account_file` and the like) or
+ * `wa_credentials_new_from_file_typed`: an `external_account` file makes the library read files,
+ * fetch URLs and run programs it names.
  *
  * # Safety
  *
@@ -191,6 +195,157 @@ wa_result wa_credentials_new_from_file(const char *path, wa_credentials **out);
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
 wa_result wa_credentials_new_from_json(const char *json, wa_credentials **out);
+
+/**
+ * Application Default Credentials, like `wa_credentials_new_default`, accepting only the
+ * credential types in `allowed_types`, a comma-separated list of names as `wa_credentials_type`
+ * returns them (`"service_account,metadata_server"`). A credentials file of another type is
+ * refused (`WA_ERR_INVALID_CREDENTIALS`) before anything in it is used, and the metadata server
+ * is only used when `metadata_server` is listed. An unknown name is `WA_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `allowed_types` must be NULL or a NUL-terminated string; `out` as in
+ * `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_default_typed(const char *allowed_types, wa_credentials **out);
+
+/**
+ * Credentials from the credentials file at `path`, which must be of one of the types in
+ * `allowed_types` (as in `wa_credentials_new_default_typed`). Use this, or a typed loader such
+ * as `wa_credentials_new_from_service_account_file`, for a file from a source you do not
+ * control.
+ *
+ * # Safety
+ *
+ * `path` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
+ * `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_file_typed(const char *path,
+                                             const char *allowed_types,
+                                             wa_credentials **out);
+
+/**
+ * Credentials from the JSON text of a credentials file, which must be of one of the types in
+ * `allowed_types` (as in `wa_credentials_new_default_typed`).
+ *
+ * # Safety
+ *
+ * `json` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
+ * `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_json_typed(const char *json,
+                                             const char *allowed_types,
+                                             wa_credentials **out);
+
+/**
+ * Credentials from the JSON text of a service-account key (`"type": "service_account"`); any other type is
+ * refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+ *
+ * # Safety
+ *
+ * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_service_account_json(const char *json,
+                                                       wa_credentials **out);
+
+/**
+ * Credentials from the credentials file at `path`, which must be a service-account key
+ * (`"type": "service_account"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+ *
+ * # Safety
+ *
+ * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_service_account_file(const char *path, wa_credentials **out);
+
+/**
+ * Credentials from the JSON text of a user's refresh token (as gcloud writes it) (`"type": "authorized_user"`); any other type is
+ * refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+ *
+ * # Safety
+ *
+ * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_authorized_user_json(const char *json,
+                                                       wa_credentials **out);
+
+/**
+ * Credentials from the credentials file at `path`, which must be a user's refresh token (as gcloud writes it)
+ * (`"type": "authorized_user"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+ *
+ * # Safety
+ *
+ * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_authorized_user_file(const char *path,
+                                                       wa_credentials **out);
+
+/**
+ * Credentials from the JSON text of service-account impersonation (`"type": "impersonated_service_account"`); any other type is
+ * refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+ *
+ * # Safety
+ *
+ * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_impersonated_service_account_json(const char *json,
+                                                                    wa_credentials **out);
+
+/**
+ * Credentials from the credentials file at `path`, which must be service-account impersonation
+ * (`"type": "impersonated_service_account"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+ *
+ * # Safety
+ *
+ * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_impersonated_service_account_file(const char *path,
+                                                                    wa_credentials **out);
+
+/**
+ * Credentials from the JSON text of workload or workforce identity federation (`"type": "external_account"`); any other type is
+ * refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+ *
+ * # Safety
+ *
+ * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_external_account_json(const char *json,
+                                                        wa_credentials **out);
+
+/**
+ * Credentials from the credentials file at `path`, which must be workload or workforce identity federation
+ * (`"type": "external_account"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+ *
+ * # Safety
+ *
+ * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_external_account_file(const char *path,
+                                                        wa_credentials **out);
+
+/**
+ * Credentials from the JSON text of a workforce identity federation user's refresh token (`"type": "external_account_authorized_user"`); any other type is
+ * refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+ *
+ * # Safety
+ *
+ * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_external_account_authorized_user_json(const char *json,
+                                                                        wa_credentials **out);
+
+/**
+ * Credentials from the credentials file at `path`, which must be a workforce identity federation user's refresh token
+ * (`"type": "external_account_authorized_user"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+ *
+ * # Safety
+ *
+ * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+ */
+wa_result wa_credentials_new_from_external_account_authorized_user_file(const char *path,
+                                                                        wa_credentials **out);
 
 /**
  * Releases credentials (stopping their background refreshes). `NULL` is a no-op.

@@ -67,7 +67,7 @@ int main(void) {
     CHECK(verify(v, &peer, 2, &verified));
     ASSERT(strcmp(verified, peer_id) == 0);
     wa_string_free(verified);
-    /* Again (the verifier remembers the chain; the answer is the same). */
+    /* Again: the same answer. */
     CHECK(verify(v, &peer, 2, &verified));
     ASSERT(strcmp(verified, peer_id) == 0);
     wa_string_free(verified);

@@ -9,6 +9,8 @@
  * (credentials directories and their SPIFFE IDs), WA_TEST_TRUST_DOMAIN.
  */
 #include <arpa/inet.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -268,9 +270,129 @@ static void remote(int port) {
     printf("mtls remote: ok\n");
 }
 
+/* Finding 5: a `td:` policy naming a SPIFFE ID with a path is refused, never read as the whole
+ * trust domain; `td:spiffe://DOMAIN` (no path) still means the domain, end to end. */
+static void finding_5_td_policy_with_a_path_is_refused(void) {
+    const char *trust_domain = wa_test_env("WA_TEST_TRUST_DOMAIN");
+    wa_workload_identity *server_identity = NULL, *client_identity = NULL;
+    CHECK(wa_workload_identity_load(wa_test_env("WA_TEST_SERVER_DIR"), &server_identity));
+    CHECK(wa_workload_identity_load(wa_test_env("WA_TEST_CLIENT_DIR"), &client_identity));
+
+    char narrow[512];
+    snprintf(narrow, sizeof narrow, "td:spiffe://%s/ns/admin", trust_domain);
+    const char *policies[] = {"any", narrow};
+    wa_mtls_config *config = NULL;
+    EXPECT_CODE(wa_mtls_config_new(client_identity, policies + 1, 1, &config),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(config == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("/ns/admin");
+    EXPECT_CODE(wa_mtls_config_new(client_identity, policies, 2, &config),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(config == NULL);
+    wa_verifier *verifier = NULL;
+    EXPECT_CODE(wa_verifier_new(client_identity, WA_PEER_IS_SERVER, policies + 1, 1, &verifier),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(verifier == NULL);
+
+    char whole[512];
+    snprintf(whole, sizeof whole, "td:spiffe://%s", trust_domain);
+    wa_mtls_config *server = config_for(server_identity, whole);
+    wa_mtls_config *client = config_for(client_identity, wa_test_env("WA_TEST_SERVER_ID"));
+    wa_workload_identity_free(server_identity);
+    wa_workload_identity_free(client_identity);
+    int port = 0;
+    int listener = listen_loopback(&port);
+    struct server s = {server, listener, WA_ERR_OTHER, "", "", 0};
+    pthread_t t;
+    ASSERT(pthread_create(&t, NULL, serve_one, &s) == 0);
+    int fd = connect_loopback(port);
+    wa_mtls_stream *stream = NULL;
+    CHECK(wa_mtls_connect(client, fd, &stream));
+    close(fd);
+    CHECK(wa_mtls_stream_write(stream, (const uint8_t *)"ping", 4));
+    unsigned char got[4];
+    read_exactly(stream, got, sizeof got);
+    ASSERT(memcmp(got, "ping", 4) == 0);
+    CHECK(wa_mtls_stream_close(stream));
+    wa_mtls_stream_free(stream);
+    ASSERT(pthread_join(t, NULL) == 0);
+    ASSERT(s.accept_result == WA_OK);
+    ASSERT(strcmp(s.peer, wa_test_env("WA_TEST_CLIENT_ID")) == 0);
+    close(listener);
+    wa_mtls_config_free(server);
+    wa_mtls_config_free(client);
+    printf("mtls finding-5: ok\n");
+}
+
+/* Finding 9: a size no object can have (a negative number cast to size_t, say) is an
+ * invalid-argument error, never trusted; the handles stay usable. */
+static void finding_9_impossible_sizes_are_invalid_arguments(void) {
+    wa_workload_identity *server_identity = NULL, *client_identity = NULL;
+    CHECK(wa_workload_identity_load(wa_test_env("WA_TEST_SERVER_DIR"), &server_identity));
+    CHECK(wa_workload_identity_load(wa_test_env("WA_TEST_CLIENT_DIR"), &client_identity));
+    const char *policies[] = {"any"};
+    wa_mtls_config *config = NULL;
+    EXPECT_CODE(wa_mtls_config_new(client_identity, policies, SIZE_MAX, &config),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(config == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("policies");
+    EXPECT_CODE(wa_mtls_config_new(client_identity, policies, (size_t)-1 / 8 + 1, &config),
+                WA_ERR_INVALID_ARGUMENT);
+    wa_verifier *verifier = NULL;
+    EXPECT_CODE(wa_verifier_new(client_identity, WA_PEER_IS_SERVER, policies, SIZE_MAX, &verifier),
+                WA_ERR_INVALID_ARGUMENT);
+    CHECK(wa_verifier_new(client_identity, WA_PEER_IS_SERVER, policies, 1, &verifier));
+    const uint8_t der[1] = {0x30};
+    const uint8_t *ders[1] = {der};
+    size_t lens[1] = {SIZE_MAX};
+    char *id = NULL;
+    EXPECT_CODE(wa_verifier_verify(verifier, ders, lens, SIZE_MAX, &id), WA_ERR_INVALID_ARGUMENT);
+    EXPECT_CODE(wa_verifier_verify(verifier, ders, lens, 1, &id), WA_ERR_INVALID_ARGUMENT);
+    ASSERT(id == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("ders[i]");
+    wa_verifier_free(verifier);
+
+    wa_mtls_config *server = config_for(server_identity, "any");
+    wa_mtls_config *client = config_for(client_identity, "any");
+    wa_workload_identity_free(server_identity);
+    wa_workload_identity_free(client_identity);
+    int port = 0;
+    int listener = listen_loopback(&port);
+    struct server s = {server, listener, WA_ERR_OTHER, "", "", 0};
+    pthread_t t;
+    ASSERT(pthread_create(&t, NULL, serve_one, &s) == 0);
+    int fd = connect_loopback(port);
+    wa_mtls_stream *stream = NULL;
+    CHECK(wa_mtls_connect(client, fd, &stream));
+    close(fd);
+    unsigned char buf[8];
+    size_t n = 1;
+    EXPECT_CODE(wa_mtls_stream_read(stream, buf, SIZE_MAX, &n), WA_ERR_INVALID_ARGUMENT);
+    ASSERT(n == 0);
+    ASSERT_LAST_ERROR_CONTAINS("buf");
+    EXPECT_CODE(wa_mtls_stream_write(stream, buf, (size_t)PTRDIFF_MAX + 1), WA_ERR_INVALID_ARGUMENT);
+    /* Still usable. */
+    CHECK(wa_mtls_stream_write(stream, (const uint8_t *)"ping", 4));
+    read_exactly(stream, buf, 4);
+    ASSERT(memcmp(buf, "ping", 4) == 0);
+    CHECK(wa_mtls_stream_close(stream));
+    wa_mtls_stream_free(stream);
+    ASSERT(pthread_join(t, NULL) == 0);
+    ASSERT(s.accept_result == WA_OK);
+    ASSERT(s.echoed == 4);
+    close(listener);
+    wa_mtls_config_free(server);
+    wa_mtls_config_free(client);
+    printf("mtls finding-9: ok\n");
+}
+
 int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[1], "remote") == 0) {
         remote(atoi(argv[2]));
+    } else if (argc > 1 && strcmp(argv[1], "finding-5") == 0) {
+        finding_5_td_policy_with_a_path_is_refused();
+    } else if (argc > 1 && strcmp(argv[1], "finding-9") == 0) {
+        finding_9_impossible_sizes_are_invalid_arguments();
     } else {
         local();
     }

@@ -70,6 +70,7 @@ _ADC_VARIABLES = [
     "CLOUDSDK_CORE_PROJECT",
     "GOOGLE_API_USE_CLIENT_CERTIFICATE",
     "GOOGLE_API_CERTIFICATE_CONFIG",
+    "WORKLOAD_AUTH_ALLOWED_ENDPOINTS",
 ]
 _HOME = tempfile.mkdtemp(prefix="wa-python-home-")
 for _name in _ADC_VARIABLES:

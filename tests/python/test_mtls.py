@@ -261,3 +261,94 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+
+
+def test_finding_5_td_policy_with_a_path_is_refused_not_widened(spiffe: Spiffe) -> None:
+    server_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.server_dir)
+    client_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.client_dir)
+    narrow = f"td:spiffe://{spiffe.trust_domain}/ns/admin"
+    for make in (workload_auth.MtlsClient, workload_auth.MtlsServer):
+        with pytest.raises(workload_auth.InvalidArgumentError) as bad:
+            make(client_identity, allow=narrow)
+        assert "/ns/admin" in str(bad.value)
+        with pytest.raises(workload_auth.InvalidArgumentError):
+            make(client_identity, allow=["any", narrow])
+    # The trust domain written as its SPIFFE ID, with no path, still means the whole domain.
+    echo = EchoServer(
+        workload_auth.MtlsServer(server_identity, allow=f"td:spiffe://{spiffe.trust_domain}")
+    )
+    client = workload_auth.MtlsClient(client_identity, allow=f"td:{spiffe.trust_domain}")
+    with client.connect(("127.0.0.1", echo.port)) as stream:
+        stream.sendall(b"ping")
+        assert recv_exactly(stream, 4) == b"ping"
+    echo.join()
+    assert echo.error is None
+    assert echo.peer == spiffe.client_id
+
+
+def test_finding_9_recv_with_an_out_of_range_size_is_a_value_error(spiffe: Spiffe) -> None:
+    server_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.server_dir)
+    client_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.client_dir)
+    echo = EchoServer(workload_auth.MtlsServer(server_identity, allow="any"))
+    client = workload_auth.MtlsClient(client_identity, allow="any")
+    with client.connect(("127.0.0.1", echo.port), timeout=30) as stream:
+        for bufsize in (-1, -(2**70), 2**31, 2**63, 2**64 + 5, 10**100):
+            with pytest.raises(ValueError) as raised:
+                stream.recv(bufsize)
+            assert "bufsize" in str(raised.value)
+            assert isinstance(raised.value, workload_auth.InvalidArgumentError)
+        for wrong_type in (1.5, "10", None):
+            with pytest.raises(TypeError):
+                stream.recv(wrong_type)  # type: ignore[arg-type]
+        # The stream is still usable, and the largest size allowed works without allocating it.
+        stream.sendall(b"still here")
+        got = b""
+        while len(got) < 10:
+            chunk = stream.recv(2**31 - 1)
+            assert chunk
+            got += chunk
+        assert got == b"still here"
+        assert stream.recv(0) == b""
+    echo.join()
+    assert echo.error is None
+
+
+def test_finding_9_out_of_range_timeouts_and_ports_are_value_errors(spiffe: Spiffe) -> None:
+    identity = workload_auth.WorkloadIdentity.from_directory(spiffe.client_dir)
+    client = workload_auth.MtlsClient(identity, allow="any")
+    port = _closed_port()
+    for timeout in (1e300, float("inf"), float("nan"), -1, -0.5, 10**400, 2e9, 0, 0.0):
+        with pytest.raises(ValueError) as raised:
+            client.connect(("127.0.0.1", port), timeout=timeout)
+        assert "timeout" in str(raised.value) or "non-blocking" in str(raised.value)
+    with pytest.raises(TypeError):
+        client.connect(("127.0.0.1", port), timeout="5")  # type: ignore[arg-type]
+    # A socket passed with a bad timeout is refused before the stream takes it over.
+    sock = socket.socket()
+    with pytest.raises(ValueError):
+        client.connect(sock, timeout=1e300)
+    assert sock.fileno() >= 0
+    sock.close()
+    for bad_port in (-1, 65536, 2**70):
+        with pytest.raises(ValueError) as raised:
+            client.connect(("127.0.0.1", bad_port), timeout=5)
+        assert "port" in str(raised.value)
+    with pytest.raises(TypeError):
+        client.connect(("127.0.0.1", 80.0), timeout=5)  # type: ignore[arg-type]
+    # The largest timeout allowed is accepted (the connection is then refused, quickly).
+    with pytest.raises(workload_auth.TransportError):
+        client.connect(("127.0.0.1", port), timeout=1e9)
+
+
+def test_finding_10_a_key_file_readable_by_others_is_a_warning(spiffe: Spiffe, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    directory = write_credentials_dir(
+        str(tmp_path / "creds"), spiffe.ca.issue(spiffe.client_id), spiffe.ca
+    )
+    key = os.path.join(directory, "private_key.pem")
+    assert workload_auth.WorkloadIdentity.from_directory(directory).warnings == []
+    os.chmod(key, 0o644)
+    warnings = workload_auth.WorkloadIdentity.from_directory(directory).warnings
+    assert len(warnings) == 1
+    assert key in warnings[0] and "0644" in warnings[0]

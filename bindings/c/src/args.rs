@@ -11,6 +11,24 @@ use zeroize::Zeroize;
 
 use crate::error::{Failure, boundary_void};
 
+/// Refuses an element count whose bytes no object can span (more than `isize::MAX`): such a
+/// count is a caller's bug (a negative value cast to `size_t`, say), and building a slice of it
+/// would be undefined behaviour rather than an error.
+fn check_count<T>(n: usize, name: &'static str) -> Result<(), Failure> {
+    let fits = n
+        .checked_mul(std::mem::size_of::<T>().max(1))
+        .is_some_and(|bytes| isize::try_from(bytes).is_ok());
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("the length given for `{name}` ({n}) is larger than any object can be"),
+        )
+        .into())
+    }
+}
+
 /// A borrowed handle argument.
 ///
 /// # Safety
@@ -70,6 +88,7 @@ pub(crate) unsafe fn str_array<'a>(
     if ptr.is_null() {
         return Err(Failure::Null(name));
     }
+    check_count::<*const c_char>(n, name)?;
     // SAFETY: not NULL, and the caller guarantees `n` readable pointers.
     let items = unsafe { std::slice::from_raw_parts(ptr, n) };
     items
@@ -95,6 +114,7 @@ pub(crate) unsafe fn slice_arg<'a, T>(
     if ptr.is_null() {
         return Err(Failure::Null(name));
     }
+    check_count::<T>(n, name)?;
     // SAFETY: not NULL, and the caller guarantees `n` readable elements for the call.
     Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
 }
@@ -115,6 +135,7 @@ pub(crate) unsafe fn bytes_arg<'a>(
     if ptr.is_null() {
         return Err(Failure::Null(name));
     }
+    check_count::<u8>(len, name)?;
     // SAFETY: not NULL, and the caller guarantees `len` readable bytes for the call.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
@@ -135,6 +156,7 @@ pub(crate) unsafe fn bytes_out<'a>(
     if ptr.is_null() {
         return Err(Failure::Null(name));
     }
+    check_count::<u8>(len, name)?;
     // SAFETY: not NULL, and the caller guarantees `len` writable, unaliased bytes for the call.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }

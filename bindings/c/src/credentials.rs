@@ -4,7 +4,9 @@ use std::ffi::c_char;
 use std::time::UNIX_EPOCH;
 
 use workload_auth::core::runtime;
-use workload_auth::{AccessToken, Credentials, CredentialsBuilder, Error, ErrorKind};
+use workload_auth::{
+    AccessToken, CredentialType, Credentials, CredentialsBuilder, Error, ErrorKind,
+};
 
 use crate::args::{Out, OutPtr, handle, opt_str_arg, str_arg};
 use crate::error::{boundary, boundary_value, boundary_void, wa_result};
@@ -53,6 +55,10 @@ pub unsafe extern "C" fn wa_credentials_new_default(out: *mut *mut wa_credential
 }
 
 /// Credentials from the credentials file at `path` (any `type` ADC knows), instead of searching.
+/// For a file from a source you do not control, use a typed loader
+/// (`wa_credentials_new_from_service_account_file` and the like) or
+/// `wa_credentials_new_from_file_typed`: an `external_account` file makes the library read files,
+/// fetch URLs and run programs it names.
 ///
 /// # Safety
 ///
@@ -88,6 +94,344 @@ pub unsafe extern "C" fn wa_credentials_new_from_json(
         let json = unsafe { str_arg(json, "json") }?;
         new_credentials(CredentialsBuilder::new().with_json(json), out)
     })
+}
+
+/// Parses a comma-separated list of credential type names (`"service_account,authorized_user"`).
+fn parse_types(list: &str) -> Result<Vec<CredentialType>, crate::error::Failure> {
+    let mut types = Vec::new();
+    for name in list.split(',') {
+        types.push(name.parse::<CredentialType>()?);
+    }
+    Ok(types)
+}
+
+/// Application Default Credentials, like `wa_credentials_new_default`, accepting only the
+/// credential types in `allowed_types`, a comma-separated list of names as `wa_credentials_type`
+/// returns them (`"service_account,metadata_server"`). A credentials file of another type is
+/// refused (`WA_ERR_INVALID_CREDENTIALS`) before anything in it is used, and the metadata server
+/// is only used when `metadata_server` is listed. An unknown name is `WA_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+///
+/// `allowed_types` must be NULL or a NUL-terminated string; `out` as in
+/// `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_default_typed(
+    allowed_types: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_default_typed", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let types = unsafe { str_arg(allowed_types, "allowed_types") }?;
+        let types = parse_types(types)?;
+        new_credentials(CredentialsBuilder::new().with_allowed_types(types), out)
+    })
+}
+
+/// Credentials from the credentials file at `path`, which must be of one of the types in
+/// `allowed_types` (as in `wa_credentials_new_default_typed`). Use this, or a typed loader such
+/// as `wa_credentials_new_from_service_account_file`, for a file from a source you do not
+/// control.
+///
+/// # Safety
+///
+/// `path` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
+/// `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_file_typed(
+    path: *const c_char,
+    allowed_types: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_file_typed", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contracts.
+        let (path, types) = unsafe {
+            (
+                str_arg(path, "path")?,
+                str_arg(allowed_types, "allowed_types")?,
+            )
+        };
+        let builder = CredentialsBuilder::new()
+            .with_credentials_file(path)
+            .with_allowed_types(parse_types(types)?);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the JSON text of a credentials file, which must be of one of the types in
+/// `allowed_types` (as in `wa_credentials_new_default_typed`).
+///
+/// # Safety
+///
+/// `json` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
+/// `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_json_typed(
+    json: *const c_char,
+    allowed_types: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_json_typed", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contracts.
+        let (json, types) = unsafe {
+            (
+                str_arg(json, "json")?,
+                str_arg(allowed_types, "allowed_types")?,
+            )
+        };
+        let builder = CredentialsBuilder::new()
+            .with_json(json)
+            .with_allowed_types(parse_types(types)?);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the JSON text of a service-account key (`"type": "service_account"`); any other type is
+/// refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+///
+/// # Safety
+///
+/// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_service_account_json(
+    json: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_service_account_json", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let json = unsafe { str_arg(json, "json") }?;
+        let builder = CredentialsBuilder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ServiceAccount]);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the credentials file at `path`, which must be a service-account key
+/// (`"type": "service_account"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+///
+/// # Safety
+///
+/// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_service_account_file(
+    path: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_service_account_file", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let builder = CredentialsBuilder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ServiceAccount]);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the JSON text of a user's refresh token (as gcloud writes it) (`"type": "authorized_user"`); any other type is
+/// refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+///
+/// # Safety
+///
+/// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_json(
+    json: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_authorized_user_json", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let json = unsafe { str_arg(json, "json") }?;
+        let builder = CredentialsBuilder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::AuthorizedUser]);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the credentials file at `path`, which must be a user's refresh token (as gcloud writes it)
+/// (`"type": "authorized_user"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+///
+/// # Safety
+///
+/// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_file(
+    path: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_authorized_user_file", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let builder = CredentialsBuilder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::AuthorizedUser]);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the JSON text of service-account impersonation (`"type": "impersonated_service_account"`); any other type is
+/// refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+///
+/// # Safety
+///
+/// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_json(
+    json: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary(
+        "wa_credentials_new_from_impersonated_service_account_json",
+        || {
+            // SAFETY: forwarded contracts.
+            let out = unsafe { OutPtr::ptr(out, "out") }?;
+            // SAFETY: forwarded contract.
+            let json = unsafe { str_arg(json, "json") }?;
+            let builder = CredentialsBuilder::new()
+                .with_json(json)
+                .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
+            new_credentials(builder, out)
+        },
+    )
+}
+
+/// Credentials from the credentials file at `path`, which must be service-account impersonation
+/// (`"type": "impersonated_service_account"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+///
+/// # Safety
+///
+/// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_file(
+    path: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary(
+        "wa_credentials_new_from_impersonated_service_account_file",
+        || {
+            // SAFETY: forwarded contracts.
+            let out = unsafe { OutPtr::ptr(out, "out") }?;
+            // SAFETY: forwarded contract.
+            let path = unsafe { str_arg(path, "path") }?;
+            let builder = CredentialsBuilder::new()
+                .with_credentials_file(path)
+                .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
+            new_credentials(builder, out)
+        },
+    )
+}
+
+/// Credentials from the JSON text of workload or workforce identity federation (`"type": "external_account"`); any other type is
+/// refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+///
+/// # Safety
+///
+/// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_external_account_json(
+    json: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_external_account_json", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let json = unsafe { str_arg(json, "json") }?;
+        let builder = CredentialsBuilder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ExternalAccount]);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the credentials file at `path`, which must be workload or workforce identity federation
+/// (`"type": "external_account"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+///
+/// # Safety
+///
+/// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_external_account_file(
+    path: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_from_external_account_file", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let builder = CredentialsBuilder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccount]);
+        new_credentials(builder, out)
+    })
+}
+
+/// Credentials from the JSON text of a workforce identity federation user's refresh token (`"type": "external_account_authorized_user"`); any other type is
+/// refused with `WA_ERR_INVALID_CREDENTIALS` before anything in it is used.
+///
+/// # Safety
+///
+/// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_external_account_authorized_user_json(
+    json: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary(
+        "wa_credentials_new_from_external_account_authorized_user_json",
+        || {
+            // SAFETY: forwarded contracts.
+            let out = unsafe { OutPtr::ptr(out, "out") }?;
+            // SAFETY: forwarded contract.
+            let json = unsafe { str_arg(json, "json") }?;
+            let builder = CredentialsBuilder::new()
+                .with_json(json)
+                .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
+            new_credentials(builder, out)
+        },
+    )
+}
+
+/// Credentials from the credentials file at `path`, which must be a workforce identity federation user's refresh token
+/// (`"type": "external_account_authorized_user"`); any other type is refused with `WA_ERR_INVALID_CREDENTIALS`.
+///
+/// # Safety
+///
+/// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_from_external_account_authorized_user_file(
+    path: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary(
+        "wa_credentials_new_from_external_account_authorized_user_file",
+        || {
+            // SAFETY: forwarded contracts.
+            let out = unsafe { OutPtr::ptr(out, "out") }?;
+            // SAFETY: forwarded contract.
+            let path = unsafe { str_arg(path, "path") }?;
+            let builder = CredentialsBuilder::new()
+                .with_credentials_file(path)
+                .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
+            new_credentials(builder, out)
+        },
+    )
 }
 
 /// Releases credentials (stopping their background refreshes). `NULL` is a no-op.

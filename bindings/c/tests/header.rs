@@ -56,6 +56,8 @@ fn header_declares_the_functions_users_depend_on() {
     for declaration in [
         "wa_result wa_credentials_new_default(wa_credentials **out);",
         "wa_result wa_credentials_new_from_file(const char *path, wa_credentials **out);",
+        "wa_result wa_credentials_new_from_service_account_json(const char *json, wa_credentials **out);",
+        "wa_result wa_credentials_new_from_json_typed(const char *json, const char *allowed_types, wa_credentials **out);",
         "wa_result wa_credentials_access_token(const wa_credentials *c, const char *scopes_or_null, char **out_token, int64_t *out_expires_unix);",
         "wa_result wa_credentials_id_token(const wa_credentials *c, const char *audience, char **out_token);",
         "void wa_credentials_free(wa_credentials *c);",

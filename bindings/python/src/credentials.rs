@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use workload_auth::core::runtime;
-use workload_auth::{AccessToken as RustAccessToken, CredentialsBuilder};
+use workload_auth::{AccessToken as RustAccessToken, CredentialType, CredentialsBuilder};
 
 use crate::errors::{IntoPy, invalid_argument};
 
@@ -34,23 +34,69 @@ fn builder(
     builder
 }
 
+/// Applies `allowed_types` (credential type names) and `allowed_endpoints` (extra token hosts)
+/// to `builder`.
+fn restrict(
+    py: Python<'_>,
+    mut builder: CredentialsBuilder,
+    allowed_types: Option<Vec<String>>,
+    allowed_endpoints: Option<Vec<String>>,
+) -> PyResult<CredentialsBuilder> {
+    if let Some(names) = allowed_types {
+        let types = names
+            .iter()
+            .map(|name| name.parse::<CredentialType>())
+            .collect::<Result<Vec<_>, _>>()
+            .or_raise(py)?;
+        builder = builder.with_allowed_types(types);
+    }
+    if let Some(hosts) = allowed_endpoints {
+        builder = builder.with_allowed_endpoints(hosts);
+    }
+    Ok(builder)
+}
+
+/// The JSON text of `info`: a `str` as is, a `dict` serialized.
+fn json_text(py: Python<'_>, info: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(text) = info.cast::<PyString>() {
+        Ok(text.to_cow()?.into_owned())
+    } else if info.cast::<PyDict>().is_ok() {
+        py.import("json")?.call_method1("dumps", (info,))?.extract()
+    } else {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "info must be the JSON text (str) or a dict of a credentials file",
+        ))
+    }
+}
+
 fn build(py: Python<'_>, builder: CredentialsBuilder) -> PyResult<Credentials> {
     // Building reads files and may probe for the metadata server: let other threads run.
     let inner = py.detach(|| builder.build()).or_raise(py)?;
     Ok(Credentials { inner })
 }
 
-/// `default(*, scopes=None, quota_project=None, metadata_host=None)`: Application Default
-/// Credentials from the environment.
+/// `default(*, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
+/// allowed_endpoints=None)`: Application Default Credentials from the environment.
 #[pyfunction]
-#[pyo3(signature = (*, scopes=None, quota_project=None, metadata_host=None))]
+#[pyo3(signature = (
+    *, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
+    allowed_endpoints=None
+))]
 pub(crate) fn default(
     py: Python<'_>,
     scopes: Option<Vec<String>>,
     quota_project: Option<String>,
     metadata_host: Option<String>,
+    allowed_types: Option<Vec<String>>,
+    allowed_endpoints: Option<Vec<String>>,
 ) -> PyResult<Credentials> {
-    build(py, builder(scopes, quota_project, metadata_host))
+    let builder = restrict(
+        py,
+        builder(scopes, quota_project, metadata_host),
+        allowed_types,
+        allowed_endpoints,
+    )?;
+    build(py, builder)
 }
 
 impl Credentials {
@@ -73,42 +119,204 @@ impl Credentials {
 
 #[pymethods]
 impl Credentials {
-    /// Credentials from a credentials file (any `type` ADC knows), instead of searching.
+    /// Credentials from a credentials file (any `type` ADC knows, or one of `allowed_types`),
+    /// instead of searching.
     #[staticmethod]
-    #[pyo3(signature = (path, *, scopes=None, quota_project=None))]
+    #[pyo3(signature = (
+        path, *, scopes=None, quota_project=None, allowed_types=None, allowed_endpoints=None
+    ))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         scopes: Option<Vec<String>>,
         quota_project: Option<String>,
+        allowed_types: Option<Vec<String>>,
+        allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        build(
-            py,
-            builder(scopes, quota_project, None).with_credentials_file(path),
-        )
+        let builder = builder(scopes, quota_project, None).with_credentials_file(path);
+        build(py, restrict(py, builder, allowed_types, allowed_endpoints)?)
     }
 
     /// Credentials from the JSON of a credentials file (a `str`, or a mapping).
     #[staticmethod]
-    #[pyo3(signature = (info, *, scopes=None, quota_project=None))]
+    #[pyo3(signature = (
+        info, *, scopes=None, quota_project=None, allowed_types=None, allowed_endpoints=None
+    ))]
     fn from_json(
         py: Python<'_>,
         info: &Bound<'_, PyAny>,
         scopes: Option<Vec<String>>,
         quota_project: Option<String>,
+        allowed_types: Option<Vec<String>>,
+        allowed_endpoints: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let json: String = if let Ok(text) = info.cast::<PyString>() {
-            text.to_cow()?.into_owned()
-        } else if info.cast::<PyDict>().is_ok() {
-            py.import("json")?
-                .call_method1("dumps", (info,))?
-                .extract()?
-        } else {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "info must be the JSON text (str) or a dict of a credentials file",
-            ));
-        };
-        build(py, builder(scopes, quota_project, None).with_json(json))
+        let builder = builder(scopes, quota_project, None).with_json(json_text(py, info)?);
+        build(py, restrict(py, builder, allowed_types, allowed_endpoints)?)
+    }
+
+    /// Credentials from the JSON (`str` or `dict`) of a `service_account` file; any other type is
+    /// refused (`InvalidCredentialsError`) before anything in it is used.
+    #[staticmethod]
+    #[pyo3(signature = (info, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_service_account_info(
+        py: Python<'_>,
+        info: &Bound<'_, PyAny>,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_json(json_text(py, info)?)
+            .with_allowed_types([CredentialType::ServiceAccount]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from a `service_account` file; any other type is refused.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_service_account_file(
+        py: Python<'_>,
+        path: PathBuf,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ServiceAccount]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from the JSON (`str` or `dict`) of a `authorized_user` file; any other type is
+    /// refused (`InvalidCredentialsError`) before anything in it is used.
+    #[staticmethod]
+    #[pyo3(signature = (info, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_authorized_user_info(
+        py: Python<'_>,
+        info: &Bound<'_, PyAny>,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_json(json_text(py, info)?)
+            .with_allowed_types([CredentialType::AuthorizedUser]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from a `authorized_user` file; any other type is refused.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_authorized_user_file(
+        py: Python<'_>,
+        path: PathBuf,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::AuthorizedUser]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from the JSON (`str` or `dict`) of a `impersonated_service_account` file; any other type is
+    /// refused (`InvalidCredentialsError`) before anything in it is used.
+    #[staticmethod]
+    #[pyo3(signature = (info, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_impersonated_service_account_info(
+        py: Python<'_>,
+        info: &Bound<'_, PyAny>,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_json(json_text(py, info)?)
+            .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from a `impersonated_service_account` file; any other type is refused.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_impersonated_service_account_file(
+        py: Python<'_>,
+        path: PathBuf,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from the JSON (`str` or `dict`) of a `external_account` file; any other type is
+    /// refused (`InvalidCredentialsError`) before anything in it is used.
+    #[staticmethod]
+    #[pyo3(signature = (info, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_external_account_info(
+        py: Python<'_>,
+        info: &Bound<'_, PyAny>,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_json(json_text(py, info)?)
+            .with_allowed_types([CredentialType::ExternalAccount]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from a `external_account` file; any other type is refused.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_external_account_file(
+        py: Python<'_>,
+        path: PathBuf,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccount]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from the JSON (`str` or `dict`) of a `external_account_authorized_user` file; any other type is
+    /// refused (`InvalidCredentialsError`) before anything in it is used.
+    #[staticmethod]
+    #[pyo3(signature = (info, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_external_account_authorized_user_info(
+        py: Python<'_>,
+        info: &Bound<'_, PyAny>,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_json(json_text(py, info)?)
+            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
+    }
+
+    /// Credentials from a `external_account_authorized_user` file; any other type is refused.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, scopes=None, quota_project=None, allowed_endpoints=None))]
+    fn from_external_account_authorized_user_file(
+        py: Python<'_>,
+        path: PathBuf,
+        scopes: Option<Vec<String>>,
+        quota_project: Option<String>,
+        allowed_endpoints: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let builder = builder(scopes, quota_project, None)
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
+        build(py, restrict(py, builder, None, allowed_endpoints)?)
     }
 
     /// An access token: from the cache when it holds a fresh one, otherwise fetched (the GIL

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyString, PyTuple};
 use workload_auth::blocking::{
     MtlsClient as RustClient, MtlsServer as RustServer, MtlsStream as RustStream,
 };
@@ -35,6 +35,13 @@ impl WorkloadIdentity {
             .detach(|| workload_auth::WorkloadIdentity::from_directory(path.as_deref()))
             .or_raise(py)?;
         Ok(Self { inner })
+    }
+
+    /// Warnings an operator should act on (e.g. a private key file readable by group or
+    /// others); empty when all is well.
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
     }
 
     /// This workload's SPIFFE ID (of the current certificate).
@@ -125,6 +132,38 @@ fn authorizer(py: Python<'_>, allow: &Bound<'_, PyAny>) -> PyResult<Authorizer> 
     }
 }
 
+/// The largest `bufsize` `MtlsStream.recv` accepts: a C `int`, as for `socket.recv`.
+const MAX_RECV_BUFSIZE: i64 = i32::MAX as i64;
+
+/// What one `recv` reads (and allocates) at most, whatever `bufsize` asks for: several TLS
+/// records of plaintext. `recv` returns fewer bytes than asked whenever fewer are ready anyway.
+const RECV_CHUNK: usize = 1 << 20;
+
+/// The longest timeout accepted, in seconds (about 31 years): anything longer is a mistake, and
+/// `1e300` seconds would overflow the conversion to a duration.
+const MAX_TIMEOUT_SECS: f64 = 1e9;
+const TIMEOUT_RANGE: &str = "a positive number of seconds, at most 1e9, or None";
+
+/// A size or duration argument from Python as a number, or a `ValueError`
+/// (`InvalidArgumentError`) naming the argument when it is out of any range (a huge `int`
+/// raises `OverflowError` in the plain conversion); a non-number stays a `TypeError`.
+fn number<'py, T: FromPyObjectOwned<'py>>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+    name: &str,
+    range: &str,
+) -> PyResult<T> {
+    if !(value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>()) {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a number, not {}",
+            value.get_type().name()?
+        )));
+    }
+    value
+        .extract::<T>()
+        .map_err(|_| invalid_argument(py, format!("{name} is out of range: {range}")))
+}
+
 /// Takes over a connected Python socket: detaches its descriptor (the socket object is then
 /// closed for Python) and carries its timeout over.
 fn take_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<TcpStream> {
@@ -137,7 +176,7 @@ fn take_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<TcpStream> {
         ));
     }
     let timeout: Option<f64> = sock.call_method0("gettimeout")?.extract()?;
-    let timeout = socket_timeout(py, timeout)?;
+    let timeout = timeout.map(|t| timeout_secs(py, t)).transpose()?;
     let fd: RawFd = sock.call_method0("detach")?.extract()?;
     if fd < 0 {
         return Err(invalid_argument(py, "the socket is closed"));
@@ -149,15 +188,36 @@ fn take_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<TcpStream> {
     Ok(tcp)
 }
 
-fn socket_timeout(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t > 0.0 && t.is_finite() => Ok(Some(Duration::from_secs_f64(t))),
-        Some(_) => Err(invalid_argument(
+/// A timeout in seconds from Python: `None` (blocking) or a positive number of seconds up to
+/// [`MAX_TIMEOUT_SECS`]; zero (non-blocking), negative, NaN, infinite or huge values are a
+/// `ValueError` (`InvalidArgumentError`) that says which.
+fn socket_timeout(
+    py: Python<'_>,
+    timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Duration>> {
+    let Some(timeout) = timeout.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    timeout_secs(py, number(py, timeout, "timeout", TIMEOUT_RANGE)?).map(Some)
+}
+
+/// See [`socket_timeout`].
+fn timeout_secs(py: Python<'_>, t: f64) -> PyResult<Duration> {
+    if t == 0.0 {
+        return Err(invalid_argument(
             py,
             "non-blocking sockets are not supported; use blocking mode or a positive timeout",
-        )),
+        ));
     }
+    if !(t > 0.0 && t <= MAX_TIMEOUT_SECS) {
+        // Also NaN, which compares false with everything.
+        return Err(invalid_argument(
+            py,
+            format!("timeout {t} is out of range: {TIMEOUT_RANGE}"),
+        ));
+    }
+    Duration::try_from_secs_f64(t)
+        .map_err(|_| invalid_argument(py, format!("timeout {t} is out of range: {TIMEOUT_RANGE}")))
 }
 
 fn configure(tcp: &TcpStream, timeout: Option<Duration>) -> Result<(), Error> {
@@ -173,7 +233,11 @@ fn configure(tcp: &TcpStream, timeout: Option<Duration>) -> Result<(), Error> {
 /// `("host", port)` or `"host:port"`.
 fn addresses(py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Vec<SocketAddr>> {
     let text = if let Ok(tuple) = target.cast::<PyTuple>() {
-        let (host, port): (String, u16) = tuple.extract()?;
+        let (host, port): (String, Bound<'_, PyAny>) = tuple.extract()?;
+        if port.is_instance_of::<PyFloat>() {
+            return Err(PyTypeError::new_err("port must be an int, not float"));
+        }
+        let port: u16 = number(py, &port, "port", "0 to 65535")?;
         if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -218,7 +282,7 @@ impl MtlsClient {
         &self,
         py: Python<'_>,
         target: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<MtlsStream> {
         let timeout = socket_timeout(py, timeout)?;
         let socket_class = py.import("socket")?.getattr("socket")?;
@@ -343,10 +407,28 @@ impl MtlsStream {
         self.send(py, data).map(|_| ())
     }
 
-    /// Up to `bufsize` bytes, blocking until some arrive; `b""` when the peer closed cleanly.
-    fn recv<'py>(&self, py: Python<'py>, bufsize: usize) -> PyResult<Bound<'py, PyBytes>> {
+    /// Up to `bufsize` bytes (0 to 2**31 - 1; at most 1 MiB are read at once), blocking until
+    /// some arrive; `b""` when the peer closed cleanly. A negative or larger `bufsize` is a
+    /// `ValueError` rather than an allocation that could abort the interpreter.
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        const RANGE: &str = "0 to 2147483647";
+        if bufsize.is_instance_of::<PyFloat>() {
+            return Err(PyTypeError::new_err("bufsize must be an int, not float"));
+        }
+        let requested: i64 = number(py, bufsize, "bufsize", RANGE)?;
+        if !(0..=MAX_RECV_BUFSIZE).contains(&requested) {
+            return Err(invalid_argument(
+                py,
+                format!("bufsize {requested} is out of range: {RANGE}"),
+            ));
+        }
+        let len = usize::try_from(requested).unwrap_or(0).min(RECV_CHUNK);
         let stream = self.stream(py)?;
-        let mut buf = vec![0u8; bufsize];
+        let mut buf = vec![0u8; len];
         let n = py.detach(|| stream.read(&mut buf)).or_raise(py)?;
         Ok(PyBytes::new(py, &buf[..n]))
     }

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
+use workload_auth_core::fs::{
+    MAX_JSON_FILE_BYTES, MAX_SMALL_FILE_BYTES, is_not_found, read_bounded,
+};
 use workload_auth_core::{CacheConfig, Error, ErrorKind, Result, SecretString};
 use workload_auth_metadata::{
     DEFAULT_METADATA_HOST, DetectionInput, METADATA_HOST_ENV, MetadataClient, detect,
 };
 
 use crate::credentials::{Credentials, ProjectState, Resolved};
+use crate::env::ALLOWED_ENDPOINTS_ENV;
 use crate::env::{CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV};
 use crate::explain::{Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::http::{DEFAULT_TIMEOUT, Http, TlsRoots};
-use crate::kinds::{self, Context, Source};
-
-/// The largest credentials file read (real ones are a few kilobytes).
-const MAX_CREDENTIALS_FILE_BYTES: u64 = 1024 * 1024;
+use crate::kinds::{self, Context, CredentialType, Source};
+use crate::url_policy::EndpointPolicy;
 
 /// The name of gcloud's Application Default Credentials file.
 pub const GCLOUD_CREDENTIALS_FILE: &str = "application_default_credentials.json";
@@ -61,6 +63,8 @@ pub struct Builder {
     timeout: Duration,
     self_signed_jwt: bool,
     token_lifetime: Option<Duration>,
+    allowed_endpoints: Vec<String>,
+    allowed_types: Option<Vec<CredentialType>>,
 }
 
 impl fmt::Debug for Builder {
@@ -81,6 +85,8 @@ impl fmt::Debug for Builder {
             .field("roots", &self.roots)
             .field("timeout", &self.timeout)
             .field("self_signed_jwt", &self.self_signed_jwt)
+            .field("allowed_endpoints", &self.allowed_endpoints)
+            .field("allowed_types", &self.allowed_types)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +112,8 @@ impl Builder {
             timeout: DEFAULT_TIMEOUT,
             self_signed_jwt: false,
             token_lifetime: None,
+            allowed_endpoints: Vec::new(),
+            allowed_types: None,
         }
     }
 
@@ -209,6 +217,48 @@ impl Builder {
         self
     }
 
+    /// Allows credentials files to send credentials to these hosts too, for private
+    /// deployments (a token endpoint of your own, a private universe).
+    ///
+    /// By default a credentials file may only name Google's token endpoints (`sts`, `oauth2`,
+    /// `iamcredentials` of `googleapis.com`, with their `mtls.`, regional and Private Service
+    /// Connect forms, and `accounts.google.com`) or this machine; anything else is refused when
+    /// the file is loaded, so that a file from an untrusted source cannot send this machine's
+    /// credentials to its author. Each entry is a host name (`token.corp.example`), an IP
+    /// address, or `*.` and a domain of at least two labels (`*.corp.example`: every host under
+    /// it). A malformed entry — `*`, `*.com`, a URL, a port — makes [`Builder::build`] fail
+    /// rather than being ignored. The hosts are added to those of
+    /// [`ALLOWED_ENDPOINTS_ENV`](crate::ALLOWED_ENDPOINTS_ENV) (the same syntax,
+    /// comma-separated); only `https://` is allowed to them.
+    #[must_use]
+    pub fn with_allowed_endpoints<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_endpoints
+            .extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
+    /// Accepts only credentials of these types: a credentials file (given, named by
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, or gcloud's) of another type is refused before anything
+    /// in it is used, and the metadata server is only used if
+    /// [`CredentialType::MetadataServer`] is listed.
+    ///
+    /// For a file from a source you do not control, accept exactly the type you expect (or use
+    /// a typed loader such as [`Credentials::from_service_account_json`]): a
+    /// `service_account` key is inert data, while an `external_account` file makes this library
+    /// read local files, call URLs and (when allowed) run programs.
+    #[must_use]
+    pub fn with_allowed_types<I>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = CredentialType>,
+    {
+        self.allowed_types = Some(types.into_iter().collect());
+        self
+    }
+
     /// Runs the search and returns the credentials. Fails when no credentials are found (the
     /// error lists every place looked at), when a credentials file is unusable (the error names
     /// the file and what is wrong), or when an option is invalid.
@@ -237,7 +287,16 @@ impl Builder {
     }
 
     fn context(&self) -> Result<Context> {
+        let mut endpoints = EndpointPolicy::default();
+        if let Some(list) = self.env.var(ALLOWED_ENDPOINTS_ENV) {
+            endpoints.add_list(&list, ALLOWED_ENDPOINTS_ENV)?;
+        }
+        for host in &self.allowed_endpoints {
+            endpoints.add(host, "Builder::with_allowed_endpoints")?;
+        }
         Ok(Context {
+            endpoints: Arc::new(endpoints),
+            allowed_types: self.allowed_types.as_deref().map(Arc::from),
             env: self.env.clone(),
             http: Http::new(&self.roots, None, self.timeout),
             roots: self.roots.clone(),
@@ -422,6 +481,20 @@ impl Builder {
         }
 
         // 3. The metadata server.
+        if let Some(allowed) = self
+            .allowed_types
+            .as_ref()
+            .filter(|a| !a.contains(&CredentialType::MetadataServer))
+        {
+            let error = kinds::type_not_allowed(CredentialType::MetadataServer.as_str(), allowed);
+            steps.push(Step::new(
+                "metadata server",
+                None,
+                Outcome::NotTried,
+                error.message().to_owned(),
+            ));
+            return Err(error);
+        }
         let host = match &self.metadata_host {
             Some(host) => {
                 steps.push(Step::new(
@@ -612,6 +685,94 @@ impl Builder {
     }
 }
 
+/// Typed loaders: credentials of one expected type from a file or its JSON, refusing any other
+/// type before anything in the file is used. Use them for files from sources you do not control
+/// (see the crate documentation); for scopes and other options, use
+/// `Builder::new().with_json(..).with_allowed_types([..])`, which they are shorthand for.
+impl Credentials {
+    /// Credentials from the JSON of a service-account key file (`"type": "service_account"`); any other type is refused.
+    pub fn from_service_account_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be a service-account key file (`"type": "service_account"`); any other type is refused.
+    pub fn from_service_account_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the JSON of a user's refresh token (`"type": "authorized_user"`, as gcloud writes it); any other type is refused.
+    pub fn from_authorized_user_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::AuthorizedUser])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be a user's refresh token (`"type": "authorized_user"`, as gcloud writes it); any other type is refused.
+    pub fn from_authorized_user_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::AuthorizedUser])
+            .build()
+    }
+
+    /// Credentials from the JSON of service-account impersonation (`"type": "impersonated_service_account"`); any other type is refused.
+    pub fn from_impersonated_service_account_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ImpersonatedServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be service-account impersonation (`"type": "impersonated_service_account"`); any other type is refused.
+    pub fn from_impersonated_service_account_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ImpersonatedServiceAccount])
+            .build()
+    }
+
+    /// Credentials from the JSON of workload or workforce identity federation (`"type": "external_account"`); any other type is refused.
+    pub fn from_external_account_json(json: impl Into<SecretString>) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ExternalAccount])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be workload or workforce identity federation (`"type": "external_account"`); any other type is refused.
+    pub fn from_external_account_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccount])
+            .build()
+    }
+
+    /// Credentials from the JSON of a workforce identity federation user's refresh token (`"type": "external_account_authorized_user"`); any other type is refused.
+    pub fn from_external_account_authorized_user_json(
+        json: impl Into<SecretString>,
+    ) -> Result<Self> {
+        Builder::new()
+            .with_json(json)
+            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser])
+            .build()
+    }
+
+    /// Credentials from the file at `path`, which must be a workforce identity federation user's refresh token (`"type": "external_account_authorized_user"`); any other type is refused.
+    pub fn from_external_account_authorized_user_file(path: impl Into<PathBuf>) -> Result<Self> {
+        Builder::new()
+            .with_credentials_file(path)
+            .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser])
+            .build()
+    }
+}
+
 /// What the search found.
 struct Found {
     source: Source,
@@ -624,34 +785,14 @@ struct Found {
 /// Reads and parses a credentials file. `Ok(None)` when it does not exist.
 fn load_file(path: &Path, ctx: &Context, what: &str) -> Result<Option<Source>> {
     let place = path.display().to_string();
-    let io = |e: std::io::Error| {
-        Error::new(
-            ErrorKind::Io,
-            format!("{what} cannot be read ({})", e.kind()),
-        )
-        .with_endpoint(place.clone())
-        .with_hint("check the file's permissions")
+    let content = match read_bounded(path, MAX_JSON_FILE_BYTES, what) {
+        Ok(content) => content,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::Io => {
+            return Err(e.with_hint("check the file's permissions"));
+        }
+        Err(e) => return Err(e),
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    if meta.is_dir() {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            format!("{what} is a directory, not a file"),
-        )
-        .with_endpoint(place));
-    }
-    if meta.len() > MAX_CREDENTIALS_FILE_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            format!("{what} is larger than {MAX_CREDENTIALS_FILE_BYTES} bytes"),
-        )
-        .with_endpoint(place));
-    }
-    let content = zeroize::Zeroizing::new(std::fs::read(path).map_err(io)?);
     load_json(&content, &place, ctx).map(Some)
 }
 
@@ -678,10 +819,14 @@ fn gcloud_config_project(env: &EnvSource) -> (Option<String>, Option<String>) {
     let name = env
         .nonempty("CLOUDSDK_ACTIVE_CONFIG_NAME")
         .or_else(|| {
-            std::fs::read_to_string(dir.join("active_config"))
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
+            read_bounded(
+                &dir.join("active_config"),
+                MAX_SMALL_FILE_BYTES,
+                "gcloud's active_config",
+            )
+            .ok()
+            .map(|s| String::from_utf8_lossy(&s).trim().to_owned())
+            .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "default".to_owned());
     if name.contains(['/', '\\']) || name.starts_with('.') {
@@ -689,7 +834,10 @@ fn gcloud_config_project(env: &EnvSource) -> (Option<String>, Option<String>) {
     }
     let path = dir.join("configurations").join(format!("config_{name}"));
     let place = Some(path.display().to_string());
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(bytes) = read_bounded(&path, MAX_SMALL_FILE_BYTES, "gcloud's configuration") else {
+        return (None, place);
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
         return (None, place);
     };
     let mut in_core = false;

@@ -90,7 +90,7 @@ impl ClientCertificate {
             &read_limited(&cert_path, "the workload certificate")?,
             &cert_path,
         )?;
-        let key_pem = zeroize::Zeroizing::new(read_limited(&key_path, "the workload private key")?);
+        let key_pem = read_limited(&key_path, "the workload private key")?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidCredentials,

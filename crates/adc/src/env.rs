@@ -23,6 +23,10 @@ pub const QUOTA_PROJECT_ENV: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
 pub const ALLOW_EXECUTABLES_ENV: &str = "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES";
 /// `GOOGLE_API_CERTIFICATE_CONFIG`: the path of `certificate_config.json`.
 pub const CERTIFICATE_CONFIG_ENV: &str = "GOOGLE_API_CERTIFICATE_CONFIG";
+/// `WORKLOAD_AUTH_ALLOWED_ENDPOINTS`: extra hosts a credentials file may send credentials to,
+/// comma-separated (`token.corp.example`, `*.corp.example`), for private deployments. See
+/// [`Builder::with_allowed_endpoints`](crate::Builder::with_allowed_endpoints) for the rules.
+pub const ALLOWED_ENDPOINTS_ENV: &str = "WORKLOAD_AUTH_ALLOWED_ENDPOINTS";
 
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 

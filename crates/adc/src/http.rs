@@ -430,21 +430,16 @@ pub(crate) fn parse_access_token(reply: &Reply, now: SystemTime) -> Result<Acces
     let map = reply.json("the token answer")?;
     let fields = Fields::of_response(&map, &reply.endpoint);
     let token = fields.secret("access_token")?;
-    let expires_in = fields.opt_u64("expires_in")?.unwrap_or(3600);
-    if expires_in == 0 {
-        return Err(fields.error("the token answer says `expires_in` is 0"));
-    }
+    let expires_in = fields.opt_lifetime_seconds("expires_in")?.unwrap_or(3600);
+    let expires_at = workload_auth_core::expiry_after(now, Duration::from_secs(expires_in))
+        .ok_or_else(|| fields.error("the token answer's `expires_in` is out of range"))?;
     let token_type = fields.opt_nonempty_str("token_type")?.unwrap_or("Bearer");
     let token_type = if token_type.eq_ignore_ascii_case("bearer") {
         "Bearer"
     } else {
         token_type
     };
-    Ok(AccessToken::new(
-        token,
-        token_type,
-        now + Duration::from_secs(expires_in),
-    ))
+    Ok(AccessToken::new(token, token_type, expires_at))
 }
 
 #[cfg(test)]
@@ -527,5 +522,29 @@ mod tests {
             let e = parse_access_token(&reply(200, bad), now).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::MalformedResponse, "{bad}");
         }
+    }
+
+    #[test]
+    fn finding_3_token_answers_with_huge_lifetimes_are_typed_errors() {
+        for (expires_in, needle) in [
+            ("1e300", "out of range"),
+            ("18446744073709551615", "out of range"),
+            ("\"18446744073709551615\"", "out of range"),
+            ("-1", "negative"),
+            ("\"-1\"", "not a whole number"),
+            ("\"1e300\"", "not a whole number"),
+            ("\"soon\"", "not a whole number"),
+        ] {
+            let body = format!(r#"{{"access_token":"ya29.x","expires_in":{expires_in}}}"#);
+            let e = parse_access_token(&reply(200, &body), SystemTime::now()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MalformedResponse, "{expires_in}");
+            assert!(e.message().contains(needle), "{expires_in}: {e}");
+            assert!(!e.to_string().contains("ya29"), "{e}");
+        }
+        // A quoted integer is accepted, as google-auth accepts it.
+        let now = SystemTime::now();
+        let body = r#"{"access_token":"ya29.x","expires_in":"3600"}"#;
+        let t = parse_access_token(&reply(200, body), now).unwrap();
+        assert_eq!(t.expires_at(), now + Duration::from_secs(3600));
     }
 }

@@ -31,11 +31,28 @@
 //! # let _ = (token, id_token); Ok(()) }
 //! ```
 //!
-//! Security: a credential is only ever sent to an `https://` URL (or `http://` to this machine,
-//! for tests and the emulator); a credentials file naming any other token, STS or impersonation
-//! URL is refused when it is loaded, before any request. Executables named by a file run only
-//! when `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`. Secrets never appear in `Debug`, `Display`
-//! or error messages.
+//! Security: a credential is only ever sent to Google's token endpoints over `https://` (`sts`,
+//! `oauth2`, `iamcredentials` of `googleapis.com` and their `mtls.`, regional and Private Service
+//! Connect forms) or to this machine (tests and the emulator); a credentials file naming any
+//! other token, STS or impersonation URL is refused when it is loaded, before any request,
+//! unless the caller allowed the host ([`Builder::with_allowed_endpoints`], or
+//! [`ALLOWED_ENDPOINTS_ENV`] — `WORKLOAD_AUTH_ALLOWED_ENDPOINTS=token.corp.example,*.corp.example`
+//! — for private deployments). The AWS source reads only the EC2 instance metadata service.
+//! Executables named by a file run only when `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`.
+//! Secrets never appear in `Debug`, `Display` or error messages.
+//!
+//! # Credential files from untrusted sources
+//!
+//! A credentials file is configuration that acts: an `external_account` file makes the library
+//! read local files, fetch URLs and (when allowed) run programs, and send what they return to
+//! the file's token URL. The endpoint rules above keep that inside Google and this machine; on
+//! top of them, load a file someone else gave you with the loader for the type you expect —
+//! [`Credentials::from_service_account_json`], [`Credentials::from_authorized_user_json`],
+//! [`Credentials::from_impersonated_service_account_json`],
+//! [`Credentials::from_external_account_json`],
+//! [`Credentials::from_external_account_authorized_user_json`] (and their `_file` twins) — or
+//! restrict the generic search with [`Builder::with_allowed_types`]. A file of another type is
+//! refused before anything in it is used.
 //!
 //! What this crate deliberately does not do: look up an external account's project through the
 //! Cloud Resource Manager API (google-auth does so only when asked with scopes; set
@@ -62,8 +79,8 @@ pub use builder::{Builder, GCLOUD_CREDENTIALS_FILE};
 pub use client_certificate::{ClientCertificate, USE_CLIENT_CERTIFICATE_ENV};
 pub use credentials::{Credentials, RequestHeaders};
 pub use env::{
-    ALLOW_EXECUTABLES_ENV, CERTIFICATE_CONFIG_ENV, CLOUDSDK_CONFIG_ENV, CREDENTIALS_ENV, EnvSource,
-    LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
+    ALLOW_EXECUTABLES_ENV, ALLOWED_ENDPOINTS_ENV, CERTIFICATE_CONFIG_ENV, CLOUDSDK_CONFIG_ENV,
+    CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
 };
 pub use explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};

@@ -113,6 +113,9 @@ impl Identity {
                 self.credentials.display()
             )
         })?;
+        for warning in material.warnings() {
+            warn(&format!("warning: {warning}"));
+        }
         Ok(SvidStore::new(material))
     }
 }

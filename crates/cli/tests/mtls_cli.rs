@@ -34,18 +34,29 @@ impl Creds {
 
     fn rotate(&self, ca: &TrustDomainCa, id: &str, federated: &[&TrustDomainCa]) {
         let svid = ca.issue(id).unwrap();
-        self.writer
+        let dir = self
+            .writer
             .write(&CredentialsContents::new(
                 &svid,
                 ca,
                 federated.iter().copied(),
             ))
             .unwrap();
+        // The key files readable by their owner only, so no warning line mixes into what the
+        // tests read (finding_10_... checks the warning for a 0644 key).
+        for name in ["private_key.pem", "x509.credential-bundle.private-key.pem"] {
+            set_mode(&dir.join(name), 0o600);
+        }
     }
 
     fn path(&self) -> PathBuf {
         self.writer.link_path()
     }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Lines of a child's output, read on a thread as they come.
@@ -425,4 +436,76 @@ fn bad_arguments_and_missing_credentials_fail_with_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let server_creds = Creds::new(&ca, SERVER, &[]);
+    let client_creds = Creds::new(&ca, CLIENT, &[]);
+    let narrow = "td:spiffe://prod.example/ns/admin";
+
+    // `serve` refuses to start rather than allowing all of prod.example.
+    let out = Command::new(BIN)
+        .args(["mtls", "serve", "--listen", "127.0.0.1:0", "--credentials"])
+        .arg(server_creds.path())
+        .args(["--allow", narrow])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started with {narrow}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("invalid --allow policy"), "{stderr}");
+    assert!(stderr.contains("/ns/admin"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no `listening on`");
+
+    // The trust domain written as its SPIFFE ID (no path) still means the whole domain.
+    let mut server = Server::start(&server_creds.path(), &["td:spiffe://prod.example"]);
+    let c = connect(&server.addr, &client_creds.path(), &[narrow], b"x");
+    assert_one_line_error(&c, "invalid --allow policy");
+    let c = connect(
+        &server.addr,
+        &client_creds.path(),
+        &["td:prod.example"],
+        b"ping",
+    );
+    assert!(c.status.success(), "stderr: {}", c.stderr);
+    assert_eq!(c.stdout, "ping");
+    server.stdout.wait_for(&format!("peer {CLIENT} connected"));
+}
+
+#[test]
+fn finding_10_a_key_readable_by_others_is_a_warning_on_stderr() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let server_creds = Creds::new(&ca, SERVER, &[]);
+    let client_creds = Creds::new(&ca, CLIENT, &[]);
+    let client_dir = client_creds.writer.current_dir().unwrap();
+    let key = client_dir.join("private_key.pem");
+    let mut server = Server::start(&server_creds.path(), &["any"]);
+
+    set_mode(&key, 0o644);
+    let c = connect(&server.addr, &client_creds.path(), &[SERVER], b"ping");
+    assert!(c.status.success(), "stderr: {}", c.stderr);
+    assert_eq!(c.stdout, "ping", "the warning does not stop the connection");
+    let lines: Vec<&str> = c.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", c.stderr);
+    assert!(
+        lines[0].starts_with("workload-auth: warning: "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(&key.display().to_string()),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("0644"), "{}", lines[0]);
+    server.stdout.wait_for(&format!("peer {CLIENT} connected"));
+
+    set_mode(&key, 0o600);
+    let c = connect(&server.addr, &client_creds.path(), &[SERVER], b"pong");
+    assert!(c.status.success(), "stderr: {}", c.stderr);
+    assert_eq!(c.stdout, "pong");
+    assert!(c.stderr.is_empty(), "no warning for 0600: {}", c.stderr);
 }

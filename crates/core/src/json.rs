@@ -294,16 +294,39 @@ impl<'a> Fields<'a> {
 
     /// A required, strictly positive number of seconds (a token lifetime), as a JSON number only.
     /// Fractional values of at least one second are rounded down; zero, negative and absurdly
-    /// large values (over ten years) are refused.
+    /// large values (over [`MAX_TOKEN_LIFETIME`](crate::token::MAX_TOKEN_LIFETIME)) are refused.
     pub fn positive_seconds(&self, field: &str) -> Result<u64> {
-        // Ten years: anything longer is not a token lifetime, and would overflow SystemTime math.
-        const MAX: u64 = 10 * 365 * 24 * 3600;
         // Unlike elsewhere, `null` is not taken as absent: a server that sends it is broken.
-        let n = match self.map.get(field) {
-            Some(Value::Number(n)) => n,
-            Some(other) => return Err(self.wrong_type(field, "a number of seconds", other)),
-            None => return Err(self.missing(field)),
-        };
+        match self.map.get(field) {
+            Some(Value::Number(n)) => self.lifetime(field, n),
+            Some(other) => Err(self.wrong_type(field, "a number of seconds", other)),
+            None => Err(self.missing(field)),
+        }
+    }
+
+    /// An optional token lifetime, checked as [`Fields::positive_seconds`] does, that may also
+    /// be a string of digits: some OAuth servers send `expires_in` as `"3600"`, and google-auth
+    /// accepts that. Anything else in a string (`"1e3"`, `"-1"`, `"soon"`) is refused.
+    pub fn opt_lifetime_seconds(&self, field: &str) -> Result<Option<u64>> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Number(n)) => self.lifetime(field, n).map(Some),
+            Some(Value::String(s)) => {
+                let digits = s.trim();
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(self.invalid(field, "is not a whole number of seconds"));
+                }
+                // All digits: a parse failure can only mean "too many of them".
+                let n = digits.parse::<u64>().unwrap_or(u64::MAX);
+                self.lifetime(field, &serde_json::Number::from(n)).map(Some)
+            }
+            Some(other) => Err(self.wrong_type(field, "a number of seconds", other)),
+        }
+    }
+
+    fn lifetime(&self, field: &str, n: &serde_json::Number) -> Result<u64> {
+        // Anything longer is not a token lifetime, and would overflow SystemTime math.
+        const MAX: u64 = crate::token::MAX_TOKEN_LIFETIME.as_secs();
         let seconds = match (n.as_u64(), n.as_f64()) {
             (Some(v), _) => v,
             (None, Some(f)) if f < 0.0 => return Err(self.invalid(field, "is negative")),
@@ -588,6 +611,44 @@ mod tests {
         ] {
             let err = f.positive_seconds(field).unwrap_err();
             assert!(err.message().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn finding_3_lifetimes_that_overflow_or_are_garbage_are_typed_errors() {
+        let map = answer(
+            r#"{"ok":3600,"quoted":"3600","spaced":" 60 ","huge":18446744073709551615,
+                "e300":1e300,"qhuge":"18446744073709551615","qlong":"99999999999999999999999",
+                "neg":-1,"qneg":"-1","qexp":"1e3","qfrac":"1.5","qempty":"","bool":true,
+                "over":315360001,"null":null}"#,
+        )
+        .unwrap();
+        let f = Fields::of_response(&map, "e");
+        assert_eq!(f.opt_lifetime_seconds("ok").unwrap(), Some(3600));
+        assert_eq!(f.opt_lifetime_seconds("quoted").unwrap(), Some(3600));
+        assert_eq!(f.opt_lifetime_seconds("spaced").unwrap(), Some(60));
+        assert_eq!(f.opt_lifetime_seconds("absent").unwrap(), None);
+        assert_eq!(f.opt_lifetime_seconds("null").unwrap(), None);
+        for (field, needle) in [
+            ("huge", "out of range"),
+            ("e300", "out of range"),
+            ("qhuge", "out of range"),
+            ("qlong", "out of range"),
+            ("over", "out of range"),
+            ("neg", "negative"),
+            ("qneg", "not a whole number"),
+            ("qexp", "not a whole number"),
+            ("qfrac", "not a whole number"),
+            ("qempty", "not a whole number"),
+            ("bool", "a boolean, expected a number of seconds"),
+        ] {
+            let err = f.opt_lifetime_seconds(field).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+            assert!(err.message().contains(needle), "{field}: {err}");
+        }
+        for field in ["huge", "e300"] {
+            let err = f.positive_seconds(field).unwrap_err();
+            assert!(err.message().contains("out of range"), "{field}: {err}");
         }
     }
 

@@ -8,6 +8,8 @@
 //! - [`TokenCache`]: a lock-free token cache with single-flight, early, jittered background refresh.
 //! - [`runtime`]: the library's own small runtime, so callers need none.
 //! - [`json`]: reading JSON documents whose errors name the field but never echo a value.
+//! - [`fs`]: bounded reads of files from outside (credentials, keys, tokens) that refuse FIFOs,
+//!   devices and directories.
 //! - [`http`]: the client-independent part of reading an HTTP answer (bounded, zeroed bodies;
 //!   transport errors).
 //!
@@ -18,7 +20,7 @@
 //! assert_eq!(e.kind(), ErrorKind::Http);
 //! ```
 //!
-//! This crate does no I/O of its own: fetching tokens is the job of the credential crates, which
+//! Apart from [`fs`], this crate does no I/O of its own: fetching tokens is the job of the credential crates, which
 //! plug their HTTP client into [`http`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +28,7 @@
 pub mod cache;
 pub mod clock;
 pub mod error;
+pub mod fs;
 pub mod http;
 pub mod json;
 pub mod retry;
@@ -38,4 +41,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
-pub use token::{AccessToken, Expiring, IdToken};
+pub use token::{AccessToken, Expiring, IdToken, expiry_after, unix_time};

@@ -54,7 +54,8 @@ impl RetryPolicy {
         let base = (self.initial_backoff.as_secs_f64() * exp).min(self.max_backoff.as_secs_f64());
         let jitter = self.jitter.clamp(0.0, 1.0);
         let factor = 1.0 - jitter * fastrand::f64();
-        Duration::from_secs_f64((base * factor).max(0.0))
+        // `try_`: a `Duration::MAX` cap rounds up past what a Duration holds as f64.
+        Duration::try_from_secs_f64((base * factor).max(0.0)).unwrap_or(self.max_backoff)
     }
 
     /// Runs `op` until it succeeds, fails permanently, or the attempts are used up; sleeps between
@@ -102,6 +103,25 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(1)).collect();
         assert!(distinct.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn finding_3_extreme_policies_do_not_panic() {
+        let p = RetryPolicy {
+            initial_backoff: Duration::MAX,
+            max_backoff: Duration::MAX,
+            multiplier: 1e300,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert!(p.backoff(0) >= Duration::from_secs(u64::MAX / 2));
+        assert_eq!(p.backoff(64), Duration::MAX);
+        let p = RetryPolicy {
+            multiplier: f64::NAN,
+            jitter: f64::NAN,
+            ..p
+        };
+        let _ = p.backoff(3);
     }
 
     #[tokio::test]

@@ -6,6 +6,33 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::SecretString;
 
+/// The longest token lifetime accepted from a server: ten years. Anything longer is not a token
+/// lifetime but a broken or hostile answer, and would push time arithmetic towards overflow.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The latest absolute expiry accepted (a JWT `exp`, an RFC 3339 `expireTime`): the end of year
+/// 9999, the last instant RFC 3339 can write. Times up to it stay far from `SystemTime`'s limits
+/// whatever is added to them later.
+pub const MAX_EXPIRY_UNIX_SECONDS: u64 = 253_402_300_799;
+
+/// When a token received at `now` with lifetime `lifetime` expires: `None` when the lifetime is
+/// longer than [`MAX_TOKEN_LIFETIME`] or the sum does not fit, so a caller reports it instead of
+/// panicking on overflow.
+pub fn expiry_after(now: SystemTime, lifetime: Duration) -> Option<SystemTime> {
+    if lifetime > MAX_TOKEN_LIFETIME {
+        return None;
+    }
+    now.checked_add(lifetime)
+}
+
+/// The time `secs` seconds after the Unix epoch; `None` past [`MAX_EXPIRY_UNIX_SECONDS`].
+pub fn unix_time(secs: u64) -> Option<SystemTime> {
+    if secs > MAX_EXPIRY_UNIX_SECONDS {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
 /// Anything [`crate::TokenCache`] can hold: a secret value that stops being usable at a known time.
 pub trait Expiring: Send + Sync + 'static {
     /// When the value stops being accepted by servers.
@@ -84,10 +111,10 @@ pub struct IdToken {
 impl IdToken {
     /// Parses a JWT just far enough to read its `exp` claim; the signature is the audience's business.
     pub fn from_jwt(jwt: SecretString) -> Result<Self> {
-        let exp = jwt_claim_exp(jwt.expose())?;
+        let expires_at = jwt_claim_exp(jwt.expose())?;
         Ok(Self {
             token: jwt,
-            expires_at: UNIX_EPOCH + Duration::from_secs(exp),
+            expires_at,
         })
     }
 
@@ -121,7 +148,7 @@ fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn jwt_claim_exp(jwt: &str) -> Result<u64> {
+fn jwt_claim_exp(jwt: &str) -> Result<SystemTime> {
     use base64::Engine as _;
     let bad = |what: &str| {
         Error::new(
@@ -144,11 +171,18 @@ fn jwt_claim_exp(jwt: &str) -> Result<u64> {
     }
     let claims: Claims =
         serde_json::from_slice(&bytes).map_err(|_| bad("the payload is not a JSON object"))?;
+    // A NumericDate is a JSON number (RFC 7519); google-auth refuses a string too.
     match claims.exp {
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-            .ok_or_else(|| bad("`exp` is negative")),
+        Some(serde_json::Value::Number(n)) => {
+            let secs = match (n.as_u64(), n.as_f64()) {
+                (Some(secs), _) => secs,
+                (None, Some(f)) if f < 0.0 => return Err(bad("`exp` is negative")),
+                // Saturates for huge values, which `unix_time` then refuses.
+                (None, Some(f)) => f as u64,
+                (None, None) => u64::MAX,
+            };
+            unix_time(secs).ok_or_else(|| bad("`exp` is out of range (after the year 9999)"))
+        }
         Some(_) => Err(bad("`exp` is not a number")),
         None => Err(bad("no `exp` claim")),
     }
@@ -189,6 +223,44 @@ mod tests {
             let err = IdToken::from_jwt(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MalformedResponse);
         }
+    }
+
+    #[test]
+    fn finding_3_huge_or_quoted_jwt_exp_is_a_typed_error_not_a_panic() {
+        for (payload, why) in [
+            (r#"{"exp":1e300}"#, "out of range"),
+            (r#"{"exp":18446744073709551615}"#, "out of range"),
+            (r#"{"exp":253402300800}"#, "out of range"),
+            (r#"{"exp":1.8e19}"#, "out of range"),
+            (r#"{"exp":-1}"#, "negative"),
+            (r#"{"exp":-1e300}"#, "negative"),
+            (r#"{"exp":"3600"}"#, "not a number"),
+        ] {
+            let err = IdToken::from_jwt(jwt(payload)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse, "{payload}");
+            assert!(err.message().contains(why), "{payload}: {err}");
+        }
+        let last = IdToken::from_jwt(jwt(r#"{"exp":253402300799}"#)).unwrap();
+        assert_eq!(unix_seconds(last.expires_at()), MAX_EXPIRY_UNIX_SECONDS);
+        let fractional = IdToken::from_jwt(jwt(r#"{"exp":2000000000.9}"#)).unwrap();
+        assert_eq!(unix_seconds(fractional.expires_at()), 2_000_000_000);
+    }
+
+    #[test]
+    fn finding_3_expiry_arithmetic_is_checked() {
+        let now = SystemTime::now();
+        assert_eq!(
+            expiry_after(now, Duration::from_secs(60)),
+            Some(now + Duration::from_secs(60))
+        );
+        assert!(expiry_after(now, MAX_TOKEN_LIFETIME).is_some());
+        assert_eq!(
+            expiry_after(now, MAX_TOKEN_LIFETIME + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(expiry_after(now, Duration::MAX), None);
+        assert_eq!(unix_time(u64::MAX), None);
+        assert_eq!(unix_time(0), Some(UNIX_EPOCH));
     }
 
     #[test]

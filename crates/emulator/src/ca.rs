@@ -64,6 +64,10 @@ pub struct CaOptions {
     pub root_validity: (SystemTime, SystemTime),
     /// Intermediate notBefore / notAfter. Default: one hour ago to one year from now.
     pub intermediate_validity: (SystemTime, SystemTime),
+    /// The intermediate's key usages. Default: `keyCertSign`, `cRLSign`, `digitalSignature`;
+    /// leave out `keyCertSign` to make a signing certificate the SPIFFE X509-SVID specification
+    /// forbids.
+    pub intermediate_key_usages: Vec<KeyUsage>,
 }
 
 impl Default for CaOptions {
@@ -73,6 +77,11 @@ impl Default for CaOptions {
         Self {
             root_validity: (now - hour, now + Duration::from_secs(10 * 365 * 24 * 3600)),
             intermediate_validity: (now - hour, now + Duration::from_secs(365 * 24 * 3600)),
+            intermediate_key_usages: vec![
+                KeyUsage::KeyCertSign,
+                KeyUsage::CrlSign,
+                KeyUsage::DigitalSignature,
+            ],
         }
     }
 }
@@ -115,11 +124,11 @@ impl TrustDomainCa {
         let mut int_params = CertificateParams::default();
         int_params.distinguished_name = ca_name(trust_domain, "intermediate CA");
         int_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        int_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        int_params.key_usages = options
+            .intermediate_key_usages
+            .iter()
+            .map(|u| u.purpose())
+            .collect();
         int_params.not_before = options.intermediate_validity.0.into();
         int_params.not_after = options.intermediate_validity.1.into();
         int_params.use_authority_key_identifier_extension = true;
@@ -300,6 +309,18 @@ pub enum KeyUsage {
     CrlSign,
 }
 
+impl KeyUsage {
+    fn purpose(self) -> KeyUsagePurpose {
+        match self {
+            Self::DigitalSignature => KeyUsagePurpose::DigitalSignature,
+            Self::KeyEncipherment => KeyUsagePurpose::KeyEncipherment,
+            Self::KeyAgreement => KeyUsagePurpose::KeyAgreement,
+            Self::KeyCertSign => KeyUsagePurpose::KeyCertSign,
+            Self::CrlSign => KeyUsagePurpose::CrlSign,
+        }
+    }
+}
+
 impl<'a> SvidBuilder<'a> {
     /// Adds another URI SAN (two make an invalid SVID).
     #[must_use]
@@ -374,16 +395,7 @@ impl<'a> SvidBuilder<'a> {
     /// Replaces the key usages; an empty list leaves the extension out.
     #[must_use]
     pub fn key_usages(mut self, usages: &[KeyUsage]) -> Self {
-        self.key_usages = usages
-            .iter()
-            .map(|u| match u {
-                KeyUsage::DigitalSignature => KeyUsagePurpose::DigitalSignature,
-                KeyUsage::KeyEncipherment => KeyUsagePurpose::KeyEncipherment,
-                KeyUsage::KeyAgreement => KeyUsagePurpose::KeyAgreement,
-                KeyUsage::KeyCertSign => KeyUsagePurpose::KeyCertSign,
-                KeyUsage::CrlSign => KeyUsagePurpose::CrlSign,
-            })
-            .collect();
+        self.key_usages = usages.iter().map(|u| u.purpose()).collect();
         self
     }
 

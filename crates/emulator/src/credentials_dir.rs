@@ -275,38 +275,30 @@ impl Drop for Rotation {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (with nanoseconds when `fraction`), in UTC.
+/// `YYYY-MM-DDTHH:MM:SSZ` (with nanoseconds when `fraction`), in UTC. Times before the epoch
+/// are written as the epoch, times past year 9999 as its last second.
 pub fn rfc3339(t: SystemTime, fraction: bool) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
-    let base = format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    );
-    if fraction {
-        format!("{base}.{:09}Z", d.subsec_nanos())
+    let at = i64::try_from(d.as_secs())
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|at| at.replace_nanosecond(d.subsec_nanos()).ok())
+        .unwrap_or_else(|| {
+            time::PrimitiveDateTime::MAX
+                .assume_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        });
+    let written = if fraction {
+        at.format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+        ))
     } else {
-        format!("{base}Z")
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+        at.format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+    };
+    written.unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -319,6 +311,8 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199) + Duration::from_nanos(5);
         assert_eq!(rfc3339(t, false), "2024-02-29T23:59:59Z");
         assert_eq!(rfc3339(t, true), "2024-02-29T23:59:59.000000005Z");
+        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 2);
+        assert_eq!(rfc3339(far, false), "9999-12-31T23:59:59Z");
     }
 
     #[test]

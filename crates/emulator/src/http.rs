@@ -190,28 +190,36 @@ fn split_target(target: &str) -> Option<(String, Vec<(String, String)>)> {
         None => target,
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !escapes_are_valid(query.as_bytes()) {
+        return None;
+    }
     let query = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
     Some((percent_decode(path)?, query))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+/// Whether every `%` in `text` starts an escape of two hex digits (`%+1`, `%2x` and a trailing
+/// `%` are not escapes; a parser that reads them as numbers sees what no other parser sees).
+pub(crate) fn escapes_are_valid(text: &[u8]) -> bool {
+    text.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| {
+            text.get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+        })
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    if !escapes_are_valid(s.as_bytes()) {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 fn content_length(request: &Request) -> Result<usize, ReadError> {
@@ -400,6 +408,19 @@ mod tests {
 
     fn head(raw: &str) -> Result<Option<(Request, usize)>, ReadError> {
         parse_head(raw.as_bytes(), &Limits::default())
+    }
+
+    /// Finding 8: a request target with an escape that is not `%` and two hex digits is a 400.
+    #[test]
+    fn finding_8_malformed_escapes_in_the_target_are_refused() {
+        for target in ["/a%+1", "/a%2x", "/a%", "/a?x=%+1", "/a?x=%-f", "/a%C3%28"] {
+            let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
+            match head(&raw) {
+                Err(ReadError::Reject(response)) => assert_eq!(response.status, 400, "{target}"),
+                _ => panic!("{target} was accepted"),
+            }
+        }
+        assert_eq!(percent_decode("%41%2F").as_deref(), Some("A/"));
     }
 
     #[test]

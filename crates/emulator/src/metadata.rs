@@ -311,7 +311,7 @@ fn identity(state: &State, config: &EmulatorConfig, request: &Request) -> Respon
     let mut claims = json!({
         "aud": audience,
         "azp": config.unique_id,
-        "exp": now + config.id_token_lifetime.as_secs(),
+        "exp": now.saturating_add(config.id_token_lifetime.as_secs()),
         "iat": now,
         "iss": "https://accounts.google.com",
         "sub": config.unique_id,

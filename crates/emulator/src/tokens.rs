@@ -32,7 +32,10 @@ impl TokenRegistry {
         let token = SecretString::new(format!("ya29.emulated-{random}"));
         let info = IssuedToken {
             scopes,
-            expires_at: SystemTime::now() + lifetime,
+            // A configured `Duration::MAX` means "never expires", not an overflow panic.
+            expires_at: SystemTime::now()
+                .checked_add(lifetime)
+                .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799)),
         };
         let mut issued = self.lock();
         if issued.len() >= REMEMBERED {

@@ -33,6 +33,47 @@ fn head_of(raw: &[u8]) -> String {
     String::from_utf8(raw[..end].to_vec()).unwrap()
 }
 
+fn form_post(body: &str) -> String {
+    format!(
+        "POST /token HTTP/1.1\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Finding 8: an escape that is not `%` and two hex digits (`%+1` parsed as the number 1 by
+/// `u8::from_str_radix`) is a 400 in the path, the query and a form body, over a real socket.
+#[tokio::test]
+async fn finding_8_malformed_percent_escapes_get_400() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    for request in [
+        format!("GET {TOKEN}%+1 HTTP/1.1\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n"),
+        format!(
+            "GET {TOKEN}?scopes=a%+1b HTTP/1.1\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "GET {PROJECT}%-1 HTTP/1.1\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n"
+        ),
+        form_post("grant_type=refresh_token&refresh_token=%+1"),
+        form_post("grant_type=refresh_token&refresh_token%+1=x"),
+    ] {
+        let raw = raw_exchange(emu.addr(), request.as_bytes()).await.unwrap();
+        let head = head_of(&raw);
+        assert_eq!(status_of(&head), 400, "{request:?} -> {head}");
+        let answer = String::from_utf8_lossy(&raw);
+        assert!(answer.contains("malformed"), "{request:?} -> {answer}");
+    }
+    // The target is refused before routing; the form bodies were routed, then refused.
+    assert_eq!(emu.requests(Endpoint::Token), 0);
+    assert_eq!(emu.requests(Endpoint::OAuthToken), 2);
+    // The same requests, well escaped, are served.
+    let ok = format!(
+        "GET {TOKEN}?scopes=a%2Cb HTTP/1.1\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n"
+    );
+    let raw = raw_exchange(emu.addr(), ok.as_bytes()).await.unwrap();
+    assert_eq!(status_of(&head_of(&raw)), 200);
+}
+
 #[tokio::test]
 async fn garbage_gets_400_and_the_server_keeps_serving() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();

@@ -278,23 +278,13 @@ impl MetadataClient {
 
     /// A text value under `/computeMetadata/v1/`, e.g. `instance/zone`. Not for tokens: use
     /// [`MetadataClient::access_token`] and [`MetadataClient::id_token`].
+    ///
+    /// `path` may hold only ASCII letters and digits, `-`, `_`, `.`, `~`, `@` and single `/`
+    /// between non-empty segments; anything that could make the request leave
+    /// `/computeMetadata/v1/` or the metadata host (`..`, `%2e`, `//host`, `http:`, `?`, `#`,
+    /// `\`, whitespace) is an [`ErrorKind::InvalidArgument`] and nothing is sent.
     pub async fn get_text(&self, path: &str) -> Result<String> {
-        let valid = !path.is_empty()
-            && !path.starts_with('/')
-            && !path.contains(['?', '#', '\\'])
-            && !path.contains("://")
-            && path.split('/').all(|seg| seg != ".." && seg != ".");
-        if !valid {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "invalid metadata path {:?}: expected a relative path such as instance/zone",
-                    snippet(path, 80)
-                ),
-            ));
-        }
-        let text = self.text(path).await?;
-        Ok(text)
+        self.text(path).await
     }
 
     async fn text(&self, path: &str) -> Result<String> {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use workload_auth_core::fs::{is_not_found, read_bounded};
 use workload_auth_core::{Error, ErrorKind};
 
 use crate::host::{METADATA_HOST_ENV, MetadataHost};
@@ -359,14 +360,14 @@ pub fn detect(input: &DetectionInput) -> Detection {
             outcome: format!("{} is {:?}, not Google", path.display(), snippet(&name, 60)),
             decided: false,
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => checks.push(Check {
+        Err(e) if is_not_found(&e) => checks.push(Check {
             rule: Rule::DmiProductName,
             outcome: format!("{} does not exist", path.display()),
             decided: false,
         }),
         Err(e) => checks.push(Check {
             rule: Rule::DmiProductName,
-            outcome: format!("{} cannot be read: {e}", path.display()),
+            outcome: format!("{} cannot be read: {}", path.display(), e.message()),
             decided: false,
         }),
     }
@@ -434,12 +435,12 @@ fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn read_product_name(path: &Path) -> std::io::Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(256)
-        .read_to_string(&mut text)?;
-    Ok(text.trim().to_owned())
+/// The DMI product name is a short line ("Google Compute Engine"); a longer file is not it.
+const MAX_PRODUCT_NAME_BYTES: u64 = 4096;
+
+fn read_product_name(path: &Path) -> Result<String, Error> {
+    let bytes = read_bounded(path, MAX_PRODUCT_NAME_BYTES, "the DMI product name")?;
+    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
 /// `ip` (port 80) or `ip:port`.

@@ -103,16 +103,81 @@ impl MetadataHost {
         &self.base
     }
 
-    /// The URL of `path` (relative to `/computeMetadata/v1/`).
+    /// The URL of `path` (relative to `/computeMetadata/v1/`). A path that could leave that
+    /// prefix or this host once joined ([`check_path`]) is an [`ErrorKind::InvalidArgument`],
+    /// and the joined URL is checked again, so no request for it can be sent.
     pub(crate) fn url(&self, path: &str) -> Result<Url> {
-        self.base.join(path).map_err(|e| {
+        let refuse = |why: &str| {
             Error::new(
                 ErrorKind::InvalidArgument,
-                format!("invalid metadata path: {e}"),
+                format!(
+                    "invalid metadata path {:?}: {why}; expected a relative path such as instance/zone",
+                    workload_auth_core::http::snippet(path, 80)
+                ),
             )
-            .with_endpoint(path.to_owned())
-        })
+            .with_endpoint(self.base.to_string())
+        };
+        check_path(path).map_err(refuse)?;
+        let url = self.base.join(path).map_err(|e| refuse(&e.to_string()))?;
+        let stays = url.scheme() == self.base.scheme()
+            && url.host() == self.base.host()
+            && url.port() == self.base.port()
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.path().starts_with(API_PREFIX)
+            && url.path().len() > API_PREFIX.len();
+        if !stays {
+            return Err(refuse("it leaves the metadata API"));
+        }
+        Ok(url)
     }
+}
+
+/// Why `path` is not a plain path under `/computeMetadata/v1/`, if it is not.
+///
+/// `Url::join` resolves `..`, `.` and their percent-encoded forms (`%2e%2E`), treats `//host`
+/// as another host and `http:x` as another URL, and drops what follows `?` or `#` into the
+/// query or fragment; whitespace and control characters are stripped or encoded behind the
+/// caller's back. Rather than predict each, only the characters metadata paths use are allowed:
+/// ASCII letters and digits, `-`, `_`, `.`, `~` and `@` (service-account emails), in non-empty
+/// segments separated by single `/` (a trailing `/` lists a directory).
+pub(crate) fn check_path(path: &str) -> std::result::Result<(), &'static str> {
+    /// Far more than any real metadata path.
+    const MAX_LEN: usize = 1024;
+    if path.is_empty() {
+        return Err("it is empty");
+    }
+    if path.len() > MAX_LEN {
+        return Err("it is longer than 1024 bytes");
+    }
+    if path.starts_with('/') {
+        return Err("it starts with `/`");
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.~@/".contains(*c)))
+    {
+        return Err(match c {
+            c if c.is_whitespace() || c.is_control() => {
+                "it contains whitespace or a control character"
+            }
+            '%' => "it contains a percent escape",
+            '\\' => "it contains a backslash",
+            '?' | '#' => "it contains `?` or `#` (a query or fragment is not part of a path)",
+            ':' => "it contains `:` (a URL scheme or port)",
+            _ => "it contains a character metadata paths never hold",
+        });
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => return Err("it has a `.` or `..` segment"),
+            "" if i != last => return Err("it has an empty segment (`//`)"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for MetadataHost {
@@ -199,5 +264,52 @@ mod tests {
             h.url("project/project-id").unwrap().as_str(),
             "http://127.0.0.1:8080/computeMetadata/v1/project/project-id"
         );
+        for ok in [
+            "instance/",
+            "instance/attributes/my_key-1",
+            "instance/service-accounts/sa@p.iam.gserviceaccount.com/email",
+            "instance/network-interfaces/0/access-configs/0/external-ip",
+            "a..b/c.d~e",
+        ] {
+            let url = h.url(ok).unwrap();
+            assert_eq!(url.host_str(), Some("127.0.0.1"), "{ok}");
+            assert_eq!(url.path(), format!("{API_PREFIX}{ok}"), "{ok}");
+        }
+    }
+
+    #[test]
+    fn finding_4_paths_that_could_escape_are_refused() {
+        let h = MetadataHost::parse("127.0.0.1:8080", "t").unwrap();
+        for (path, why) in [
+            ("", "empty"),
+            ("/instance/zone", "starts with `/`"),
+            ("//evil.example/x", "starts with `/`"),
+            ("../../x", "`.` or `..` segment"),
+            ("instance/../../../x", "`.` or `..` segment"),
+            ("instance/./zone", "`.` or `..` segment"),
+            ("..", "`.` or `..` segment"),
+            ("instance/%2e%2e/%2E%2E/x", "percent escape"),
+            ("instance/%2fzone", "percent escape"),
+            ("instance//zone", "empty segment"),
+            ("instance\\..\\..\\x", "backslash"),
+            ("instance/zone?recursive=true", "`?` or `#`"),
+            ("instance/zone#x", "`?` or `#`"),
+            ("http://evil.example/x", "`:`"),
+            ("http:evil.example", "`:`"),
+            ("javascript:x", "`:`"),
+            ("instance/ zone", "whitespace"),
+            ("instance/zone\n", "whitespace"),
+            ("instance/\tzone", "whitespace"),
+            ("instance/zo\u{0}ne", "control"),
+            ("instance/z\u{7f}", "control"),
+            ("instance/zöne", "never hold"),
+            ("instance/\u{ff0e}\u{ff0e}/x", "never hold"),
+            ("instance/<x>", "never hold"),
+        ] {
+            let err = h.url(path).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{path:?}");
+            assert!(err.message().contains(why), "{path:?}: {err}");
+        }
+        assert!(h.url(&"a/".repeat(600)).is_err());
     }
 }

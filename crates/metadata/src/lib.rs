@@ -57,4 +57,4 @@ pub use detect::{
 pub use host::{DEFAULT_METADATA_HOST, METADATA_HOST_ENV, MetadataHost};
 pub use service_account::ServiceAccountInfo;
 pub use transport::MAX_BODY_BYTES;
-pub use workload::{WorkloadCertificatesUnavailable, WorkloadIdentities};
+pub use workload::{WorkloadCertificatesUnavailable, WorkloadIdentities, trust_anchors_from_json};

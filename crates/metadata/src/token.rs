@@ -31,11 +31,9 @@ pub(crate) fn parse_access_token(
     {
         return Err(fields.invalid("access_token", "contains whitespace or control characters"));
     }
-    Ok(AccessToken::new(
-        token,
-        token_type,
-        now + Duration::from_secs(expires_in),
-    ))
+    let expires_at = workload_auth_core::expiry_after(now, Duration::from_secs(expires_in))
+        .ok_or_else(|| fields.invalid("expires_in", "is out of range"))?;
+    Ok(AccessToken::new(token, token_type, expires_at))
 }
 
 /// Parses the identity endpoint's answer: a JWT as text.

@@ -24,6 +24,35 @@ pub struct WorkloadIdentities {
     pub status: Option<String>,
 }
 
+/// Where the bodies parsed by [`WorkloadIdentities::from_json`] and [`trust_anchors_from_json`]
+/// are said to come from in their errors.
+const WORKLOAD_IDENTITIES_PLACE: &str = "instance/gce-workload-certificates/workload-identities";
+const TRUST_ANCHORS_PLACE: &str = "instance/gce-workload-certificates/trust-anchors";
+
+impl WorkloadIdentities {
+    /// Parses a body of `instance/gce-workload-certificates/workload-identities`:
+    /// `{"status":"OK","workloadCredentials":{"spiffe://...":{"certificatePem":..,"privateKeyPem":..}}}`
+    /// with exactly one credential.
+    ///
+    /// The one parser of this body, used by [`MetadataClient::workload_identities`] and by
+    /// every other reader (the mtls crate's metadata source and `X509Material::from_metadata_json`),
+    /// so all of them refuse duplicate keys, never quote a value in an error, and hold the key in
+    /// a [`SecretString`] (zeroed when dropped).
+    ///
+    /// [`MetadataClient::workload_identities`]: crate::MetadataClient::workload_identities
+    pub fn from_json(body: &[u8]) -> Result<Self> {
+        parse_workload_identities(body, WORKLOAD_IDENTITIES_PLACE)
+    }
+}
+
+/// Parses a body of `instance/gce-workload-certificates/trust-anchors`,
+/// `{"trustAnchors":{"TD":{"trustAnchorsPem":"<roots>"}}}`, into trust domain → roots PEM: the
+/// parser [`MetadataClient::trust_anchors`](crate::MetadataClient::trust_anchors) uses.
+/// Duplicate keys (also `TD` next to `spiffe://TD`) are refused.
+pub fn trust_anchors_from_json(body: &[u8]) -> Result<BTreeMap<String, String>> {
+    parse_trust_anchors(body, TRUST_ANCHORS_PLACE)
+}
+
 /// Why the workload-certificate endpoints have nothing to give; find it with
 /// [`WorkloadCertificatesUnavailable::of`].
 ///
@@ -244,6 +273,59 @@ mod tests {
             assert!(text.contains(needle), "{text}");
             assert!(!text.contains("sekrit"), "{text}");
         }
+    }
+
+    #[test]
+    fn finding_7_duplicate_keys_are_refused_and_errors_never_quote_the_key() {
+        let id = "spiffe://td/ns/a/sa/a";
+        let other_key = "-----BEGIN EC PRIVATE KEY-----\\nother\\n-----END EC PRIVATE KEY-----\\n";
+        for body in [
+            // The same credential twice: with serde derive the last one silently won.
+            identities("", &format!("{},{}", entry(id), entry(id))),
+            // Two private keys in one credential.
+            identities(
+                "",
+                &format!(
+                    r#""{id}":{{"certificatePem":"{CERT}","privateKeyPem":"{KEY}","privateKeyPem":"{other_key}"}}"#
+                ),
+            ),
+            // Two statuses, two credential maps.
+            identities(r#""status":"OK","status":"ERROR","#, &entry(id)),
+            format!(
+                r#"{{"workloadCredentials":{{{}}},"workloadCredentials":{{}}}}"#,
+                entry(id)
+            ),
+        ] {
+            let err = WorkloadIdentities::from_json(body.as_bytes()).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse, "{text}");
+            assert!(text.contains("duplicate key"), "{text}");
+            assert!(
+                !text.contains("sekrit") && !text.contains("other"),
+                "{text}"
+            );
+            assert!(text.contains("workload-identities"), "{text}");
+        }
+        // A key of the wrong type, or a truncated body: the error names the field, not the PEM.
+        for body in [
+            identities(
+                "",
+                &format!(r#""{id}":{{"certificatePem":"{CERT}","privateKeyPem":["{KEY}"]}}"#),
+            ),
+            identities("", &entry(id))[..120].to_owned(),
+            format!(r#"{{"workloadCredentials":"{KEY}"}}"#),
+            format!(r#"["{KEY}"]"#),
+        ] {
+            let err = WorkloadIdentities::from_json(body.as_bytes()).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(
+                !text.contains("sekrit") && !text.contains("PRIVATE KEY"),
+                "{text}"
+            );
+        }
+        let ok = WorkloadIdentities::from_json(identities("", &entry(id)).as_bytes()).unwrap();
+        assert!(!format!("{ok:?}").contains("sekrit"));
+        assert!(trust_anchors_from_json(br#"{"trustAnchors":{},"trustAnchors":{}}"#).is_err());
     }
 
     #[test]

@@ -274,4 +274,16 @@ mod tests {
         );
         assert!(Authorizer::from_policy("bogus").is_err());
     }
+
+    #[test]
+    fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
+        assert_eq!(
+            Authorizer::from_policy("td:spiffe://prod.example/ns/admin").unwrap_err(),
+            SpiffeIdError::TrustDomainWithPath("/ns/admin".into())
+        );
+        let other = id("spiffe://prod.example/ns/web/sa/x");
+        for ok in ["td:spiffe://prod.example", "td:prod.example"] {
+            assert!(Authorizer::from_policy(ok).unwrap().allows(&other), "{ok}");
+        }
+    }
 }

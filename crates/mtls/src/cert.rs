@@ -102,6 +102,20 @@ pub(crate) fn check_leaf_usage(
     Ok(())
 }
 
+/// The X509-SVID rule for a signing certificate between the leaf and the root: its key usage
+/// includes `keyCertSign`. (rustls-webpki checks basicConstraints, not key usage, on issuers.)
+pub(crate) fn check_intermediate_usage(der: &[u8]) -> Result<(), VerificationError> {
+    let cert = parse(der, ChainPosition::Intermediate)?;
+    let usage = cert.key_usage().map_err(|e| VerificationError::Malformed {
+        position: ChainPosition::Intermediate,
+        detail: e.to_string(),
+    })?;
+    match usage {
+        Some(ku) if ku.value.key_cert_sign() => Ok(()),
+        _ => Err(VerificationError::IntermediateCannotSign),
+    }
+}
+
 /// The validity period of a certificate, seconds since the Unix epoch (notBefore, notAfter).
 pub(crate) fn validity_secs(cert: &X509Certificate<'_>) -> (i64, i64) {
     let v = cert.validity();
@@ -119,7 +133,11 @@ pub(crate) fn validity(cert: &X509Certificate<'_>) -> (SystemTime, SystemTime) {
 
 fn to_system_time(secs: i64) -> SystemTime {
     if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+        // Clamped so no later arithmetic on it can overflow (X.509 times end at year 9999 anyway).
+        let secs = secs
+            .unsigned_abs()
+            .min(workload_auth_core::token::MAX_EXPIRY_UNIX_SECONDS);
+        UNIX_EPOCH + Duration::from_secs(secs)
     } else {
         UNIX_EPOCH
             .checked_sub(Duration::from_secs(secs.unsigned_abs()))

@@ -3,6 +3,7 @@
 //!
 //! See [`VerifiedChainCache`].
 
+use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -15,6 +16,9 @@ use crate::spiffe_id::SpiffeId;
 
 /// The most shards a cache is split into.
 const MAX_SHARDS: usize = 16;
+
+/// What one entry costs beyond its chain bytes and SPIFFE ID (the entry itself, two `Arc`s).
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
 
 /// A bounded, shared cache of peer chains that passed verification.
 ///
@@ -30,11 +34,19 @@ const MAX_SHARDS: usize = 16;
 /// - `now` lies within the validity period of every certificate of the chain.
 ///
 /// The authorizer is not cached at all: it runs on every handshake, so a policy change (or a
-/// predicate that changes its mind) applies to known peers at once. Refusals are never cached.
-/// The handshake signature (CertificateVerify) is still checked against the presented leaf by rustls
-/// on every handshake, so a cached chain proves nothing without its private key.
+/// predicate that changes its mind) applies to known peers at once. The handshake signature
+/// (CertificateVerify) is still checked against the presented leaf by rustls on every handshake,
+/// so a cached chain proves nothing without its private key.
 ///
-/// The cache is bounded (least recently used entries go first) and split into shards, each behind
+/// Only a peer that completed its part of a handshake gets in: a chain that verified and that the
+/// authorizer allowed is only *staged*, and becomes an entry when the peer then proves it holds
+/// the leaf's private key (its handshake signature verifies, see
+/// [`SpiffeVerifier::confirm_key_possession`](crate::SpiffeVerifier::confirm_key_possession)).
+/// So a refused peer, or one replaying a chain it has no key for, cannot fill the cache and push
+/// out the chains of real peers. Staged chains are bounded like entries and dropped oldest first.
+///
+/// The cache is bounded by entries and by bytes (least recently used entries go first; a chain
+/// larger than a shard's share of the bytes is never cached) and split into shards, each behind
 /// its own mutex held only for a scan of a few dozen slots, so concurrent handshakes rarely wait
 /// on each other.
 ///
@@ -48,6 +60,8 @@ const MAX_SHARDS: usize = 16;
 /// let cache = VerifiedChainCache::new(256);
 /// assert!(cache.is_empty());
 /// assert_eq!(VerifiedChainCache::default().capacity(), VerifiedChainCache::DEFAULT_CAPACITY);
+/// let small = VerifiedChainCache::with_limits(256, 64 * 1024);
+/// assert_eq!(small.max_bytes(), 64 * 1024);
 /// ```
 #[derive(Clone)]
 pub struct VerifiedChainCache {
@@ -57,12 +71,18 @@ pub struct VerifiedChainCache {
 struct Inner {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
+    /// Chains that verified and were authorized, waiting for the peer's handshake signature;
+    /// the shard is picked by the hash of the leaf alone (all the signature names).
+    staged: Box<[Mutex<Staged>]>,
     per_shard: usize,
+    per_shard_bytes: usize,
 }
 
 #[derive(Default)]
 struct Shard {
     entries: Vec<Entry>,
+    /// Sum of [`Entry::size`] over `entries`.
+    bytes: usize,
     /// Bumped on every use; an entry's `last_used` is the tick of its last hit.
     tick: u64,
     hits: u64,
@@ -83,6 +103,23 @@ struct Entry {
     last_used: u64,
 }
 
+impl Entry {
+    /// What the entry holds in memory, as counted against the byte bound.
+    fn size(&self) -> usize {
+        self.chain
+            .len()
+            .saturating_add(self.id.as_str().len())
+            .saturating_add(ENTRY_OVERHEAD)
+    }
+}
+
+/// Staged chains of one shard, oldest first, with the hash of each one's leaf.
+#[derive(Default)]
+struct Staged {
+    entries: VecDeque<(u64, Entry)>,
+    bytes: usize,
+}
+
 /// Counters of a [`VerifiedChainCache`], for tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -95,6 +132,10 @@ pub struct ChainCacheStats {
     pub misses: u64,
     /// Entries dropped to make room.
     pub evictions: u64,
+    /// Bytes the entries hold now (see [`VerifiedChainCache::max_bytes`]).
+    pub bytes: usize,
+    /// Chains staged now, waiting for their peer's handshake signature.
+    pub staged: usize,
 }
 
 /// The validity window of a verified chain and what it was verified against.
@@ -110,20 +151,36 @@ impl VerifiedChainCache {
     /// The capacity of [`VerifiedChainCache::default`].
     pub const DEFAULT_CAPACITY: usize = 1024;
 
-    /// A cache holding about `capacity` chains (at least 1).
+    /// The byte bound of [`VerifiedChainCache::new`] and [`VerifiedChainCache::default`]: 4 MiB,
+    /// room for the default capacity of SVID chains of a leaf and an intermediate (about 1.5 KB
+    /// each) with a wide margin, yet a hard stop for peers presenting long chains.
+    pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
+
+    /// A cache holding about `capacity` chains (at least 1), in at most
+    /// [`VerifiedChainCache::DEFAULT_MAX_BYTES`].
     pub fn new(capacity: usize) -> Self {
-        Self::with_shards(capacity, MAX_SHARDS)
+        Self::with_limits(capacity, Self::DEFAULT_MAX_BYTES)
     }
 
-    fn with_shards(capacity: usize, shards: usize) -> Self {
+    /// A cache holding about `capacity` chains (at least 1) in about `max_bytes` (chain bytes,
+    /// SPIFFE IDs and bookkeeping), whichever bound is reached first. Staged chains (see above)
+    /// are bounded alike, on top.
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
+        Self::with_shards(capacity, max_bytes, MAX_SHARDS)
+    }
+
+    fn with_shards(capacity: usize, max_bytes: usize, shards: usize) -> Self {
         let capacity = capacity.max(1);
         let shards = capacity.min(shards).max(1);
         let per_shard = capacity.div_ceil(shards);
+        let per_shard_bytes = max_bytes.div_ceil(shards);
         Self {
             inner: Arc::new(Inner {
                 hasher: RandomState::new(),
                 shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+                staged: (0..shards).map(|_| Mutex::new(Staged::default())).collect(),
                 per_shard,
+                per_shard_bytes,
             }),
         }
     }
@@ -131,6 +188,13 @@ impl VerifiedChainCache {
     /// How many chains it holds at most.
     pub fn capacity(&self) -> usize {
         self.inner.per_shard * self.inner.shards.len()
+    }
+
+    /// How many bytes its entries hold at most.
+    pub fn max_bytes(&self) -> usize {
+        self.inner
+            .per_shard_bytes
+            .saturating_mul(self.inner.shards.len())
     }
 
     /// How many chains it holds now.
@@ -143,10 +207,16 @@ impl VerifiedChainCache {
         self.len() == 0
     }
 
-    /// Forgets every chain (counters are kept).
+    /// Forgets every chain, staged ones too (counters are kept).
     pub fn clear(&self) {
         for mut shard in self.shards() {
             shard.entries.clear();
+            shard.bytes = 0;
+        }
+        for staged in self.inner.staged.iter() {
+            let mut staged = lock(staged);
+            staged.entries.clear();
+            staged.bytes = 0;
         }
     }
 
@@ -158,6 +228,10 @@ impl VerifiedChainCache {
             stats.hits += shard.hits;
             stats.misses += shard.misses;
             stats.evictions += shard.evictions;
+            stats.bytes += shard.bytes;
+        }
+        for staged in self.inner.staged.iter() {
+            stats.staged += lock(staged).entries.len();
         }
         stats
     }
@@ -176,10 +250,13 @@ impl VerifiedChainCache {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        lock(&self.inner.shards[self.index(hash)])
+    }
+
+    fn index(&self, hash: u64) -> usize {
         // The high bits pick the shard; the whole hash is compared within it.
         let n = self.inner.shards.len() as u64;
-        let index = ((hash >> 32) % n) as usize;
-        lock(&self.inner.shards[index])
+        ((hash >> 32) % n) as usize
     }
 
     /// The SPIFFE ID of `leaf` + `intermediates` if that exact chain was verified for `purpose`
@@ -205,7 +282,8 @@ impl VerifiedChainCache {
         };
         if shard.entries[index].bundles_generation != bundles_generation {
             // Verified against bundles that are gone: never usable again.
-            shard.entries.swap_remove(index);
+            let gone = shard.entries.swap_remove(index);
+            shard.bytes = shard.bytes.saturating_sub(gone.size());
             shard.misses += 1;
             return None;
         }
@@ -220,48 +298,130 @@ impl VerifiedChainCache {
         Some(id)
     }
 
-    /// Records that `leaf` + `intermediates` verified as `verified` says.
+    fn entry(
+        &self,
+        leaf: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        verified: Verified<'_>,
+    ) -> Entry {
+        Entry {
+            hash: self.hash(leaf, intermediates),
+            chain: encode_chain(leaf, intermediates),
+            purpose: verified.purpose,
+            bundles_generation: verified.bundles_generation,
+            not_before: verified.not_before,
+            not_after: verified.not_after,
+            id: verified.id.clone(),
+            last_used: 0,
+        }
+    }
+
+    /// Stages `leaf` + `intermediates`, which verified as `verified` says and were authorized:
+    /// it becomes an entry only when [`VerifiedChainCache::commit`] is called for its leaf.
+    pub(crate) fn stage(
+        &self,
+        leaf: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        verified: Verified<'_>,
+    ) {
+        let entry = self.entry(leaf, intermediates, verified);
+        let size = entry.size();
+        if size > self.inner.per_shard_bytes {
+            return;
+        }
+        let leaf_hash = self.hash(leaf, &[]);
+        let mut staged = lock(&self.inner.staged[self.index(leaf_hash)]);
+        if let Some(i) = staged
+            .entries
+            .iter()
+            .position(|(_, e)| e.hash == entry.hash && e.chain == entry.chain)
+        {
+            if let Some((_, old)) = staged.entries.remove(i) {
+                staged.bytes = staged.bytes.saturating_sub(old.size());
+            }
+        }
+        while staged.entries.len() >= self.inner.per_shard
+            || staged.bytes.saturating_add(size) > self.inner.per_shard_bytes
+        {
+            let Some((_, oldest)) = staged.entries.pop_front() else {
+                break;
+            };
+            staged.bytes = staged.bytes.saturating_sub(oldest.size());
+        }
+        staged.bytes = staged.bytes.saturating_add(size);
+        staged.entries.push_back((leaf_hash, entry));
+    }
+
+    /// Makes entries of the staged chains whose leaf is `leaf`: the peer presenting it has just
+    /// proved it holds the leaf's private key.
+    pub(crate) fn commit(&self, leaf: &[u8]) {
+        let leaf_hash = self.hash(leaf, &[]);
+        let mut ready = Vec::new();
+        {
+            let mut staged = lock(&self.inner.staged[self.index(leaf_hash)]);
+            let mut i = 0;
+            while i < staged.entries.len() {
+                let (hash, entry) = &staged.entries[i];
+                if *hash == leaf_hash && chain_starts_with(&entry.chain, leaf) {
+                    if let Some((_, entry)) = staged.entries.remove(i) {
+                        staged.bytes = staged.bytes.saturating_sub(entry.size());
+                        ready.push(entry);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for entry in ready {
+            self.insert_entry(entry);
+        }
+    }
+
+    /// Records that `leaf` + `intermediates` verified as `verified` says (no staging).
+    #[cfg(test)]
     pub(crate) fn insert(
         &self,
         leaf: &[u8],
         intermediates: &[CertificateDer<'_>],
         verified: Verified<'_>,
     ) {
-        let hash = self.hash(leaf, intermediates);
-        let chain = encode_chain(leaf, intermediates);
+        self.insert_entry(self.entry(leaf, intermediates, verified));
+    }
+
+    fn insert_entry(&self, mut entry: Entry) {
+        let size = entry.size();
         let per_shard = self.inner.per_shard;
-        let mut shard = self.shard(hash);
-        shard.tick += 1;
-        let entry = Entry {
-            hash,
-            chain,
-            purpose: verified.purpose,
-            bundles_generation: verified.bundles_generation,
-            not_before: verified.not_before,
-            not_after: verified.not_after,
-            id: verified.id.clone(),
-            last_used: shard.tick,
-        };
-        let existing = shard
-            .entries
-            .iter()
-            .position(|e| e.hash == hash && e.purpose == entry.purpose && e.chain == entry.chain);
-        if let Some(index) = existing {
-            shard.entries[index] = entry;
+        let per_shard_bytes = self.inner.per_shard_bytes;
+        if size > per_shard_bytes {
             return;
         }
-        if shard.entries.len() >= per_shard {
+        let mut shard = self.shard(entry.hash);
+        shard.tick += 1;
+        entry.last_used = shard.tick;
+        let existing = shard.entries.iter().position(|e| {
+            e.hash == entry.hash && e.purpose == entry.purpose && e.chain == entry.chain
+        });
+        if let Some(index) = existing {
+            let old = std::mem::replace(&mut shard.entries[index], entry);
+            shard.bytes = shard.bytes.saturating_sub(old.size()).saturating_add(size);
+            return;
+        }
+        while shard.entries.len() >= per_shard || shard.bytes.saturating_add(size) > per_shard_bytes
+        {
             let oldest = shard
                 .entries
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(i, _)| i);
-            if let Some(index) = oldest {
-                shard.entries.swap_remove(index);
-                shard.evictions += 1;
-            }
+            let Some(index) = oldest else {
+                break;
+            };
+            let gone = shard.entries.swap_remove(index);
+            shard.bytes = shard.bytes.saturating_sub(gone.size());
+            shard.evictions += 1;
         }
+        shard.bytes = shard.bytes.saturating_add(size);
         shard.entries.push(entry);
     }
 }
@@ -277,12 +437,13 @@ impl fmt::Debug for VerifiedChainCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifiedChainCache")
             .field("capacity", &self.capacity())
+            .field("max_bytes", &self.max_bytes())
             .field("stats", &self.stats())
             .finish()
     }
 }
 
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+fn lock<T>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves the entries consistent (each change is one step).
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -297,6 +458,16 @@ fn encode_chain(leaf: &[u8], intermediates: &[CertificateDer<'_>]) -> Box<[u8]> 
         out.extend_from_slice(der);
     }
     out.into_boxed_slice()
+}
+
+/// Whether the first certificate of `encoded` (see [`encode_chain`]) is `leaf`.
+fn chain_starts_with(encoded: &[u8], leaf: &[u8]) -> bool {
+    match encoded.split_first_chunk::<4>() {
+        Some((len, tail)) => {
+            u32::from_be_bytes(*len) as usize == leaf.len() && tail.starts_with(leaf)
+        }
+        None => false,
+    }
 }
 
 /// Whether `encoded` (see [`encode_chain`]) is exactly `leaf` followed by `intermediates`.
@@ -395,7 +566,7 @@ mod tests {
 
     #[test]
     fn a_full_shard_evicts_the_least_recently_used() {
-        let cache = VerifiedChainCache::with_shards(3, 1);
+        let cache = VerifiedChainCache::with_shards(3, VerifiedChainCache::DEFAULT_MAX_BYTES, 1);
         let who = id("spiffe://td/w");
         for k in 1..=3u8 {
             cache.insert(&[k; 8], &[], verified(&who, 1));
@@ -421,5 +592,81 @@ mod tests {
         }
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn finding_6_staged_chains_count_only_once_their_leaf_is_committed() {
+        let cache = VerifiedChainCache::new(8);
+        let who = id("spiffe://td/w");
+        let inter = CertificateDer::from(vec![5u8; 30]);
+        cache.stage(&[1; 40], std::slice::from_ref(&inter), verified(&who, 1));
+        assert!(cache.is_empty(), "staged is not cached");
+        assert_eq!(cache.stats().staged, 1);
+        let get = |leaf: &[u8]| {
+            cache.get(
+                leaf,
+                std::slice::from_ref(&inter),
+                Purpose::ClientAuth,
+                1,
+                150,
+            )
+        };
+        assert_eq!(get(&[1; 40]), None);
+        // Another leaf's proof commits nothing; a leaf that is a prefix of it neither.
+        cache.commit(&[2; 40]);
+        cache.commit(&[1; 39]);
+        assert!(cache.is_empty());
+        cache.commit(&[1; 40]);
+        assert_eq!(cache.stats().staged, 0);
+        assert_eq!(get(&[1; 40]), Some(who.clone()));
+        // Staging is bounded too: the oldest staged chains go first.
+        for i in 0..100u8 {
+            cache.stage(&[i; 40], &[], verified(&who, 1));
+        }
+        assert!(cache.stats().staged <= 8, "{:?}", cache.stats());
+        cache.clear();
+        assert_eq!(cache.stats().staged, 0);
+    }
+
+    #[test]
+    fn finding_6_the_byte_bound_evicts() {
+        // 16 chains by count, but only room for about 4 chains of 1000 bytes.
+        let cache = VerifiedChainCache::with_shards(16, 4 * (1000 + 200 + ENTRY_OVERHEAD), 1);
+        let who = id("spiffe://td/w");
+        for i in 0..10u8 {
+            cache.insert(&[i; 1000], &[], verified(&who, 1));
+            assert!(
+                cache.stats().bytes <= cache.max_bytes(),
+                "{:?}",
+                cache.stats()
+            );
+        }
+        let stats = cache.stats();
+        assert_eq!(stats.entries, 4, "{stats:?}");
+        assert_eq!(stats.evictions, 6, "{stats:?}");
+        // The most recent survive.
+        assert!(
+            cache
+                .get(&[9; 1000], &[], Purpose::ClientAuth, 1, 150)
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&[0; 1000], &[], Purpose::ClientAuth, 1, 150)
+                .is_none()
+        );
+        // A chain larger than the whole bound is never cached, staged or not.
+        cache.stage(&[7; 10_000], &[], verified(&who, 1));
+        cache.commit(&[7; 10_000]);
+        cache.insert(&[8; 10_000], &[], verified(&who, 1));
+        assert!(
+            cache
+                .get(&[8; 10_000], &[], Purpose::ClientAuth, 1, 150)
+                .is_none()
+        );
+        assert_eq!(cache.stats().staged, 0);
+        assert_eq!(cache.len(), 4);
+        cache.clear();
+        assert_eq!(cache.stats().bytes, 0);
     }
 }

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use workload_auth_core::fs::{
+    MAX_JSON_FILE_BYTES, MAX_PEM_FILE_BYTES, MAX_SMALL_FILE_BYTES, is_not_found, read_bounded,
+};
 use workload_auth_core::{Error, ErrorKind, Result};
+use zeroize::Zeroizing;
 
 use crate::bundle::{TrustBundle, TrustBundleSet};
 use crate::error::CredentialError;
@@ -193,14 +197,18 @@ fn stat_marker(dir: &Path) -> u64 {
     h.finish()
 }
 
-fn read_optional(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-    let path = dir.join(name);
-    match std::fs::read(&path) {
+/// Reads `name` through the bounded reader; `None` when it does not exist. The bytes are zeroed
+/// when dropped (one of these files is the private key).
+fn read_optional(dir: &Path, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let limit = match name {
+        CONFIG_STATUS_FILE => MAX_SMALL_FILE_BYTES,
+        TRUST_BUNDLES_FILE => MAX_JSON_FILE_BYTES,
+        _ => MAX_PEM_FILE_BYTES,
+    };
+    match read_bounded(&dir.join(name), limit, name) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::new(ErrorKind::Io, format!("cannot read {name}"))
-            .with_endpoint(path.display().to_string())
-            .with_source(e)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -269,7 +277,29 @@ fn read_material(dir: &Path) -> Result<X509Material> {
         )));
     }
 
-    Ok(X509Material::new(svid, bundles).with_config_status(config_status))
+    Ok(X509Material::new(svid, bundles)
+        .with_config_status(config_status)
+        .with_warnings(key_file_warnings(dir)))
+}
+
+/// A warning for each private key file of `dir` that group or others may read or write (mode &
+/// 0o077): anyone who can read it can act as this workload until the certificate expires.
+fn key_file_warnings(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    [PRIVATE_KEY_FILE, COMBINED_FILE]
+        .into_iter()
+        .filter_map(|name| {
+            let path = dir.join(name);
+            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "the private key file {} is accessible to group or others (mode {mode:04o}); \
+                     only its owner should be able to read it (chmod 600)",
+                    path.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// A shared credentials directory source, as the watcher wants it.

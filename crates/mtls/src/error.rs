@@ -83,6 +83,14 @@ pub enum VerificationError {
         /// `serverAuth` or `clientAuth`.
         needed: &'static str,
     },
+    /// An intermediate certificate of the chain may not sign certificates: its key usage lacks
+    /// `keyCertSign` (or it has no key usage extension), which the SPIFFE X509-SVID specification
+    /// requires of every signing certificate.
+    #[error(
+        "intermediate certificate key usage lacks keyCertSign, which the SPIFFE X509-SVID \
+         specification requires of a certificate that signs others"
+    )]
+    IntermediateCannotSign,
     /// No trust bundle is configured for the peer's trust domain.
     #[error("no trust bundle for trust domain {0}")]
     UnknownTrustDomain(String),

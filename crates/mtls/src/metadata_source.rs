@@ -5,12 +5,9 @@ use std::fmt;
 use workload_auth_core::Result;
 use workload_auth_metadata::MetadataClient;
 
-use crate::bundle::{TrustBundle, TrustBundleSet};
-use crate::error::CredentialError;
 use crate::source::{LoadFuture, SvidSource};
-use crate::spiffe_id::TrustDomain;
 use crate::store::X509Material;
-use crate::svid::X509Svid;
+use crate::workload_certificates::{Part, material_from_metadata};
 
 /// Loads the workload's X509-SVID and trust anchors from the metadata server (managed workload
 /// identity on Compute Engine), for VMs that read credentials over HTTP rather than from the
@@ -72,39 +69,16 @@ impl MetadataSource {
         let identities = identities?;
         let anchors = anchors?;
 
-        let identities_endpoint = self.endpoint("workload-identities");
-        let svid = X509Svid::from_pem(
-            identities.certificate_pem.as_bytes(),
-            identities.private_key_pem.expose().as_bytes(),
-        )
-        .map_err(|e| e.at(identities_endpoint.as_str()))?;
-        if svid.spiffe_id().as_str() != identities.spiffe_id {
-            return Err(CredentialError::IdMismatch {
-                claimed: identities.spiffe_id,
-                certificate: svid.spiffe_id().to_string(),
-            }
-            .at(identities_endpoint));
-        }
-
-        let anchors_endpoint = self.endpoint("trust-anchors");
-        let mut bundles = TrustBundleSet::new();
-        for (name, pem) in anchors {
-            let td = TrustDomain::new(&name)
-                .map_err(|reason| CredentialError::InvalidTrustDomain { name, reason })
-                .map_err(|e| e.at(anchors_endpoint.as_str()))?;
-            let bundle = TrustBundle::from_pem(td, pem.as_bytes())
-                .map_err(|e| e.at(anchors_endpoint.as_str()))?;
-            bundles
-                .add(bundle)
-                .map_err(|e| e.at(anchors_endpoint.as_str()))?;
-        }
-        if bundles.is_empty() {
-            return Err(CredentialError::NoTrustBundles.at(anchors_endpoint));
-        }
+        let material = material_from_metadata(identities, anchors).map_err(|(part, e)| {
+            e.at(match part {
+                Part::Identities => self.endpoint("workload-identities"),
+                Part::Anchors => self.endpoint("trust-anchors"),
+            })
+        })?;
 
         // A diagnostic only: material without it is still usable.
         let status = status.ok().map(|v| v.to_string());
-        Ok(X509Material::new(svid, bundles)
+        Ok(material
             .with_origin(format!(
                 "metadata server {}",
                 self.client.host().authority()

@@ -59,6 +59,13 @@ pub enum SpiffeIdError {
     /// Longer than [`MAX_SPIFFE_ID_LEN`] bytes.
     #[error("SPIFFE ID is {0} bytes long; the limit is 2048")]
     TooLong(usize),
+    /// A trust domain was expected but the SPIFFE ID has a path. Refused rather than truncated:
+    /// reading `td:spiffe://prod.example/ns/admin` as the whole of `prod.example` would silently
+    /// widen a policy its author meant to be narrow.
+    #[error(
+        "a trust domain has no path, but this SPIFFE ID has {0:?}: write spiffe://DOMAIN (or use prefix: for a path)"
+    )]
+    TrustDomainWithPath(String),
 }
 
 impl From<SpiffeIdError> for workload_auth_core::Error {
@@ -141,10 +148,15 @@ pub struct TrustDomain {
 
 impl TrustDomain {
     /// Parses a trust domain name (`example.org`) or a trust domain's SPIFFE ID
-    /// (`spiffe://example.org`, with no path).
+    /// (`spiffe://example.org`, with no path). A SPIFFE ID with a path is an error
+    /// ([`SpiffeIdError::TrustDomainWithPath`]), never its trust domain: a policy naming one
+    /// workload must not become one allowing the whole domain.
     pub fn new(name: &str) -> Result<Self, SpiffeIdError> {
         if name.contains("://") {
             let id = SpiffeId::parse(name)?;
+            if !id.path().is_empty() {
+                return Err(SpiffeIdError::TrustDomainWithPath(id.path().to_owned()));
+            }
             return Ok(id.trust_domain());
         }
         if name.len() > MAX_SPIFFE_ID_LEN - SCHEME.len() {
@@ -421,6 +433,31 @@ mod tests {
         assert_eq!(
             TrustDomain::new("example.org/a"),
             Err(E::BadTrustDomainChar('/'))
+        );
+    }
+
+    #[test]
+    fn finding_5_trust_domain_refuses_a_spiffe_id_with_a_path() {
+        assert_eq!(
+            TrustDomain::new("spiffe://prod.example/ns/admin"),
+            Err(E::TrustDomainWithPath("/ns/admin".into()))
+        );
+        assert_eq!(
+            TrustDomain::new("spiffe://prod.example/a"),
+            Err(E::TrustDomainWithPath("/a".into()))
+        );
+        // Still refused for the path's own faults first (trailing slash is not an empty path).
+        assert_eq!(
+            TrustDomain::new("spiffe://prod.example/"),
+            Err(E::TrailingSlash)
+        );
+        assert_eq!(
+            TrustDomain::new("spiffe://prod.example").unwrap().name(),
+            "prod.example"
+        );
+        assert_eq!(
+            TrustDomain::new("prod.example").unwrap().name(),
+            "prod.example"
         );
     }
 

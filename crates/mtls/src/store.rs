@@ -19,6 +19,7 @@ pub struct X509Material {
     bundles: Arc<TrustBundleSet>,
     config_status: Option<String>,
     origin: String,
+    warnings: Vec<String>,
 }
 
 impl X509Material {
@@ -29,6 +30,7 @@ impl X509Material {
             bundles: Arc::new(bundles),
             config_status: None,
             origin: "in-memory".into(),
+            warnings: Vec::new(),
         }
     }
 
@@ -44,6 +46,21 @@ impl X509Material {
     pub fn with_config_status(mut self, status: Option<String>) -> Self {
         self.config_status = status;
         self
+    }
+
+    /// Attaches warnings about how the material was stored (see [`X509Material::warnings`]).
+    #[must_use]
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// Problems that do not stop the material from working but that an operator should fix,
+    /// one sentence each, e.g. a private key file that group or others may read (found by
+    /// [`CredentialsDir`](crate::CredentialsDir)). Tools show them (`workload-auth mtls` prints
+    /// them on standard error); they never contain key material.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The workload's own SVID.
@@ -75,6 +92,7 @@ impl fmt::Debug for X509Material {
             .field("bundles", &self.bundles)
             .field("config_status", &self.config_status)
             .field("origin", &self.origin)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }

@@ -13,7 +13,8 @@
 //! What makes repeat handshakes with a known peer cheaper instead is a [`VerifiedChainCache`]
 //! ([`MtlsConfig::with_chain_cache`]): it skips parsing and path validation of a chain seen before,
 //! but re-checks its validity period and the bundles' generation on every use, always runs the
-//! authorizer, and leaves the handshake's own signatures to be checked as usual.
+//! authorizer, and leaves the handshake's own signatures to be checked as usual. A chain enters it
+//! only once its peer was allowed and its handshake signature (CertificateVerify) verified.
 
 use std::fmt;
 use std::sync::Arc;
@@ -73,7 +74,7 @@ impl ServerCertVerifier for SpiffeServerCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, self.verifier.algorithms())
+        self.verifier.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -82,7 +83,7 @@ impl ServerCertVerifier for SpiffeServerCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, self.verifier.algorithms())
+        self.verifier.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -136,7 +137,7 @@ impl ClientCertVerifier for SpiffeClientCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, self.verifier.algorithms())
+        self.verifier.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -145,7 +146,7 @@ impl ClientCertVerifier for SpiffeClientCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, self.verifier.algorithms())
+        self.verifier.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

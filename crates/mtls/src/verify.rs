@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
@@ -28,9 +30,9 @@ pub(crate) fn ring_algorithms() -> WebPkiSupportedAlgorithms {
 /// In order: exactly one URI SAN holding a SPIFFE ID with a non-empty path; the leaf is not a CA,
 /// has `digitalSignature` and neither `keyCertSign` nor `cRLSign`; an EKU extension, when present,
 /// includes `purpose`; the leaf is within its validity period; a bundle exists for the ID's trust
-/// domain; and an RFC 5280 path leads from the leaf through the given intermediates to one of that
+/// domain; an RFC 5280 path leads from the leaf through the given intermediates to one of that
 /// bundle's roots at `now` (rustls-webpki, with the bundle's roots as the only trust anchors and no
-/// DNS-name check).
+/// DNS-name check); and every intermediate has `keyCertSign`.
 pub fn verify_x509_svid(
     chain: &[CertificateDer<'_>],
     bundles: &TrustBundleSet,
@@ -102,6 +104,10 @@ fn verify_with(
         None,
     )
     .map_err(|e| path_error(e, &id, purpose))?;
+    // After path validation, so a chain that leads nowhere is reported as untrusted first.
+    for der in intermediates {
+        cert::check_intermediate_usage(der)?;
+    }
     Ok((id, cert::validity_secs(&leaf)))
 }
 
@@ -189,7 +195,9 @@ impl SpiffeVerifier {
     /// Remembers chains that verified in `cache`, so a repeat handshake with a known peer skips
     /// parsing and path validation. The exact chain bytes, the purpose, the trust bundles'
     /// generation and the validity period are checked on every use; the authorizer always runs.
-    /// See [`VerifiedChainCache`].
+    /// A chain that verified and was authorized is only staged until its peer proves it holds the
+    /// leaf's key ([`SpiffeVerifier::confirm_key_possession`], which the handshake signature
+    /// checks below call). See [`VerifiedChainCache`].
     #[must_use]
     pub fn with_cache(mut self, cache: VerifiedChainCache) -> Self {
         self.cache = Some(cache);
@@ -212,6 +220,9 @@ impl SpiffeVerifier {
     }
 
     /// Verifies `chain` for `purpose` at `now`, then authorizes the SPIFFE ID it carries.
+    ///
+    /// With a cache, a chain verified here is staged, not yet cached: see
+    /// [`SpiffeVerifier::confirm_key_possession`].
     pub fn verify(
         &self,
         chain: &[CertificateDer<'_>],
@@ -232,16 +243,74 @@ impl SpiffeVerifier {
         purpose: Purpose,
         now: UnixTime,
     ) -> Result<SpiffeId, VerificationError> {
-        let id = match &self.bundles {
+        let (id, fresh) = match &self.bundles {
             Bundles::Store(store) => store.with_current(|m| {
                 self.verify_against(leaf, intermediates, m.bundles(), purpose, now)
             })?,
             Bundles::Fixed(set) => self.verify_against(leaf, intermediates, set, purpose, now)?,
         };
         self.authorizer.authorize(&id)?;
+        // Only an allowed peer is staged, and only its handshake signature makes it an entry.
+        if let (Some(cache), Some(fresh)) = (&self.cache, fresh) {
+            cache.stage(
+                leaf,
+                intermediates,
+                Verified {
+                    id: &id,
+                    purpose,
+                    bundles_generation: fresh.bundles_generation,
+                    not_before: fresh.not_before,
+                    not_after: fresh.not_after,
+                },
+            );
+        }
         Ok(id)
     }
 
+    /// Tells the cache that the peer presenting `leaf` has just proved it holds the leaf's private
+    /// key (a signature by that key over data the peer could not have chosen, like a TLS
+    /// CertificateVerify), so the chains with this leaf that [`SpiffeVerifier::verify`] staged
+    /// become cache entries. Without a cache, does nothing.
+    ///
+    /// The TLS verifiers of this crate call it through
+    /// [`SpiffeVerifier::verify_tls13_signature`]; call it yourself only after such a proof from
+    /// your own protocol. Calling it wrongly cannot let a peer through (a hit still runs the
+    /// authorizer, and a handshake still checks the signature), but lets a keyless peer take
+    /// room in the cache.
+    pub fn confirm_key_possession(&self, leaf: &CertificateDer<'_>) {
+        if let Some(cache) = &self.cache {
+            cache.commit(leaf);
+        }
+    }
+
+    /// Checks a TLS 1.3 handshake signature (CertificateVerify) by the key of `cert` and, when it
+    /// holds, [confirms](SpiffeVerifier::confirm_key_possession) that the peer holds that key.
+    pub fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)?;
+        self.confirm_key_possession(cert);
+        Ok(valid)
+    }
+
+    /// Checks a TLS 1.2 handshake signature by the key of `cert` and, when it holds,
+    /// [confirms](SpiffeVerifier::confirm_key_possession) that the peer holds that key.
+    pub fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)?;
+        self.confirm_key_possession(cert);
+        Ok(valid)
+    }
+
+    /// Verifies against `bundles` (or answers from the cache); a chain verified afresh comes back
+    /// with what the cache needs to stage it.
     fn verify_against(
         &self,
         leaf: &CertificateDer<'_>,
@@ -249,34 +318,33 @@ impl SpiffeVerifier {
         bundles: &TrustBundleSet,
         purpose: Purpose,
         now: UnixTime,
-    ) -> Result<SpiffeId, VerificationError> {
+    ) -> Result<(SpiffeId, Option<Fresh>), VerificationError> {
         let algorithms = &self.algorithms;
         let Some(cache) = &self.cache else {
             return verify_with(leaf, intermediates, bundles, purpose, now, algorithms)
-                .map(|(id, _)| id);
+                .map(|(id, _)| (id, None));
         };
         let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let generation = bundles.generation();
         if let Some(id) = cache.get(leaf, intermediates, purpose, generation, now_secs) {
-            return Ok(id);
+            return Ok((id, None));
         }
         let (id, leaf_window) =
             verify_with(leaf, intermediates, bundles, purpose, now, algorithms)?;
-        if let Some((not_before, not_after)) = chain_window(leaf_window, intermediates) {
-            cache.insert(
-                leaf,
-                intermediates,
-                Verified {
-                    id: &id,
-                    purpose,
-                    bundles_generation: generation,
-                    not_before,
-                    not_after,
-                },
-            );
-        }
-        Ok(id)
+        let fresh = chain_window(leaf_window, intermediates).map(|(not_before, not_after)| Fresh {
+            bundles_generation: generation,
+            not_before,
+            not_after,
+        });
+        Ok((id, fresh))
     }
+}
+
+/// What a chain verified afresh needs to be staged in the cache.
+struct Fresh {
+    bundles_generation: u64,
+    not_before: i64,
+    not_after: i64,
 }
 
 impl fmt::Debug for SpiffeVerifier {

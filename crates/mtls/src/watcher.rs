@@ -121,7 +121,7 @@ async fn run(
     mut marker: Option<crate::source::ChangeMarker>,
 ) {
     let poll = options.poll_interval.max(Duration::from_millis(10));
-    let mut next_full = Instant::now() + options.max_reload_interval;
+    let mut next_full = after(options.max_reload_interval);
     let mut backoff = options.retry_backoff;
     let mut retry_at: Option<Instant> = None;
     loop {
@@ -140,10 +140,31 @@ async fn run(
                 backoff = options.retry_backoff;
             }
             Err(_) => {
-                retry_at = Some(Instant::now() + backoff);
-                backoff = (backoff * 2).min(options.max_reload_interval);
+                retry_at = Some(after(backoff));
+                backoff = backoff.saturating_mul(2).min(options.max_reload_interval);
             }
         }
-        next_full = Instant::now() + options.max_reload_interval;
+        next_full = after(options.max_reload_interval);
+    }
+}
+
+/// `delay` from now; a caller's `Duration::MAX` means "not in this process's lifetime", not an
+/// overflow panic.
+fn after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_3_huge_intervals_do_not_overflow() {
+        let now = Instant::now();
+        assert!(after(Duration::MAX) > now + Duration::from_secs(365 * 24 * 3600));
+        let soon = after(Duration::from_secs(1));
+        assert!(soon > now && soon <= Instant::now() + Duration::from_secs(1));
     }
 }

@@ -1,11 +1,14 @@
-//! Parsing the metadata server's `gce-workload-certificates` bodies into [`X509Material`].
+//! Turning the metadata server's `gce-workload-certificates` bodies into [`X509Material`].
 //!
-//! The HTTP fetch belongs to the metadata client; this is only the format, so a metadata-backed
-//! [`SvidSource`](crate::SvidSource) needs no X.509 knowledge of its own.
+//! The bodies are parsed by the metadata crate's parser only ([`WorkloadIdentities::from_json`],
+//! [`trust_anchors_from_json`]; also what [`MetadataClient`](workload_auth_metadata::MetadataClient)
+//! uses), which refuses duplicate keys, never quotes a value in an error and keeps the private key
+//! in a zeroed-on-drop secret. This module only checks and converts what it parsed, so a
+//! metadata-backed [`SvidSource`](crate::SvidSource) needs no JSON of its own.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use workload_auth_metadata::{WorkloadIdentities, trust_anchors_from_json};
 
 use crate::bundle::{TrustBundle, TrustBundleSet};
 use crate::error::CredentialError;
@@ -13,85 +16,73 @@ use crate::spiffe_id::TrustDomain;
 use crate::store::X509Material;
 use crate::svid::X509Svid;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Identities {
-    #[serde(default)]
-    status: Option<String>,
-    workload_credentials: HashMap<String, Credential>,
+/// Which of the two bodies a conversion error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// `workload-identities`.
+    Identities,
+    /// `trust-anchors`.
+    Anchors,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Credential {
-    certificate_pem: String,
-    private_key_pem: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Anchors {
-    trust_anchors: HashMap<String, Anchor>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Anchor {
-    trust_anchors_pem: String,
+/// Material from parsed `workload-identities` and `trust-anchors` answers: the status, if given,
+/// is `OK`; the credential's SPIFFE ID is the certificate's; every trust domain name is valid and
+/// there is at least one bundle. Errors say which body they are about.
+pub(crate) fn material_from_metadata(
+    identities: WorkloadIdentities,
+    anchors: BTreeMap<String, String>,
+) -> Result<X509Material, (Part, CredentialError)> {
+    let at_ids = |e| (Part::Identities, e);
+    let at_anchors = |e| (Part::Anchors, e);
+    if identities.status.as_deref().is_some_and(|s| s != "OK") {
+        // The status is the server's text: named as "not OK" rather than echoed.
+        return Err(at_ids(CredentialError::MetadataJson(
+            "workload-identities: the status is not \"OK\"".into(),
+        )));
+    }
+    let svid = X509Svid::from_pem(
+        identities.certificate_pem.as_bytes(),
+        identities.private_key_pem.expose().as_bytes(),
+    )
+    .map_err(at_ids)?;
+    if svid.spiffe_id().as_str() != identities.spiffe_id {
+        return Err(at_ids(CredentialError::IdMismatch {
+            claimed: identities.spiffe_id,
+            certificate: svid.spiffe_id().to_string(),
+        }));
+    }
+    let mut bundles = TrustBundleSet::new();
+    for (name, pem) in anchors {
+        let td = TrustDomain::new(&name)
+            .map_err(|reason| at_anchors(CredentialError::InvalidTrustDomain { name, reason }))?;
+        bundles
+            .add(TrustBundle::from_pem(td, pem.as_bytes()).map_err(at_anchors)?)
+            .map_err(at_anchors)?;
+    }
+    if bundles.is_empty() {
+        return Err(at_anchors(CredentialError::NoTrustBundles));
+    }
+    Ok(X509Material::new(svid, bundles))
 }
 
 impl X509Material {
     /// Material from the bodies of `instance/gce-workload-certificates/workload-identities`
     /// (`{"status":"OK","workloadCredentials":{ID:{"certificatePem","privateKeyPem"}}}`, exactly
     /// one entry, whose key must be the certificate's SPIFFE ID) and `.../trust-anchors`
-    /// (`{"trustAnchors":{TD:{"trustAnchorsPem"}}}`).
+    /// (`{"trustAnchors":{TD:{"trustAnchorsPem"}}}`, at least one domain), read with the metadata
+    /// client's own parser.
     pub fn from_metadata_json(
         workload_identities: &[u8],
         trust_anchors: &[u8],
     ) -> Result<Self, CredentialError> {
-        let ids: Identities = serde_json::from_slice(workload_identities)
-            .map_err(|e| CredentialError::MetadataJson(format!("workload-identities: {e}")))?;
-        if let Some(status) = ids.status.as_deref().filter(|s| *s != "OK") {
-            return Err(CredentialError::MetadataJson(format!(
-                "workload-identities: status is {status:?}"
-            )));
-        }
-        let mut entries = ids.workload_credentials.into_iter();
-        let (claimed, credential) = match (entries.next(), entries.next()) {
-            (Some(entry), None) => entry,
-            (None, _) => {
-                return Err(CredentialError::MetadataJson(
-                    "workload-identities: no credential".into(),
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(CredentialError::MetadataJson(
-                    "workload-identities: more than one credential".into(),
-                ));
-            }
-        };
-        let svid = X509Svid::from_pem(
-            credential.certificate_pem.as_bytes(),
-            credential.private_key_pem.as_bytes(),
-        )?;
-        if svid.spiffe_id().as_str() != claimed {
-            return Err(CredentialError::IdMismatch {
-                claimed,
-                certificate: svid.spiffe_id().to_string(),
-            });
-        }
-
-        let anchors: Anchors = serde_json::from_slice(trust_anchors)
-            .map_err(|e| CredentialError::MetadataJson(format!("trust-anchors: {e}")))?;
-        let mut bundles = TrustBundleSet::new();
-        for (name, anchor) in anchors.trust_anchors {
-            let td = TrustDomain::new(&name)
-                .map_err(|reason| CredentialError::InvalidTrustDomain { name, reason })?;
-            bundles.add(TrustBundle::from_pem(
-                td,
-                anchor.trust_anchors_pem.as_bytes(),
-            )?)?;
-        }
-        Ok(X509Material::new(svid, bundles).with_origin("metadata server"))
+        // The parser's messages name the field and the problem, never a value.
+        let ids = WorkloadIdentities::from_json(workload_identities).map_err(|e| {
+            CredentialError::MetadataJson(format!("workload-identities: {}", e.message()))
+        })?;
+        let anchors = trust_anchors_from_json(trust_anchors).map_err(|e| {
+            CredentialError::MetadataJson(format!("trust-anchors: {}", e.message()))
+        })?;
+        let material = material_from_metadata(ids, anchors).map_err(|(_, e)| e)?;
+        Ok(material.with_origin("metadata server"))
     }
 }

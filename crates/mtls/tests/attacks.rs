@@ -473,3 +473,53 @@ fn bundle_map_reads_only_x509_svid_keys() {
     assert_eq!(bundle.roots()[0].as_ref(), a.root_der());
     assert_eq!(bundle.sequence(), Some(1));
 }
+
+#[tokio::test]
+async fn finding_10_an_intermediate_without_key_cert_sign_is_refused_with_the_reason() {
+    // A CA whose intermediate may sign (it has digitalSignature) but lacks keyCertSign, which
+    // the SPIFFE X509-SVID specification requires of every signing certificate.
+    let ca = TrustDomainCa::with_options(
+        "prod.example",
+        CaOptions {
+            intermediate_key_usages: vec![KeyUsage::DigitalSignature, KeyUsage::CrlSign],
+            ..CaOptions::default()
+        },
+    )
+    .unwrap();
+    let srv_ca = TrustDomainCa::new("srv.example").unwrap();
+    let server = MtlsConfig::new(
+        store(
+            &srv_ca.issue("spiffe://srv.example/s").unwrap(),
+            &[&ca, &srv_ca],
+        ),
+        Authorizer::any(),
+    );
+    let svid = ca.issue(CLIENT).unwrap();
+    let client = raw_client_config(chain_of(&svid), key_of(&svid), bundles(&[&srv_ca]));
+    let err = server_verdict(&server, client).await.unwrap_err();
+    assert_eq!(
+        reason(&err),
+        VerificationError::IntermediateCannotSign,
+        "{err}"
+    );
+    assert!(err.to_string().contains("keyCertSign") || format!("{err:?}").contains("keyCertSign"));
+
+    // Standalone verification gives the same reason; the same chain from a CA whose
+    // intermediate has keyCertSign verifies.
+    let chain = chain_of(&svid);
+    let verifier = SpiffeVerifier::with_bundles(bundles(&[&ca]), Authorizer::any());
+    let got = verifier
+        .verify(&chain, Purpose::ClientAuth, UnixTime::now())
+        .unwrap_err();
+    assert_eq!(got, VerificationError::IntermediateCannotSign);
+    assert!(got.to_string().contains("keyCertSign"), "{got}");
+    let good = TrustDomainCa::new("prod.example").unwrap();
+    let verifier = SpiffeVerifier::with_bundles(bundles(&[&good]), Authorizer::any());
+    verifier
+        .verify(
+            &chain_of(&good.issue(CLIENT).unwrap()),
+            Purpose::ClientAuth,
+            UnixTime::now(),
+        )
+        .unwrap();
+}

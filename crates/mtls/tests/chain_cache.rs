@@ -80,6 +80,7 @@ fn a_hit_is_refused_by_a_changed_policy() {
         verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap(),
         id(CLIENT)
     );
+    verifier.confirm_key_possession(&chain[0]);
     assert!(verifier.verify(&chain, Purpose::ClientAuth, now()).is_ok());
     assert_eq!(hits(&cache), 1);
     denied.store(true, Ordering::SeqCst);
@@ -120,6 +121,7 @@ fn a_hit_is_refused_once_the_bundles_change() {
     let verifier = SpiffeVerifier::new(store.clone(), Authorizer::any()).with_cache(cache.clone());
 
     verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
+    verifier.confirm_key_possession(&chain[0]);
     verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
     assert_eq!(hits(&cache), 1);
 
@@ -148,6 +150,7 @@ fn a_hit_is_refused_once_the_bundles_change() {
     // Back to the old root: verified afresh (a miss), then cached again.
     store.replace(material(&own, &[&ca]));
     verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
+    verifier.confirm_key_possession(&chain[0]);
     assert_eq!(hits(&cache), 1);
     verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
     assert_eq!(hits(&cache), 2);
@@ -184,6 +187,7 @@ fn a_hit_is_refused_outside_the_validity_of_any_certificate_of_the_chain() {
     verifier
         .verify(&chain, Purpose::ClientAuth, at(t0))
         .unwrap();
+    verifier.confirm_key_possession(&chain[0]);
     verifier
         .verify(&chain, Purpose::ClientAuth, at(t0 + hour))
         .unwrap();
@@ -247,6 +251,7 @@ fn the_cache_never_lets_a_different_chain_through() {
     let verifier =
         SpiffeVerifier::with_bundles(bundles(&[&ca]), Authorizer::any()).with_cache(cache.clone());
     verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
+    verifier.confirm_key_possession(&chain[0]);
     verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
     assert_eq!(hits(&cache), 1);
 
@@ -305,6 +310,7 @@ fn the_cache_never_lets_a_different_chain_through() {
     verifier
         .verify(&server_only, Purpose::ServerAuth, now())
         .unwrap();
+    verifier.confirm_key_possession(&server_only[0]);
     assert_eq!(
         verifier
             .verify(&server_only, Purpose::ClientAuth, now())
@@ -345,6 +351,80 @@ async fn a_cached_chain_without_its_key_cannot_complete_a_handshake() {
         err.to_string().to_lowercase().contains("signature"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn finding_6_a_peer_without_the_key_leaves_no_entry() {
+    // A peer that replays a chain it saw (valid, trusted, allowed) but signs with another key
+    // fails CertificateVerify; its chain must not enter the cache.
+    let ca = TrustDomainCa::new("prod.example").unwrap();
+    let cache = VerifiedChainCache::new(16);
+    let server = MtlsConfig::new(
+        store(&ca.issue(SERVER).unwrap(), &[&ca]),
+        Authorizer::exact(id(CLIENT)),
+    )
+    .with_chain_cache(cache.clone());
+    let victim = ca.issue(CLIENT).unwrap();
+    let attacker_key = key_of(&ca.issue("spiffe://prod.example/ns/x/sa/attacker").unwrap());
+    for _ in 0..3 {
+        let forged = raw_client_config_unchecked(
+            chain_of(&victim),
+            attacker_key.clone_key(),
+            bundles(&[&ca]),
+        );
+        let err = server_verdict(&server, forged).await.unwrap_err();
+        assert!(
+            err.to_string().to_lowercase().contains("signature"),
+            "{err}"
+        );
+        assert_eq!(cache.len(), 0, "a keyless peer made an entry");
+        assert_eq!(cache.stats().hits, 0);
+    }
+    // The real holder of the chain: verified in full (no hit), then cached.
+    let honest = raw_client_config(chain_of(&victim), key_of(&victim), bundles(&[&ca]));
+    assert_eq!(server_verdict(&server, honest).await.unwrap(), id(CLIENT));
+    assert_eq!(cache.stats().hits, 0);
+    assert_eq!(cache.len(), 1);
+    assert_eq!(
+        cache.stats().staged,
+        0,
+        "the keyless attempts' staging was consumed"
+    );
+}
+
+#[tokio::test]
+async fn finding_6_a_refused_peer_leaves_no_entry() {
+    let ca = TrustDomainCa::new("prod.example").unwrap();
+    let cache = VerifiedChainCache::new(16);
+    let server = MtlsConfig::new(
+        store(&ca.issue(SERVER).unwrap(), &[&ca]),
+        Authorizer::exact(id(CLIENT)),
+    )
+    .with_chain_cache(cache.clone());
+    let other = ca
+        .issue("spiffe://prod.example/ns/frontend/sa/other")
+        .unwrap();
+    for _ in 0..2 {
+        let client = raw_client_config(chain_of(&other), key_of(&other), bundles(&[&ca]));
+        let err = server_verdict(&server, client).await.unwrap_err();
+        assert!(
+            matches!(reason(&err), VerificationError::Unauthorized { .. }),
+            "{err}"
+        );
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.entries, stats.staged, stats.hits),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+    }
+    // And a standalone verification (nothing proves the key) stages but caches nothing.
+    let verifier = server.verifier();
+    let chain = chain_of(&ca.issue(CLIENT).unwrap());
+    verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
+    verifier.verify(&chain, Purpose::ClientAuth, now()).unwrap();
+    assert_eq!(cache.stats().hits, 0);
+    assert!(cache.is_empty());
 }
 
 /// Like `raw_client_config`, but without rustls' check that the key matches the certificate.

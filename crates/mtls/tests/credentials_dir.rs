@@ -261,3 +261,69 @@ fn loads_racing_rotations_never_see_a_torn_pair() {
     assert!(rotations > 10, "only {rotations} rotations");
     assert!(ok > transient, "ok {ok}, transient {transient}");
 }
+
+#[test]
+fn finding_10_a_key_file_readable_by_group_or_others_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = TempDir::new("key-mode");
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let svid = ca.issue(ME).unwrap();
+    let writer = CredentialsDirWriter::new(tmp.path());
+    let dir = writer
+        .write(&CredentialsContents::new(&svid, &ca, []))
+        .unwrap();
+    let key = dir.join(PRIVATE_KEY_FILE);
+    let combined = dir.join(COMBINED_FILE);
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // The agent writes the key twice (alone and with the chain): each file counts.
+    assert_eq!(
+        load_warnings(&writer),
+        2,
+        "both 0644 as the emulator writes them"
+    );
+    chmod(&combined, 0o600);
+    let load = || {
+        CredentialsDir::new(writer.link_path())
+            .load_blocking()
+            .unwrap()
+    };
+    let key_text: String = svid
+        .private_key_pem()
+        .expose()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for (mode, warned) in [
+        (0o644, true),
+        (0o640, true),
+        (0o604, true),
+        (0o600, false),
+        (0o400, false),
+    ] {
+        chmod(&key, mode);
+        let material = load();
+        let warnings = material.warnings();
+        if warned {
+            assert_eq!(warnings.len(), 1, "mode {mode:o}: {warnings:?}");
+            assert!(
+                warnings[0].contains(&key.display().to_string()),
+                "{warnings:?}"
+            );
+            assert!(warnings[0].contains(&format!("{mode:04o}")), "{warnings:?}");
+            assert!(!warnings[0].contains(&key_text[..32]), "{warnings:?}");
+            assert!(format!("{material:?}").contains("accessible to group or others"));
+        } else {
+            assert!(warnings.is_empty(), "mode {mode:o}: {warnings:?}");
+        }
+    }
+}
+
+fn load_warnings(writer: &CredentialsDirWriter) -> usize {
+    CredentialsDir::new(writer.link_path())
+        .load_blocking()
+        .unwrap()
+        .warnings()
+        .len()
+}

@@ -237,3 +237,115 @@ async fn a_key_of_another_certificate_or_a_mislabelled_id_is_refused_with_the_re
     assert!(err.to_string().contains("trust-anchors"), "{err}");
     assert!(CredentialError::find(&err).is_some(), "{err}");
 }
+
+/// The key's base64 body (the PEM lines between the armour), which no error may contain.
+fn key_body(svid: &workload_auth_emulator::ca::IssuedSvid) -> String {
+    svid.private_key_pem()
+        .expose()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("")
+        .chars()
+        .take(40)
+        .collect()
+}
+
+fn full_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("{e} {e:?}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(" | {s} {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+#[tokio::test]
+async fn finding_7_one_parser_refuses_duplicate_keys_and_never_quotes_the_key() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let mine = ca.issue(ME).unwrap();
+    let planted = ca.issue(ME).unwrap();
+    let good = mine.workload_certificates([&ca]);
+    let credential = |svid: &workload_auth_emulator::ca::IssuedSvid| {
+        let body = svid.workload_certificates([&ca]);
+        let v: serde_json::Value = serde_json::from_str(body.workload_identities.expose()).unwrap();
+        v["workloadCredentials"][ME].to_string()
+    };
+    let (a, b) = (credential(&mine), credential(&planted));
+    let duplicate_credential =
+        format!(r#"{{"status":"OK","workloadCredentials":{{"{ME}":{a},"{ME}":{b}}}}}"#);
+    let duplicate_key_field = {
+        let key: serde_json::Value = serde_json::from_str(&b).unwrap();
+        let second = serde_json::to_string(&key["privateKeyPem"]).unwrap();
+        let inner = a.trim_end_matches('}');
+        format!(
+            r#"{{"status":"OK","workloadCredentials":{{"{ME}":{inner},"privateKeyPem":{second}}}}}}}"#
+        )
+    };
+    // A key where an object is expected: serde's derive would have quoted it in the error.
+    let key_as_map = {
+        let key: serde_json::Value = serde_json::from_str(&a).unwrap();
+        format!(
+            r#"{{"status":"OK","workloadCredentials":{}}}"#,
+            serde_json::to_string(&key["privateKeyPem"]).unwrap()
+        )
+    };
+    let secrets = [key_body(&mine), key_body(&planted)];
+    for (body, needle) in [
+        (duplicate_credential, "duplicate key"),
+        (duplicate_key_field, "duplicate key"),
+        (key_as_map, "is a string, expected an object"),
+    ] {
+        // Straight from bytes...
+        let err = X509Material::from_metadata_json(body.as_bytes(), good.trust_anchors.as_bytes())
+            .unwrap_err();
+        let text = full_text(&err);
+        assert!(text.contains(needle), "{text}");
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "the key is in {text}");
+        }
+        // ...and from the metadata server over a socket: the same parser, the same answer.
+        let emu = emulator(Some(WorkloadCertificates {
+            workload_identities: body.clone().into(),
+            ..good.clone()
+        }))
+        .await;
+        let err = source(&emu).load().await.unwrap_err();
+        let text = full_text(&err);
+        assert_eq!(err.kind(), ErrorKind::MalformedResponse, "{text}");
+        assert!(text.contains(needle), "{text}");
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "the key is in {text}");
+        }
+        emu.shutdown().await;
+    }
+    // A status other than OK is refused by both readers, without echoing it.
+    let failed = good
+        .workload_identities
+        .expose()
+        .replace("\"OK\"", "\"PENDING\"");
+    let err = X509Material::from_metadata_json(failed.as_bytes(), good.trust_anchors.as_bytes())
+        .unwrap_err();
+    assert!(!err.to_string().contains("PENDING"), "{err}");
+    let emu = emulator(Some(WorkloadCertificates {
+        workload_identities: failed.into(),
+        ..good.clone()
+    }))
+    .await;
+    let err = source(&emu).load().await.unwrap_err();
+    assert!(
+        full_text(&err).contains("not \"OK\""),
+        "{}",
+        full_text(&err)
+    );
+    emu.shutdown().await;
+    // The untouched bodies still load both ways.
+    assert!(
+        X509Material::from_metadata_json(
+            good.workload_identities.expose().as_bytes(),
+            good.trust_anchors.as_bytes()
+        )
+        .is_ok()
+    );
+}

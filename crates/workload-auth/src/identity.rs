@@ -79,6 +79,14 @@ impl WorkloadIdentity {
         self.store.with_current(|m| m.svid().spiffe_id().clone())
     }
 
+    /// Warnings about the current material that an operator should act on, e.g. a private key
+    /// file readable by group or others (see
+    /// [`X509Material::warnings`](workload_auth_mtls::X509Material::warnings)); empty when all
+    /// is well. Shown by `workload-auth mtls` on standard error.
+    pub fn warnings(&self) -> Vec<String> {
+        self.store.with_current(|m| m.warnings().to_vec())
+    }
+
     /// The store holding the current material; it changes atomically on rotation.
     pub fn store(&self) -> &SvidStore {
         &self.store

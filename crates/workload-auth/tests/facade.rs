@@ -177,3 +177,23 @@ async fn a_workload_identity_handshakes_and_follows_rotation() {
     let (_tls, peer) = connector.connect(&addr.to_string()).await.unwrap();
     assert_eq!(peer.as_str(), server_id);
 }
+
+#[test]
+fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
+    use workload_auth::authorizer_from_policies;
+    for policies in [
+        vec!["td:spiffe://prod.example/ns/admin"],
+        vec!["any", "td:spiffe://prod.example/ns/admin"],
+    ] {
+        let err = authorizer_from_policies(&policies).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{policies:?}");
+        assert!(err.to_string().contains("/ns/admin"), "{err}");
+    }
+    let web = SpiffeId::parse("spiffe://prod.example/ns/web/sa/a").unwrap();
+    for policy in ["td:spiffe://prod.example", "td:prod.example"] {
+        assert!(
+            authorizer_from_policies([policy]).unwrap().allows(&web),
+            "{policy}"
+        );
+    }
+}

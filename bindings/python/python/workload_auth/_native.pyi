@@ -15,11 +15,19 @@ def default(
     scopes: Optional[Sequence[str]] = None,
     quota_project: Optional[str] = None,
     metadata_host: Optional[str] = None,
+    allowed_types: Optional[Sequence[str]] = None,
+    allowed_endpoints: Optional[Sequence[str]] = None,
 ) -> Credentials:
     """Application Default Credentials from the environment: GOOGLE_APPLICATION_CREDENTIALS,
     gcloud's credentials file, then the metadata server (``metadata_host``, else
     GCE_METADATA_HOST, else metadata.google.internal). Makes no token request. Off Google Cloud
-    with nothing configured, raises CredentialsNotFoundError within milliseconds."""
+    with nothing configured, raises CredentialsNotFoundError within milliseconds.
+
+    ``allowed_types``: accept only these credential types (``"service_account"``,
+    ``"metadata_server"``...); a file of another type raises InvalidCredentialsError before
+    anything in it is used. ``allowed_endpoints``: hosts (``"sts.corp.example"``,
+    ``"*.corp.example"``) a credentials file may send credentials to besides Google's token
+    endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable."""
 
 class Credentials:
     """Application Default Credentials with their token caches. Thread-safe; share one."""
@@ -30,14 +38,110 @@ class Credentials:
         *,
         scopes: Optional[Sequence[str]] = None,
         quota_project: Optional[str] = None,
-    ) -> Credentials: ...
+        allowed_types: Optional[Sequence[str]] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Any credential type (or one of ``allowed_types``). For a file from a source you do
+        not control, use the loader of the type you expect (``from_service_account_file``...)."""
     @staticmethod
     def from_json(
         info: Union[str, Mapping[str, Any]],
         *,
         scopes: Optional[Sequence[str]] = None,
         quota_project: Optional[str] = None,
+        allowed_types: Optional[Sequence[str]] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
     ) -> Credentials: ...
+    @staticmethod
+    def from_service_account_info(
+        info: Union[str, Mapping[str, Any]],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``service_account`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_service_account_file(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``service_account`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_authorized_user_info(
+        info: Union[str, Mapping[str, Any]],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``authorized_user`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_authorized_user_file(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``authorized_user`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_impersonated_service_account_info(
+        info: Union[str, Mapping[str, Any]],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``impersonated_service_account`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_impersonated_service_account_file(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``impersonated_service_account`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_external_account_info(
+        info: Union[str, Mapping[str, Any]],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``external_account`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_external_account_file(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``external_account`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_external_account_authorized_user_info(
+        info: Union[str, Mapping[str, Any]],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``external_account_authorized_user`` file; any other type raises InvalidCredentialsError."""
+    @staticmethod
+    def from_external_account_authorized_user_file(
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        scopes: Optional[Sequence[str]] = None,
+        quota_project: Optional[str] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+    ) -> Credentials:
+        """Only a ``external_account_authorized_user`` file; any other type raises InvalidCredentialsError."""
     def token(self, scopes: Optional[Sequence[str]] = None) -> str:
         """An access token, from the cache when it holds a fresh one."""
     def access_token(self, scopes: Optional[Sequence[str]] = None) -> AccessToken: ...
@@ -111,6 +215,10 @@ class WorkloadIdentity:
     def spiffe_id(self) -> str: ...
     @property
     def trust_domain(self) -> str: ...
+    @property
+    def warnings(self) -> List[str]:
+        """Warnings an operator should act on (e.g. a private key file readable by group or
+        others); empty when all is well."""
 
 class MtlsClient:
     """The client side of mutual TLS: presents ``identity``, accepts servers ``allow`` allows."""
@@ -146,7 +254,8 @@ class MtlsStream:
     def send(self, data: bytes) -> int: ...
     def sendall(self, data: bytes) -> None: ...
     def recv(self, bufsize: int) -> bytes:
-        """Up to ``bufsize`` bytes; ``b""`` when the peer closed cleanly."""
+        """Up to ``bufsize`` bytes (0 to 2**31 - 1, else ``ValueError``); ``b""`` when the peer
+        closed cleanly."""
     def close(self) -> None: ...
     def __enter__(self) -> MtlsStream: ...
     def __exit__(self, exc_type: object, exc_value: object, traceback: object) -> None: ...

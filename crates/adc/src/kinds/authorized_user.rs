@@ -8,7 +8,7 @@ use workload_auth_core::{AccessToken, Result, SecretString};
 
 use super::{Context, universe_domain};
 use crate::http::{Auth, Body, Http, parse_access_token};
-use crate::url_policy::{credential_endpoint, display_url};
+use crate::url_policy::display_url;
 
 /// Google's OAuth 2.0 token endpoint.
 pub(crate) const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
@@ -32,10 +32,15 @@ impl AuthorizedUser {
         let place = fields.place();
         // google-auth always uses Google's endpoint; a `token_uri` in the file (which gcloud never
         // writes) is honoured here so tests can point it at the emulator, under the https rule.
-        let token_uri = match fields.opt_nonempty_str("token_uri")? {
-            Some(raw) => credential_endpoint(raw, "token_uri", place)?,
-            None => credential_endpoint(GOOGLE_TOKEN_URL, "token_uri", place)?,
-        };
+        let universe_domain = universe_domain(fields)?;
+        let token_uri = ctx.endpoints.credential_endpoint(
+            fields
+                .opt_nonempty_str("token_uri")?
+                .unwrap_or(GOOGLE_TOKEN_URL),
+            "token_uri",
+            place,
+            &universe_domain,
+        )?;
         Ok(Self {
             client_id: fields.str("client_id")?.to_owned(),
             client_secret: fields.secret("client_secret")?,
@@ -45,7 +50,7 @@ impl AuthorizedUser {
             quota_project_id: fields
                 .opt_nonempty_str("quota_project_id")?
                 .map(str::to_owned),
-            universe_domain: universe_domain(fields)?,
+            universe_domain,
             http: ctx.http.clone(),
         })
     }

@@ -9,6 +9,7 @@
 
 use std::time::SystemTime;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ring::{digest, hmac};
 use serde_json::json;
 use url::Url;
@@ -19,7 +20,7 @@ use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use super::subject_token::SubjectContext;
 use crate::http::{Auth, Body, Http};
 use crate::time::amz_date;
-use crate::url_policy::{display_url, source_url};
+use crate::url_policy::{aws_metadata_url, aws_verification_url, display_url};
 
 /// The subject token type of AWS credentials.
 pub(crate) const AWS_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
@@ -61,18 +62,15 @@ impl AwsSource {
             )));
         }
         let verification_url = source.str("regional_cred_verification_url")?.to_owned();
-        let probe =
-            Url::parse(&verification_url.replace("{region}", "us-east-1")).map_err(|_| {
-                source.error("`credential_source.regional_cred_verification_url` is not a URL")
-            })?;
-        if probe.scheme() != "https" || probe.host_str().is_none() {
-            return Err(source
-                .error("`credential_source.regional_cred_verification_url` must be an https URL"));
-        }
+        aws_verification_url(
+            &verification_url.replace("{region}", "us-east-1"),
+            "credential_source.regional_cred_verification_url",
+            place,
+        )?;
         let url = |field: &str| -> Result<Option<Url>> {
             source
                 .opt_nonempty_str(field)?
-                .map(|raw| source_url(raw, &format!("credential_source.{field}"), place))
+                .map(|raw| aws_metadata_url(raw, &format!("credential_source.{field}"), place))
                 .transpose()
         };
         Ok(Self {
@@ -120,7 +118,29 @@ impl AwsSource {
             Some(c) => c,
             None => self.role_credentials(ctx.http, session.as_ref()).await?,
         };
+        // The region comes from the environment or the metadata service: it must be a region
+        // name, so that the signed request still names the checked AWS STS host.
+        if region.is_empty()
+            || region.len() > 63
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidCredentials,
+                format!(
+                    "the AWS region {:?} is not a region name (lower-case letters, digits, `-`)",
+                    snippet(&region, 60)
+                ),
+            )
+            .with_endpoint(self.place.clone()));
+        }
         let url = self.verification_url.replace("{region}", &region);
+        aws_verification_url(
+            &url,
+            "credential_source.regional_cred_verification_url",
+            &self.place,
+        )?;
         let request =
             sign_get_caller_identity(&url, &region, &credentials, ctx.audience, SystemTime::now())
                 .map_err(|e| e.with_endpoint(self.place.clone()))?;
@@ -259,24 +279,27 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Percent-encodes like Python's `urllib.parse.quote(s, safe=safe)`.
-pub(crate) fn quote(s: &str, safe: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.as_bytes().contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// RFC 3986's unreserved characters (`A-Za-z0-9-_.~`) stay; everything else is `%XX`: SigV4's
+/// URI encoding.
+const SIGV4_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Python's `urllib.parse.quote(s, safe="/")`: the unreserved characters and `/` stay.
+pub(crate) const PY_QUOTE: &AsciiSet = &SIGV4_ENCODE.remove(b'/');
+
+/// Percent-encodes `s` (its UTF-8 bytes) with `set`.
+pub(crate) fn quote(s: &str, set: &'static AsciiSet) -> String {
+    utf8_percent_encode(s, set).to_string()
 }
 
 /// The canonical query string of SigV4: each name and value URI-encoded, sorted.
 fn canonical_query(url: &Url) -> String {
     let mut pairs: Vec<(String, String)> = url
         .query_pairs()
-        .map(|(k, v)| (quote(&k, "-_.~"), quote(&v, "-_.~")))
+        .map(|(k, v)| (quote(&k, SIGV4_ENCODE), quote(&v, SIGV4_ENCODE)))
         .collect();
     pairs.sort();
     pairs
@@ -357,7 +380,7 @@ pub(crate) fn sign_get_caller_identity(
     // serde_json's map is ordered by key, like Python's sort_keys=True.
     let request = json!({ "headers": headers, "method": "POST", "url": url });
     let serialized = zeroize::Zeroizing::new(request.to_string());
-    Ok(SecretString::new(quote(&serialized, "/")))
+    Ok(SecretString::new(quote(&serialized, PY_QUOTE)))
 }
 
 #[cfg(test)]
@@ -385,7 +408,8 @@ mod tests {
 
     #[test]
     fn quote_matches_python() {
-        assert_eq!(quote("a b/c:~", "/"), "a%20b/c%3A~");
-        assert_eq!(quote("x=y&z", "-_.~"), "x%3Dy%26z");
+        assert_eq!(quote("a b/c:~", PY_QUOTE), "a%20b/c%3A~");
+        assert_eq!(quote("x=y&z/", SIGV4_ENCODE), "x%3Dy%26z%2F");
+        assert_eq!(quote("\u{e9}+%", SIGV4_ENCODE), "%C3%A9%2B%25");
     }
 }

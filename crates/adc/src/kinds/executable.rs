@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncReadExt as _;
+use workload_auth_core::fs::{MAX_JSON_FILE_BYTES, read_bounded};
 use workload_auth_core::http::snippet;
 use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
@@ -20,6 +21,8 @@ const MIN_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 const SUPPORTED_VERSION: u64 = 1;
+/// Names the output file in errors.
+const OUTPUT_FILE: &str = "the executable's output file";
 
 const OIDC_TYPES: [&str; 2] = [
     "urn:ietf:params:oauth:token-type:jwt",
@@ -96,16 +99,14 @@ impl Executable {
         let endpoint = self.endpoint();
         if output.iter().all(u8::is_ascii_whitespace) {
             if let Some(file) = &self.output_file {
-                let content = Zeroizing::new(std::fs::read(file).map_err(|e| {
-                    Error::new(
-                        ErrorKind::MalformedResponse,
-                        format!(
-                            "the executable printed nothing and its output file cannot be read ({})",
-                            e.kind()
-                        ),
-                    )
-                    .with_endpoint(file.display().to_string())
-                })?);
+                let content =
+                    read_bounded(file, MAX_JSON_FILE_BYTES, OUTPUT_FILE).map_err(|e| {
+                        Error::new(
+                            e.kind(),
+                            format!("the executable printed nothing and {}", e.message()),
+                        )
+                        .with_endpoint(file.display().to_string())
+                    })?;
                 return parse_response(&content, &file.display().to_string(), false);
             }
             return Err(Error::new(
@@ -124,10 +125,9 @@ impl Executable {
         let Some(file) = &self.output_file else {
             return Ok(None);
         };
-        let Ok(content) = std::fs::read(file) else {
+        let Ok(content) = read_bounded(file, MAX_JSON_FILE_BYTES, OUTPUT_FILE) else {
             return Ok(None);
         };
-        let content = Zeroizing::new(content);
         if serde_json::from_slice::<serde_json::Value>(&content).is_err() {
             return Ok(None);
         }
@@ -184,8 +184,13 @@ impl Executable {
             let mut output = Zeroizing::new(Vec::new());
             let mut limited = stdout.take(MAX_OUTPUT_BYTES as u64 + 1);
             let read = limited.read_to_end(&mut output).await;
+            if output.len() > MAX_OUTPUT_BYTES {
+                // It would block on the full pipe until the timeout: stop it now.
+                let _ = child.kill().await;
+                return (read, None, output);
+            }
             let status = child.wait().await;
-            (read, status, output)
+            (read, Some(status), output)
         };
         let (read, status, output) = tokio::time::timeout(self.timeout, run)
             .await
@@ -202,23 +207,27 @@ impl Executable {
                 // Retrying would only hang again for as long.
                 .with_retry(workload_auth_core::Retry::Permanent)
             })?;
+        if output.len() > MAX_OUTPUT_BYTES {
+            return Err(Error::new(
+                ErrorKind::MalformedResponse,
+                format!(
+                    "the executable's output exceeded {MAX_OUTPUT_BYTES} bytes; it was stopped"
+                ),
+            )
+            .with_endpoint(endpoint));
+        }
         read.map_err(|e| {
             Error::new(ErrorKind::Io, "reading the executable's output failed")
                 .with_endpoint(endpoint.clone())
                 .with_source(e)
         })?;
-        let status = status.map_err(|e| {
-            Error::new(ErrorKind::Io, "waiting for the executable failed")
-                .with_endpoint(endpoint.clone())
-                .with_source(e)
-        })?;
-        if output.len() > MAX_OUTPUT_BYTES {
-            return Err(Error::new(
-                ErrorKind::MalformedResponse,
-                format!("the executable printed more than {MAX_OUTPUT_BYTES} bytes"),
-            )
-            .with_endpoint(endpoint));
-        }
+        let status = status
+            .unwrap_or_else(|| Err(std::io::Error::other("the executable was not waited for")))
+            .map_err(|e| {
+                Error::new(ErrorKind::Io, "waiting for the executable failed")
+                    .with_endpoint(endpoint.clone())
+                    .with_source(e)
+            })?;
         if !status.success() {
             let how = match status.code() {
                 Some(code) => format!("exited with status {code}"),

@@ -21,7 +21,7 @@ use super::subject_token::{SubjectContext, SubjectTokenSource};
 use super::{CLOUD_PLATFORM_SCOPE, Context, scopes_or, universe_domain};
 use crate::env::EnvSource;
 use crate::http::{Auth, Body, Http, parse_access_token};
-use crate::url_policy::{credential_endpoint, display_url};
+use crate::url_policy::display_url;
 
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -66,14 +66,15 @@ impl ExternalAccount {
         let audience = fields.str("audience")?.to_owned();
         let subject_token_type = fields.str("subject_token_type")?.to_owned();
         let universe_domain = universe_domain(fields)?;
-        let token_url = match fields.opt_nonempty_str("token_url")? {
-            Some(raw) => credential_endpoint(raw, "token_url", place)?,
-            None => credential_endpoint(
-                &format!("https://sts.{universe_domain}/v1/token"),
-                "token_url",
-                place,
-            )?,
-        };
+        let default_token_url = format!("https://sts.{universe_domain}/v1/token");
+        let token_url = ctx.endpoints.credential_endpoint(
+            fields
+                .opt_nonempty_str("token_url")?
+                .unwrap_or(&default_token_url),
+            "token_url",
+            place,
+            &universe_domain,
+        )?;
         let source_fields = fields.object("credential_source")?;
         let source = if subject_token_type == AWS_SUBJECT_TOKEN_TYPE {
             SubjectTokenSource::Aws(AwsSource::parse(&source_fields)?)
@@ -114,7 +115,12 @@ impl ExternalAccount {
         let lifetime = ctx.token_lifetime.or(lifetime).unwrap_or(DEFAULT_LIFETIME);
         let target = match fields.opt_nonempty_str("service_account_impersonation_url")? {
             Some(raw) => Some(Target::from_url(
-                credential_endpoint(raw, "service_account_impersonation_url", place)?,
+                ctx.endpoints.credential_endpoint(
+                    raw,
+                    "service_account_impersonation_url",
+                    place,
+                    &universe_domain,
+                )?,
                 "service_account_impersonation_url",
                 place,
                 Vec::new(),
@@ -213,7 +219,7 @@ impl ExternalAccount {
         if let (Some(project), None) = (&self.workforce_pool_user_project, &self.client) {
             options = super::aws::quote(
                 &serde_json::json!({ "userProject": project }).to_string(),
-                "/",
+                super::aws::PY_QUOTE,
             );
             form.push(("options", options.as_str()));
         }

@@ -11,7 +11,7 @@ use workload_auth_core::{AccessToken, Result, SecretString};
 
 use super::{Context, universe_domain};
 use crate::http::{Auth, Body, Http, parse_access_token};
-use crate::url_policy::{credential_endpoint, display_url};
+use crate::url_policy::display_url;
 
 const RELOGIN_HINT: &str = "the refresh token was revoked or has expired; run \
                             `gcloud auth application-default login --login-config=FILE` again";
@@ -47,16 +47,23 @@ impl ExternalAuthorizedUser {
                     .join(", ")
             )));
         }
+        let universe_domain = universe_domain(fields)?;
+        let token_url = ctx.endpoints.credential_endpoint(
+            fields.str("token_url")?,
+            "token_url",
+            place,
+            &universe_domain,
+        )?;
         Ok(Self {
             audience: fields.opt_nonempty_str("audience")?.map(str::to_owned),
             client_id: fields.str("client_id")?.to_owned(),
             client_secret: fields.secret("client_secret")?,
             refresh_token: Mutex::new(fields.secret("refresh_token")?),
-            token_url: credential_endpoint(fields.str("token_url")?, "token_url", place)?,
+            token_url,
             quota_project_id: fields
                 .opt_nonempty_str("quota_project_id")?
                 .map(str::to_owned),
-            universe_domain: universe_domain(fields)?,
+            universe_domain,
             http: ctx.http.clone(),
         })
     }

@@ -48,7 +48,7 @@ impl Target {
             )
             .with_endpoint(place.to_owned())
         };
-        let decoded = crate::url_policy::percent_decode(&path);
+        let decoded = crate::url_policy::percent_decode(&path).ok_or_else(bad)?;
         let Some(start) = decoded.rfind('/') else {
             return Err(bad());
         };

@@ -11,7 +11,7 @@ use workload_auth_core::{AccessToken, IdToken, Result, TokenCache};
 use super::iam::Target;
 use super::{CLOUD_PLATFORM_SCOPE, Context, Source, scopes_or};
 use crate::http::Http;
-use crate::url_policy::{credential_endpoint, display_url};
+use crate::url_policy::display_url;
 
 /// The source types google-auth accepts under `source_credentials`.
 const SOURCE_TYPES: [&str; 3] = [
@@ -64,10 +64,15 @@ impl Impersonated {
                 )?,
             )),
         };
-        let url = credential_endpoint(
+        let universe_domain = source
+            .known_universe_domain()
+            .unwrap_or(super::DEFAULT_UNIVERSE_DOMAIN)
+            .to_owned();
+        let url = ctx.endpoints.credential_endpoint(
             fields.str("service_account_impersonation_url")?,
             "service_account_impersonation_url",
             place,
+            &universe_domain,
         )?;
         let delegates = fields.opt_str_list("delegates")?.unwrap_or_default();
         let lifetime = ctx.token_lifetime.unwrap_or(DEFAULT_LIFETIME);
@@ -78,10 +83,6 @@ impl Impersonated {
             delegates,
             lifetime,
         )?;
-        let universe_domain = source
-            .known_universe_domain()
-            .unwrap_or(super::DEFAULT_UNIVERSE_DOMAIN)
-            .to_owned();
         Ok(Self {
             source_token: source_cache(&source),
             source,

@@ -25,6 +25,7 @@ use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result};
 
 use crate::env::EnvSource;
 use crate::http::{Http, TlsRoots};
+use crate::url_policy::EndpointPolicy;
 
 /// A boxed, sendable future (credential kinds call each other, so their futures are boxed).
 pub(crate) type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
@@ -69,6 +70,29 @@ impl CredentialType {
     }
 }
 
+impl std::str::FromStr for CredentialType {
+    type Err = Error;
+
+    /// The type a name (as [`CredentialType::as_str`] writes it) names; an unknown name is an
+    /// [`ErrorKind::InvalidArgument`] error listing the known ones.
+    fn from_str(name: &str) -> Result<Self> {
+        let name = name.trim();
+        if name == "metadata_server" {
+            return Ok(Self::MetadataServer);
+        }
+        file_type(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "unknown credential type {:?}; known types are metadata_server, {}",
+                    workload_auth_core::http::snippet(name, 60),
+                    FILE_TYPES.join(", ")
+                ),
+            )
+        })
+    }
+}
+
 impl fmt::Display for CredentialType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -95,6 +119,10 @@ pub(crate) struct Context {
     pub(crate) self_signed_jwt: bool,
     /// Overrides the lifetime asked of impersonated tokens.
     pub(crate) token_lifetime: Option<Duration>,
+    /// Where credentials may be sent beyond Google's endpoints and this machine.
+    pub(crate) endpoints: Arc<EndpointPolicy>,
+    /// The credential types the caller accepts (`None`: every type).
+    pub(crate) allowed_types: Option<Arc<[CredentialType]>>,
 }
 
 /// One credential, ready to fetch tokens. Cheap to clone.
@@ -238,6 +266,39 @@ impl Source {
 }
 
 /// Builds the credential a parsed credentials file describes. `place` names the file in errors.
+/// The credential type a file's `type` names (`None` for an unknown type).
+pub(crate) fn file_type(kind: &str) -> Option<CredentialType> {
+    match kind {
+        "service_account" => Some(CredentialType::ServiceAccount),
+        "authorized_user" => Some(CredentialType::AuthorizedUser),
+        "impersonated_service_account" => Some(CredentialType::ImpersonatedServiceAccount),
+        "external_account" => Some(CredentialType::ExternalAccount),
+        "external_account_authorized_user" => Some(CredentialType::ExternalAccountAuthorizedUser),
+        _ => None,
+    }
+}
+
+/// The error for a credential of a type the caller did not allow.
+pub(crate) fn type_not_allowed(kind: &str, allowed: &[CredentialType]) -> Error {
+    Error::new(
+        ErrorKind::InvalidCredentials,
+        format!(
+            "the credentials are of type {:?}, which the caller does not accept here (accepted: \
+             {})",
+            workload_auth_core::http::snippet(kind, 60),
+            allowed
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .with_hint(
+        "a credentials file from an untrusted source must be loaded with the loader for the \
+         type you expect (Credentials::from_service_account_json and the like)",
+    )
+}
+
 pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) -> Result<Source> {
     let fields = Fields::of_file(map, place);
     let kind = match fields.get("type") {
@@ -258,6 +319,12 @@ pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) ->
             )));
         }
     };
+    // The allow-list is checked before anything else in the file is read.
+    if let Some(allowed) = &ctx.allowed_types {
+        if !file_type(kind).is_some_and(|t| allowed.contains(&t)) {
+            return Err(type_not_allowed(kind, allowed).with_endpoint(place.to_owned()));
+        }
+    }
     match kind {
         "service_account" => Ok(Source::ServiceAccount(Arc::new(
             service_account::ServiceAccount::parse(&fields, ctx)?,

@@ -10,13 +10,13 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use url::Url;
 use workload_auth_core::json::Fields;
-use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
+use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString};
 
 use super::{CLOUD_PLATFORM_SCOPE, Context, DEFAULT_UNIVERSE_DOMAIN, scopes_or, universe_domain};
 use crate::http::{Auth, Body, Http, Reply, parse_access_token};
 use crate::signing::JwtSigner;
 use crate::time::unix_seconds;
-use crate::url_policy::{credential_endpoint, display_url};
+use crate::url_policy::display_url;
 
 /// The `aud` of JWT-bearer assertions: Google's token endpoint, whatever `token_uri` says
 /// (google-auth does the same).
@@ -55,8 +55,13 @@ impl ServiceAccount {
                 "the `private_key` must be the PEM key of a downloaded service-account key file",
             )
         })?;
-        let token_uri = credential_endpoint(fields.str("token_uri")?, "token_uri", place)?;
         let universe_domain = universe_domain(fields)?;
+        let token_uri = ctx.endpoints.credential_endpoint(
+            fields.str("token_uri")?,
+            "token_uri",
+            place,
+            &universe_domain,
+        )?;
         Ok(Self {
             email,
             token_uri,
@@ -98,7 +103,7 @@ impl ServiceAccount {
             "iss": self.email,
             "aud": GOOGLE_TOKEN_AUDIENCE,
             "iat": iat,
-            "exp": iat + JWT_LIFETIME.as_secs(),
+            "exp": iat.saturating_add(JWT_LIFETIME.as_secs()),
         });
         claims[claim.0] = claim.1.into();
         self.signer.sign(&claims)
@@ -112,7 +117,7 @@ impl ServiceAccount {
         now: SystemTime,
     ) -> Result<AccessToken> {
         let iat = unix_seconds(now);
-        let exp = iat + JWT_LIFETIME.as_secs();
+        let exp = iat.saturating_add(JWT_LIFETIME.as_secs());
         let mut claims = json!({
             "iss": self.email,
             "sub": self.email,
@@ -121,11 +126,14 @@ impl ServiceAccount {
         });
         claims[claim.0] = claim.1.into();
         let jwt = self.signer.sign(&claims)?;
-        Ok(AccessToken::new(
-            jwt,
-            "Bearer",
-            SystemTime::UNIX_EPOCH + Duration::from_secs(exp),
-        ))
+        // `iat` comes from the caller's clock; a clock past year 9999 is refused, not a panic.
+        let expires_at = workload_auth_core::unix_time(exp).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "the clock is out of range for a self-signed JWT",
+            )
+        })?;
+        Ok(AccessToken::new(jwt, "Bearer", expires_at))
     }
 
     pub(crate) async fn access_token(&self, scopes: &[String]) -> Result<AccessToken> {

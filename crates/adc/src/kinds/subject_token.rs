@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use url::Url;
+use workload_auth_core::fs::{MAX_TOKEN_FILE_BYTES, read_bounded};
 use workload_auth_core::http::snippet;
 use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
@@ -14,9 +15,6 @@ use super::x509::CertificateSource;
 use crate::env::EnvSource;
 use crate::http::{Auth, Body, Http};
 use crate::url_policy::{display_url, source_url};
-
-/// The largest subject-token file read (a JWT or SAML assertion is a few kilobytes).
-const MAX_TOKEN_FILE_BYTES: u64 = 1024 * 1024;
 
 /// How a file or URL source holds the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,27 +211,16 @@ impl SubjectTokenSource {
 
 async fn read_file(path: &std::path::Path, format: &Format) -> Result<SecretString> {
     let place = path.display().to_string();
-    let io = |e: std::io::Error| {
-        let message = if e.kind() == std::io::ErrorKind::NotFound {
-            "the subject-token file does not exist".to_owned()
-        } else {
-            format!("the subject-token file cannot be read ({})", e.kind())
-        };
-        Error::new(ErrorKind::Io, message)
-            .with_endpoint(place.clone())
-            .with_hint(
-                "check `credential_source.file` and that whatever writes the token is running",
-            )
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.len() > MAX_TOKEN_FILE_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            format!("the subject-token file is larger than {MAX_TOKEN_FILE_BYTES} bytes"),
-        )
-        .with_endpoint(place));
-    }
-    let content = zeroize::Zeroizing::new(std::fs::read(path).map_err(io)?);
+    let content =
+        read_bounded(path, MAX_TOKEN_FILE_BYTES, "the subject-token file").map_err(|e| {
+            if e.kind() == ErrorKind::Io {
+                e.with_hint(
+                    "check `credential_source.file` and that whatever writes the token is running",
+                )
+            } else {
+                e
+            }
+        })?;
     format.extract(&content, &place)
 }
 

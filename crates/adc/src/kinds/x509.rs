@@ -13,15 +13,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use workload_auth_core::fs::{MAX_PEM_FILE_BYTES, read_bounded};
 use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
+use zeroize::Zeroizing;
 
 use super::subject_token::Subject;
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
 use crate::http::{Http, TlsRoots};
-
-/// The largest certificate, key or configuration file read.
-const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct CertificateSource {
@@ -93,7 +92,7 @@ impl CertificateSource {
         let (cert_path, key_path) = read_config(config_path)?;
         let cert_pem = read_limited(&cert_path, "the workload certificate")?;
         let chain = certificates(&cert_pem, &cert_path)?;
-        let key_pem = zeroize::Zeroizing::new(read_limited(&key_path, "the workload private key")?);
+        let key_pem = read_limited(&key_path, "the workload private key")?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidCredentials,
@@ -150,25 +149,9 @@ pub(crate) fn default_config_path(env: &EnvSource) -> std::result::Result<PathBu
         })
 }
 
-pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
-    let place = path.display().to_string();
-    let io = |e: std::io::Error| {
-        let message = if e.kind() == std::io::ErrorKind::NotFound {
-            format!("{what} file does not exist")
-        } else {
-            format!("{what} file cannot be read ({})", e.kind())
-        };
-        Error::new(ErrorKind::Io, message).with_endpoint(place.clone())
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            format!("{what} file is larger than {MAX_FILE_BYTES} bytes"),
-        )
-        .with_endpoint(place));
-    }
-    std::fs::read(path).map_err(io)
+/// Reads `what` (a certificate, key or configuration file) through the bounded reader.
+pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    read_bounded(path, MAX_PEM_FILE_BYTES, &format!("{what} file"))
 }
 
 /// `cert_configs.workload.{cert_path,key_path}` of `certificate_config.json`.

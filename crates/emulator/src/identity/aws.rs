@@ -94,34 +94,17 @@ pub(crate) fn role_credentials(
     )
 }
 
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub(crate) use crate::http::percent_decode;
 
 /// AWS's URI encoding: everything but `A-Za-z0-9-_.~` as `%XX`.
+const SIGV4_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn uri_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(text, SIGV4_ENCODE).to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -273,21 +256,11 @@ pub(crate) fn verify_subject_token(
     Ok(())
 }
 
-/// Seconds since the epoch of `YYYYMMDDTHHMMSSZ`.
+/// Seconds since the epoch of `YYYYMMDDTHHMMSSZ`; `None` unless it is a real date and time.
 fn parse_amz_date(text: &str) -> Option<u64> {
-    if text.len() != 16 || &text[8..9] != "T" || !text.ends_with('Z') {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let at = time::PrimitiveDateTime::parse(text, format).ok()?;
+    u64::try_from(at.assume_utc().unix_timestamp()).ok()
 }
 
 #[cfg(test)]
@@ -298,6 +271,25 @@ mod tests {
     fn amz_dates_parse() {
         assert_eq!(parse_amz_date("20200818T184101Z"), Some(1_597_776_061));
         assert_eq!(parse_amz_date("2020-08-18"), None);
+    }
+
+    /// Finding 8: impossible AWS dates and malformed escapes in a subject token are refused.
+    #[test]
+    fn finding_8_impossible_amz_dates_and_bad_escapes_are_refused() {
+        for bad in [
+            "20260231T000000Z",
+            "20261301T000000Z",
+            "20260101T240000Z",
+            "20260101T006000Z",
+            "2026010 T000000Z",
+            "+2026011T000000Z",
+            "20260101T000000",
+        ] {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
+        }
+        assert_eq!(parse_amz_date("20240229T000000Z"), Some(1_709_164_800));
+        let err = verify_subject_token(&AwsConfig::default(), "%7B%+1%7D", "x").unwrap_err();
+        assert!(err.contains("not URL-encoded"), "{err}");
     }
 
     #[test]

@@ -173,8 +173,10 @@ pub(crate) fn generate_access_token(
     let lifetime = match body.get("lifetime") {
         None => Duration::from_secs(3600),
         Some(Value::String(text)) => {
-            match text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()) {
-                Some(secs) if secs > 0.0 => Duration::from_secs_f64(secs),
+            // `try_from`: a request's `1e300s` or `infs` is a 400, not a panic.
+            let secs = text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok());
+            match secs.and_then(|secs| Duration::try_from_secs_f64(secs).ok()) {
+                Some(lifetime) if !lifetime.is_zero() => lifetime,
                 _ => {
                     return google_error(
                         400,
@@ -199,7 +201,7 @@ pub(crate) fn generate_access_token(
         );
     }
     let token = state.tokens.mint(scopes, lifetime);
-    let expire = now_seconds() + lifetime.as_secs();
+    let expire = now_seconds().saturating_add(lifetime.as_secs());
     json_response(
         200,
         &json!({ "accessToken": token.expose(), "expireTime": rfc3339(expire) }),
@@ -252,25 +254,13 @@ pub(crate) fn generate_id_token(
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (the epoch for a time past year 9999).
 pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    crate::credentials_dir::rfc3339(
+        std::time::UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs))
+            .unwrap_or(std::time::UNIX_EPOCH),
+        false,
     )
 }
 

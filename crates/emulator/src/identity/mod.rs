@@ -162,6 +162,13 @@ pub(crate) fn form(request: &Request) -> Result<Vec<(String, String)>, Response>
             "Content-Type must be application/x-www-form-urlencoded",
         ));
     }
+    if !crate::http::escapes_are_valid(&request.body) {
+        return Err(oauth_error(
+            400,
+            "invalid_request",
+            "the form contains a malformed percent escape",
+        ));
+    }
     Ok(url::form_urlencoded::parse(&request.body)
         .into_owned()
         .collect())
@@ -188,12 +195,9 @@ pub(crate) fn basic_auth(request: &Request) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map_or_else(|| s.to_owned(), |(_, v)| v.into_owned())
-    };
-    Some((decode(user), decode(password)))
+    // RFC 6749 section 2.3.1: both are form-encoded (`+` is a space).
+    let decode = |s: &str| crate::http::percent_decode(&s.replace('+', " "));
+    Some((decode(user)?, decode(password)?))
 }
 
 /// The token of an `Authorization: Bearer` header.
