@@ -1,6 +1,6 @@
 //! The C API's string inputs, called in-process as a C program would: the fuzzed bytes split at
 //! NUL bytes into NUL-terminated C strings, given to every `wa_*` function that parses without a
-//! network — credentials JSON, verifier policies (`any`, IDs, `td:`, `prefix:`), the peer chain
+//! network — credentials JSON (generic, allow-listed and typed loaders), verifier policies (`any`, IDs, `td:`, `prefix:`), the peer chain
 //! of a verifier (DER) — then the error accessors.
 #![no_main]
 
@@ -11,9 +11,14 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use workload_auth::{
     WA_PEER_IS_CLIENT, WA_PEER_IS_SERVER, wa_credentials, wa_credentials_free,
-    wa_credentials_new_from_json, wa_credentials_quota_project_id, wa_credentials_type,
-    wa_last_error_code, wa_last_error_message, wa_result, wa_result_name, wa_string_free,
-    wa_verifier, wa_verifier_free, wa_verifier_new, wa_verifier_verify, wa_workload_identity,
+    wa_credentials_new_from_authorized_user_json,
+    wa_credentials_new_from_external_account_authorized_user_json,
+    wa_credentials_new_from_external_account_json,
+    wa_credentials_new_from_impersonated_service_account_json, wa_credentials_new_from_json,
+    wa_credentials_new_from_json_typed, wa_credentials_new_from_service_account_json,
+    wa_credentials_quota_project_id, wa_credentials_type, wa_last_error_code,
+    wa_last_error_message, wa_result, wa_result_name, wa_string_free, wa_verifier,
+    wa_verifier_free, wa_verifier_new, wa_verifier_verify, wa_workload_identity,
     wa_workload_identity_load,
 };
 use workload_auth_emulator::ca::TrustDomainCa;
@@ -71,19 +76,8 @@ fn last_error() {
     assert!(!wa_result_name(code as i32).is_null());
 }
 
-fuzz_target!(|data: &[u8]| {
-    let strings: Vec<CString> = data
-        .split(|&b| b == 0)
-        .filter_map(|s| CString::new(s).ok())
-        .collect();
-    let Some(first) = strings.first() else {
-        return;
-    };
-
-    // Credentials from JSON: parses, never sends anything until a token is asked for.
-    let mut creds: *mut wa_credentials = ptr::null_mut();
-    // SAFETY: a NUL-terminated string and a writable out pointer.
-    let rc = unsafe { wa_credentials_new_from_json(first.as_ptr(), &mut creds) };
+/// Uses and frees credentials a loader made, or checks its failure left nothing behind.
+fn check_credentials(rc: wa_result, creds: *mut wa_credentials) {
     if matches!(rc, wa_result::WA_OK) {
         assert!(!creds.is_null());
         // SAFETY: a live handle.
@@ -99,6 +93,39 @@ fuzz_target!(|data: &[u8]| {
         assert!(creds.is_null());
         last_error();
     }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let strings: Vec<CString> = data
+        .split(|&b| b == 0)
+        .filter_map(|s| CString::new(s).ok())
+        .collect();
+    let Some(first) = strings.first() else {
+        return;
+    };
+
+    // Credentials from JSON, by the generic, allow-listed and typed loaders: each parses and
+    // sends nothing until a token is asked for. The second string is the type allow-list.
+    let allowed = strings.get(1).map_or(c"".as_ptr(), |s| s.as_ptr());
+    type Loader = unsafe extern "C" fn(*const c_char, *mut *mut wa_credentials) -> wa_result;
+    let loaders: [Loader; 6] = [
+        wa_credentials_new_from_json,
+        wa_credentials_new_from_service_account_json,
+        wa_credentials_new_from_authorized_user_json,
+        wa_credentials_new_from_impersonated_service_account_json,
+        wa_credentials_new_from_external_account_json,
+        wa_credentials_new_from_external_account_authorized_user_json,
+    ];
+    for loader in loaders {
+        let mut creds: *mut wa_credentials = ptr::null_mut();
+        // SAFETY: a NUL-terminated string and a writable out pointer.
+        let rc = unsafe { loader(first.as_ptr(), &mut creds) };
+        check_credentials(rc, creds);
+    }
+    let mut creds: *mut wa_credentials = ptr::null_mut();
+    // SAFETY: NUL-terminated strings and a writable out pointer.
+    let rc = unsafe { wa_credentials_new_from_json_typed(first.as_ptr(), allowed, &mut creds) };
+    check_credentials(rc, creds);
 
     // Every string as one verifier policy list; then the last string's bytes as a peer's DER leaf.
     let policies: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
