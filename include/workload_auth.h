@@ -493,6 +493,20 @@ const char *wa_result_name(int result);
 wa_result wa_workload_identity_load(const char *dir_or_null, wa_workload_identity **out);
 
 /**
+ * Takes the workload's identity from a SPIFFE Workload API (a SPIRE agent, or
+ * `workload-auth agent`): `endpoint_or_null` is `unix:///path` or `tcp://IP:port`; NULL reads
+ * `SPIFFE_ENDPOINT_SOCKET`. Waits up to 10 s for the first SVID; then keeps the stream open,
+ * reconnecting with backoff and keeping the last good SVID, until the handle is freed. Release
+ * it with `wa_workload_identity_free`.
+ *
+ * # Safety
+ *
+ * `endpoint_or_null` must be NULL or a NUL-terminated string; `out` NULL or writable.
+ */
+wa_result wa_workload_identity_from_workload_api(const char *endpoint_or_null,
+                                                 wa_workload_identity **out);
+
+/**
  * The workload's SPIFFE ID (of the current certificate). Free it with `wa_string_free`.
  *
  * # Safety

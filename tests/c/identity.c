@@ -54,6 +54,23 @@ int main(void) {
     ASSERT(missing == NULL);
     ASSERT_LAST_ERROR_CONTAINS("/nonexistent/wa-test/creds");
 
+    /* The same identity through the SPIFFE Workload API, from `workload-auth agent`. */
+    wa_workload_identity *via_agent = NULL;
+    CHECK(wa_workload_identity_from_workload_api(wa_test_env("WA_TEST_AGENT"), &via_agent));
+    CHECK(wa_workload_identity_spiffe_id(via_agent, &id));
+    ASSERT(strcmp(id, wa_test_env("WA_TEST_SPIFFE_ID")) == 0);
+    wa_string_free(id);
+    wa_workload_identity_free(via_agent);
+    /* NULL: SPIFFE_ENDPOINT_SOCKET names the agent. */
+    via_agent = NULL;
+    CHECK(wa_workload_identity_from_workload_api(NULL, &via_agent));
+    wa_workload_identity_free(via_agent);
+    /* Not a Workload API address: refused before connecting. */
+    via_agent = NULL;
+    r = wa_workload_identity_from_workload_api("http://127.0.0.1:1", &via_agent);
+    ASSERT(r == WA_ERR_INVALID_ARGUMENT);
+    ASSERT(via_agent == NULL);
+
     struct chain peer = read_chain(wa_test_env("WA_TEST_PEER_DIR"));
     struct chain foreign = read_chain(wa_test_env("WA_TEST_FOREIGN_DIR"));
 

@@ -59,6 +59,7 @@ def test_id_tokens_headers_project_and_explain(emulator: Emulator) -> None:
     assert explanation.credential_type == "metadata_server"
     assert explanation.project_id == "python-project"
     assert explanation.quota_project_id == "billing-project"
+    assert explanation.regional_access_boundary == "disabled"
     assert "python-project" in str(explanation)
     outcomes = {step.name: step.outcome for step in explanation.steps}
     assert "chosen" in outcomes.values(), outcomes

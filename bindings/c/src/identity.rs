@@ -49,6 +49,34 @@ pub unsafe extern "C" fn wa_workload_identity_load(
     })
 }
 
+/// Takes the workload's identity from a SPIFFE Workload API (a SPIRE agent, or
+/// `workload-auth agent`): `endpoint_or_null` is `unix:///path` or `tcp://IP:port`; NULL reads
+/// `SPIFFE_ENDPOINT_SOCKET`. Waits up to 10 s for the first SVID; then keeps the stream open,
+/// reconnecting with backoff and keeping the last good SVID, until the handle is freed. Release
+/// it with `wa_workload_identity_free`.
+///
+/// # Safety
+///
+/// `endpoint_or_null` must be NULL or a NUL-terminated string; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_workload_identity_from_workload_api(
+    endpoint_or_null: *const c_char,
+    out: *mut *mut wa_workload_identity,
+) -> wa_result {
+    boundary("wa_workload_identity_from_workload_api", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out, endpoint) = unsafe {
+            (
+                OutPtr::ptr(out, "out")?,
+                opt_str_arg(endpoint_or_null, "endpoint_or_null")?,
+            )
+        };
+        let inner = WorkloadIdentity::from_workload_api(endpoint)?;
+        out.set_boxed(wa_workload_identity { inner });
+        Ok(())
+    })
+}
+
 /// The workload's SPIFFE ID (of the current certificate). Free it with `wa_string_free`.
 ///
 /// # Safety

@@ -279,6 +279,24 @@ fn c_program_loads_an_identity_and_verifies_peer_chains() {
         ("WA_TEST_PEER_ID", PEER_ID.into()),
         ("WA_TEST_FOREIGN_DIR", f.foreign_chain.display().to_string()),
     ]);
+    // A Workload API agent serving the client's directory, on its own runtime.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let socket = f._dir.path().join("agent.sock");
+    let agent = runtime
+        .block_on(
+            workload_auth_workload_api::WorkloadApiServer::builder(std::sync::Arc::new(
+                workload_auth_mtls::CredentialsDir::new(&f.client_dir),
+            ))
+            .socket(&socket)
+            .bind(),
+        )
+        .unwrap();
+    runtime.spawn(agent.serve_until(std::future::pending()));
+    let address = format!("unix://{}", socket.display());
+    env.extend([
+        ("WA_TEST_AGENT", address.clone()),
+        ("SPIFFE_ENDPOINT_SOCKET", address),
+    ]);
     let out = run_checked(&programs().join("identity"), &[], &env);
     assert_eq!(stdout_of(&out), "identity: ok\n");
 }

@@ -361,14 +361,17 @@ impl Credentials {
         Ok(token.secret().expose().to_owned())
     }
 
-    /// The headers a request to a Google API needs: `authorization`, and
-    /// `x-goog-user-project` when there is a quota project.
+    /// The headers a request to a Google API needs: `authorization`,
+    /// `x-goog-user-project` when there is a quota project, and `x-allowed-locations` when
+    /// regional access boundaries are enabled and known.
     fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let token = self.fetch(py, None)?;
+        let inner = &self.inner;
+        let all = py
+            .detach(|| inner.request_headers_blocking())
+            .or_raise(py)?;
         let headers = PyDict::new(py);
-        headers.set_item("authorization", token.authorization_header().expose())?;
-        if let Some(project) = self.inner.quota_project_id() {
-            headers.set_item("x-goog-user-project", project)?;
+        for (name, value) in all.iter() {
+            headers.set_item(name, value)?;
         }
         Ok(headers)
     }
@@ -517,6 +520,12 @@ impl Explanation {
     #[getter]
     fn universe_domain(&self) -> Option<String> {
         self.inner.universe_domain.clone()
+    }
+
+    /// The regional access boundary: `disabled`, the allowed locations, or why there are none.
+    #[getter]
+    fn regional_access_boundary(&self) -> String {
+        self.inner.regional_access_boundary.clone()
     }
 
     /// Why no credentials were found, when none were.

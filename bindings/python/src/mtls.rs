@@ -44,6 +44,18 @@ impl WorkloadIdentity {
         self.inner.warnings()
     }
 
+    /// Takes the identity from a SPIFFE Workload API (a SPIRE agent, or `workload-auth agent`):
+    /// `endpoint` is `unix:///path` or `tcp://IP:port`, default `SPIFFE_ENDPOINT_SOCKET`. Waits for
+    /// the first SVID, then keeps the stream open (reconnecting with backoff) while the object lives.
+    #[staticmethod]
+    #[pyo3(signature = (endpoint=None))]
+    fn from_workload_api(py: Python<'_>, endpoint: Option<String>) -> PyResult<Self> {
+        let inner = py
+            .detach(|| workload_auth::WorkloadIdentity::from_workload_api(endpoint.as_deref()))
+            .or_raise(py)?;
+        Ok(Self { inner })
+    }
+
     /// This workload's SPIFFE ID (of the current certificate).
     #[getter]
     fn spiffe_id(&self) -> String {

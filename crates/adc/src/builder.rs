@@ -65,6 +65,8 @@ pub struct Builder {
     token_lifetime: Option<Duration>,
     allowed_endpoints: Vec<String>,
     allowed_types: Option<Vec<CredentialType>>,
+    regional: crate::regional::Options,
+    resource_manager: Option<String>,
 }
 
 impl fmt::Debug for Builder {
@@ -114,7 +116,42 @@ impl Builder {
             token_lifetime: None,
             allowed_endpoints: Vec::new(),
             allowed_types: None,
+            regional: crate::regional::Options::default(),
+            resource_manager: None,
         }
+    }
+
+    /// Looks up the credential's regional access boundary and sends `x-allowed-locations` with
+    /// [`Credentials::request_headers`] (`true`), or never (`false`), whatever the environment
+    /// says. Without this, `GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED` or
+    /// `GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED` (`true` or `1`)
+    /// turn it on.
+    pub fn with_regional_access_boundary(mut self, enabled: bool) -> Self {
+        self.regional.enabled = Some(enabled);
+        self
+    }
+
+    /// The IAM Service Account Credentials API the regional access boundary is looked up at,
+    /// instead of `https://iamcredentials.{universe}/v1/` (for an emulator). Must be
+    /// `https://`, or `http://` to this machine.
+    pub fn with_iam_credentials_endpoint(mut self, base: impl Into<String>) -> Self {
+        let mut base = base.into();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        self.regional.endpoint = Some(base);
+        self
+    }
+
+    /// Cloud Resource Manager's base URL, instead of `https://cloudresourcemanager.{universe}/v1/`
+    /// (for an emulator): where workload identity federation's project id is looked up.
+    pub fn with_resource_manager_endpoint(mut self, base: impl Into<String>) -> Self {
+        let mut base = base.into();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        self.resource_manager = Some(base);
+        self
     }
 
     /// The scopes of [`Credentials::access_token`]. Without this, each credential type asks for
@@ -308,10 +345,17 @@ impl Builder {
 
     fn resolve(&self) -> (Result<Credentials>, Vec<Step>) {
         let mut steps = Vec::new();
-        let result = self.search(&mut steps).map(|found| {
-            let (project, project_steps) = self.project_id(&found);
+        let result = self.search(&mut steps).and_then(|found| {
+            let (project, project_steps) = self.project_id(&found)?;
             let quota = self.quota_project(&found.source);
-            Credentials::new(Resolved {
+            let regional = crate::regional::Regional::new(
+                &self.regional,
+                &self.env,
+                &found.source,
+                found.metadata.clone(),
+                crate::http::Http::new(&self.roots, None, self.timeout),
+            )?;
+            Ok(Credentials::new(Resolved {
                 source: found.source,
                 origin: found.origin,
                 steps: steps.clone(),
@@ -321,7 +365,8 @@ impl Builder {
                 quota,
                 cache: self.cache.clone(),
                 metadata: found.metadata,
-            })
+                regional,
+            }))
         });
         (result, steps)
     }
@@ -587,7 +632,7 @@ impl Builder {
         .with_hint(NOT_FOUND_HINT)
     }
 
-    fn project_id(&self, found: &Found) -> (ProjectState, Vec<Step>) {
+    fn project_id(&self, found: &Found) -> Result<(ProjectState, Vec<Step>)> {
         let mut steps = Vec::new();
         let mut decided = None;
         for (name, source) in [
@@ -666,10 +711,23 @@ impl Builder {
             if decided.is_some() {
                 steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
             } else {
-                return (ProjectState::metadata(client.clone()), steps);
+                return Ok((ProjectState::metadata(client.clone()), steps));
             }
         }
-        (ProjectState::Known(decided), steps)
+        // Workload identity federation: google-auth asks Cloud Resource Manager, only with scopes.
+        if let (None, Some(_), Source::External(external)) = (&decided, &self.scopes, &found.source)
+        {
+            if let Some(number) = external.project_number() {
+                let lookup = crate::project_lookup::ResourceManager::new(
+                    number,
+                    self.resource_manager.as_deref(),
+                    &external.universe_domain,
+                    crate::http::Http::new(&self.roots, None, self.timeout),
+                )?;
+                return Ok((ProjectState::resource_manager(lookup), steps));
+            }
+        }
+        Ok((ProjectState::Known(decided), steps))
     }
 
     fn quota_project(&self, source: &Source) -> Option<(String, QuotaProjectSource)> {

@@ -14,6 +14,7 @@ use workload_auth_metadata::MetadataClient;
 
 use crate::explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN, Source};
+use crate::regional::{ALLOWED_LOCATIONS_HEADER, Regional, RegionalState};
 
 /// Most token caches kept per kind (scope sets, audiences); past it the oldest set is dropped.
 const MAX_CACHES: usize = 64;
@@ -22,11 +23,17 @@ const MAX_CACHES: usize = 64;
 pub(crate) enum ProjectState {
     Known(Option<(String, ProjectIdSource)>),
     Metadata(MetadataClient, OnceCell<String>),
+    /// Workload identity federation: Cloud Resource Manager, asked on first use.
+    ResourceManager(crate::project_lookup::ResourceManager, OnceCell<String>),
 }
 
 impl ProjectState {
     pub(crate) fn metadata(client: MetadataClient) -> Self {
         Self::Metadata(client, OnceCell::new())
+    }
+
+    pub(crate) fn resource_manager(lookup: crate::project_lookup::ResourceManager) -> Self {
+        Self::ResourceManager(lookup, OnceCell::new())
     }
 }
 
@@ -41,6 +48,7 @@ pub(crate) struct Resolved {
     pub(crate) quota: Option<(String, QuotaProjectSource)>,
     pub(crate) cache: CacheConfig,
     pub(crate) metadata: Option<MetadataClient>,
+    pub(crate) regional: Option<Arc<Regional>>,
 }
 
 /// Token caches created on first use, one per key.
@@ -96,15 +104,18 @@ struct Inner {
     quota: Option<(String, QuotaProjectSource)>,
     universe: OnceCell<String>,
     metadata: Option<MetadataClient>,
+    regional: Option<Arc<Regional>>,
 }
 
 /// Credentials found by Application Default Credentials. Cheap to clone; clones share their
 /// token caches.
 ///
 /// Tokens are cached with `workload-auth-core`'s [`TokenCache`]: a hit is lock-free, one fetch
-/// serves every concurrent caller, and tokens are refreshed in the background a few minutes
-/// before they expire. One cache serves the default scopes; one more is created, on first use,
-/// for each other scope set and each ID-token audience.
+/// serves every concurrent caller, and tokens are refreshed in the background before they expire
+/// (metadata-server tokens a few minutes before; tokens from shared endpoints such as STS and OAuth
+/// first at a random point of their lifetime, so that a fleet does not refresh in step). One
+/// cache serves the default scopes; one more is created, on first use, for each other scope set
+/// and each ID-token audience.
 #[derive(Clone)]
 pub struct Credentials {
     inner: Arc<Inner>,
@@ -148,9 +159,12 @@ impl Credentials {
     pub(crate) fn new(resolved: Resolved) -> Self {
         let scopes: Arc<[String]> = Arc::from(resolved.scopes.unwrap_or_default());
         let source = resolved.source.clone();
-        let default_cache = new_cache(&resolved.cache, move || {
-            source.access_token(Arc::clone(&scopes))
-        });
+        // The metadata server caches its tokens: refresh late, do not spread (see CacheConfig).
+        let cache = match &resolved.source {
+            Source::Metadata(_) => resolved.cache.for_metadata_server(),
+            _ => resolved.cache,
+        };
+        let default_cache = new_cache(&cache, move || source.access_token(Arc::clone(&scopes)));
         Self {
             inner: Arc::new(Inner {
                 source: resolved.source,
@@ -160,12 +174,13 @@ impl Credentials {
                 scoped: CacheMap::new(),
                 id_tokens: CacheMap::new(),
                 audience_jwts: CacheMap::new(),
-                cache: resolved.cache,
+                cache,
                 project: resolved.project,
                 project_steps: resolved.project_steps,
                 quota: resolved.quota,
                 universe: OnceCell::new(),
                 metadata: resolved.metadata,
+                regional: resolved.regional,
             }),
         }
     }
@@ -287,24 +302,70 @@ impl Credentials {
         self.inner.audience_jwts.invalidate();
     }
 
-    /// The headers a request to a Google API needs: `authorization` and, with a quota project,
-    /// `x-goog-user-project`.
+    /// The headers a request to a Google API needs: `authorization`; with a quota project,
+    /// `x-goog-user-project`; with regional access boundaries enabled and known,
+    /// `x-allowed-locations` (never waited for: see [`Credentials::regional_access_boundary`]).
     pub async fn request_headers(&self) -> Result<RequestHeaders> {
-        let token = self.access_token().await?;
-        Ok(RequestHeaders {
+        self.headers(true).await
+    }
+
+    /// [`Credentials::request_headers`] for a request to `url`: requests to regional endpoints
+    /// (`*.rep.googleapis.com`, `rep.sandbox`, `rep.mtls`) and to the IAM and STS hosts go
+    /// without `x-allowed-locations`.
+    pub async fn request_headers_for(&self, url: &str) -> Result<RequestHeaders> {
+        let applies = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(crate::regional::applies_to_host))
+            .unwrap_or(true);
+        self.headers(applies).await
+    }
+
+    /// [`Credentials::request_headers`] for callers without an async runtime.
+    pub fn request_headers_blocking(&self) -> Result<RequestHeaders> {
+        let token = self.access_token_cached_blocking()?;
+        Ok(self.headers_with(&token, true))
+    }
+
+    async fn headers(&self, with_locations: bool) -> Result<RequestHeaders> {
+        let token = self.access_token_cached().await?;
+        Ok(self.headers_with(&token, with_locations))
+    }
+
+    fn headers_with(&self, token: &AccessToken, with_locations: bool) -> RequestHeaders {
+        let allowed_locations = match (&self.inner.regional, with_locations) {
+            (Some(regional), true) => Regional::header(regional, token.secret()),
+            _ => None,
+        };
+        RequestHeaders {
             authorization: token.authorization_header(),
             user_project: self.quota_project_id().map(str::to_owned),
-        })
+            allowed_locations,
+        }
+    }
+
+    /// The state of this credential's regional access boundary: disabled, pending, the allowed
+    /// locations, or why there is none.
+    pub fn regional_access_boundary(&self) -> RegionalState {
+        match &self.inner.regional {
+            None => RegionalState::Disabled,
+            Some(regional) => regional.state(),
+        }
     }
 
     /// The project id: `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT`, the credentials file, gcloud's
-    /// configuration (for gcloud's credentials file), or the metadata server. `Ok(None)` when
-    /// none of them knows.
+    /// configuration (for gcloud's credentials file), the metadata server, or — for workload
+    /// identity federation with scopes set — Cloud Resource Manager (asked once, with this
+    /// credential's token, for the project number of the audience or workforce pool user
+    /// project). `Ok(None)` when none of them knows.
     pub async fn project_id(&self) -> Result<Option<String>> {
         match &self.inner.project {
             ProjectState::Known(known) => Ok(known.as_ref().map(|(id, _)| id.clone())),
             ProjectState::Metadata(client, cell) => cell
                 .get_or_try_init(|| self.inner.cache.retry.run(|| client.project_id()))
+                .await
+                .map(|id| Some(id.clone())),
+            ProjectState::ResourceManager(lookup, cell) => cell
+                .get_or_try_init(|| self.inner.cache.retry.run(|| lookup.project_id(self)))
                 .await
                 .map(|id| Some(id.clone())),
         }
@@ -343,28 +404,43 @@ impl Credentials {
                 Some((id, source)) => (Some(id.clone()), Some(*source)),
                 None => (None, None),
             },
-            ProjectState::Metadata(_, _) => match self.project_id().await {
-                Ok(id) => {
-                    project_steps.push(Step::new(
-                        "metadata server",
-                        None,
-                        Outcome::Chosen,
-                        id.clone().unwrap_or_default(),
-                    ));
-                    (id, Some(ProjectIdSource::MetadataServer))
+            ProjectState::Metadata(..) | ProjectState::ResourceManager(..) => {
+                let (name, source) = match &self.inner.project {
+                    ProjectState::ResourceManager(lookup, _) => (
+                        format!("Cloud Resource Manager (project number {})", lookup.number),
+                        ProjectIdSource::ResourceManager,
+                    ),
+                    _ => (
+                        "metadata server".to_owned(),
+                        ProjectIdSource::MetadataServer,
+                    ),
+                };
+                match self.project_id().await {
+                    Ok(id) => {
+                        project_steps.push(Step::new(
+                            name,
+                            None,
+                            Outcome::Chosen,
+                            id.clone().unwrap_or_default(),
+                        ));
+                        (id, Some(source))
+                    }
+                    Err(e) => {
+                        project_steps.push(Step::new(name, None, Outcome::Failed, e.to_string()));
+                        (None, None)
+                    }
                 }
-                Err(e) => {
-                    project_steps.push(Step::new(
-                        "metadata server",
-                        None,
-                        Outcome::Failed,
-                        e.to_string(),
-                    ));
-                    (None, None)
-                }
-            },
+            }
         };
         let universe_domain = self.universe_domain().await.ok();
+        let regional_access_boundary = match &self.inner.regional {
+            None => RegionalState::Disabled,
+            Some(regional) => match self.access_token().await {
+                Ok(token) => regional.settle(token.secret()).await,
+                Err(e) => RegionalState::Failing(e.to_string()),
+            },
+        }
+        .to_string();
         Explanation {
             steps: self.inner.steps.clone(),
             credential_type: Some(self.credential_type()),
@@ -382,6 +458,7 @@ impl Credentials {
             quota_project_id: self.quota_project_id().map(str::to_owned),
             quota_project_source: self.inner.quota.as_ref().map(|(_, s)| *s),
             universe_domain,
+            regional_access_boundary,
             error: None,
         }
     }
@@ -401,6 +478,7 @@ impl Credentials {
 pub struct RequestHeaders {
     authorization: SecretString,
     user_project: Option<String>,
+    allowed_locations: Option<String>,
 }
 
 impl RequestHeaders {
@@ -414,14 +492,26 @@ impl RequestHeaders {
         self.user_project.as_deref()
     }
 
+    /// The `x-allowed-locations` header's value (the credential's regional access boundary),
+    /// when enabled and known.
+    pub fn allowed_locations(&self) -> Option<&str> {
+        self.allowed_locations.as_deref()
+    }
+
     /// `(name, value)` of every header, names in lower case. The values include the token:
     /// do not log them.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        std::iter::once(("authorization", self.authorization.expose())).chain(
-            self.user_project
-                .as_deref()
-                .map(|p| ("x-goog-user-project", p)),
-        )
+        std::iter::once(("authorization", self.authorization.expose()))
+            .chain(
+                self.user_project
+                    .as_deref()
+                    .map(|p| ("x-goog-user-project", p)),
+            )
+            .chain(
+                self.allowed_locations
+                    .as_deref()
+                    .map(|l| (ALLOWED_LOCATIONS_HEADER, l)),
+            )
     }
 }
 
@@ -430,6 +520,7 @@ impl fmt::Debug for RequestHeaders {
         f.debug_struct("RequestHeaders")
             .field("authorization", &self.authorization)
             .field("user_project", &self.user_project)
+            .field("allowed_locations", &self.allowed_locations)
             .finish()
     }
 }
@@ -460,6 +551,7 @@ mod tests {
         let h = RequestHeaders {
             authorization: SecretString::from("Bearer ya29.secret"),
             user_project: Some("quota-proj".into()),
+            allowed_locations: None,
         };
         assert!(!format!("{h:?}").contains("ya29"));
         let all: Vec<_> = h.iter().collect();

@@ -93,6 +93,9 @@ pub enum ProjectIdSource {
     GcloudConfig,
     /// The metadata server's `project/project-id`.
     MetadataServer,
+    /// Cloud Resource Manager, asked for the project of workload identity federation's project
+    /// number.
+    ResourceManager,
 }
 
 impl fmt::Display for ProjectIdSource {
@@ -103,6 +106,7 @@ impl fmt::Display for ProjectIdSource {
             Self::CredentialsFile => "the credentials file",
             Self::GcloudConfig => "the gcloud configuration",
             Self::MetadataServer => "the metadata server",
+            Self::ResourceManager => "Cloud Resource Manager",
         })
     }
 }
@@ -154,6 +158,9 @@ pub struct Explanation {
     pub quota_project_source: Option<QuotaProjectSource>,
     /// The universe domain (`googleapis.com` for Google Cloud's public universe).
     pub universe_domain: Option<String>,
+    /// The regional access boundary (`x-allowed-locations`): `disabled`, the locations, or why
+    /// there are none.
+    pub regional_access_boundary: String,
     /// Why no usable credentials were found, if so.
     pub error: Option<String>,
 }
@@ -171,6 +178,7 @@ impl Explanation {
             quota_project_id: None,
             quota_project_source: None,
             universe_domain: None,
+            regional_access_boundary: crate::RegionalState::Disabled.to_string(),
             error: Some(error),
         }
     }
@@ -226,6 +234,11 @@ impl fmt::Display for Explanation {
                 Some(domain) => writeln!(f, "universe domain: {domain}")?,
                 None => writeln!(f, "universe domain: unknown")?,
             }
+            writeln!(
+                f,
+                "regional access boundary: {}",
+                self.regional_access_boundary
+            )?;
         }
         Ok(())
     }

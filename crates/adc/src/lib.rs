@@ -31,6 +31,12 @@
 //! # let _ = (token, id_token); Ok(()) }
 //! ```
 //!
+//! Beyond finding credentials: [`downscoped`] tokens limited by a credential access boundary
+//! (server-side, or minted locally client-side); regional access boundaries
+//! (`x-allowed-locations` in [`Credentials::request_headers`], opt-in, looked up in the
+//! background, see [`RegionalState`]); and, for workload identity federation with scopes, the
+//! project id from Cloud Resource Manager.
+//!
 //! Security: a credential is only ever sent to Google's token endpoints over `https://` (`sts`,
 //! `oauth2`, `iamcredentials` of `googleapis.com` and their `mtls.`, regional and Private Service
 //! Connect forms) or to this machine (tests and the emulator); a credentials file naming any
@@ -54,9 +60,7 @@
 //! restrict the generic search with [`Builder::with_allowed_types`]. A file of another type is
 //! refused before anything in it is used.
 //!
-//! What this crate deliberately does not do: look up an external account's project through the
-//! Cloud Resource Manager API (google-auth does so only when asked with scopes; set
-//! `GOOGLE_CLOUD_PROJECT` instead), run gcloud, support API keys, GDCH service accounts, App
+//! What this crate deliberately does not do: run gcloud, support API keys, GDCH service accounts, App
 //! Engine's first-generation runtime, or interactive (workforce) executables.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -64,6 +68,7 @@
 mod builder;
 mod client_certificate;
 mod credentials;
+pub mod downscoped;
 mod env;
 mod explain;
 #[cfg(feature = "fuzzing")]
@@ -71,6 +76,8 @@ mod explain;
 pub mod fuzzing;
 mod http;
 mod kinds;
+mod project_lookup;
+mod regional;
 pub mod signing;
 mod time;
 mod url_policy;
@@ -84,5 +91,8 @@ pub use env::{
 };
 pub use explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};
+pub use regional::{
+    ALLOWED_LOCATIONS_HEADER, REGIONAL_ACCESS_BOUNDARY_ENV, RegionalState, TRUST_BOUNDARY_ENV,
+};
 pub use rustls_pki_types::CertificateDer;
 pub use workload_auth_metadata::DetectionInput;

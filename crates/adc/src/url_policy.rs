@@ -245,6 +245,24 @@ impl EndpointPolicy {
     }
 }
 
+/// Parses `raw` as a URL that receives a credential and that the calling program chose itself (a
+/// builder's endpoint override, or a Google endpoint derived from the universe domain), not a
+/// file: `https://` anywhere, or `http://` to this machine. The host rules above are for files,
+/// whose authors may not be trusted; a program's own configuration is.
+pub(crate) fn caller_endpoint(raw: &str, field: &str, place: &str) -> Result<Url> {
+    let invalid = |why: String| refused(field, place, why);
+    let url = parse_with_host(raw, &invalid)?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(invalid(format!(
+            "http://{} is not encrypted and not on this machine",
+            url.host_str().unwrap_or_default()
+        ))),
+        other => Err(invalid(format!("the scheme {other:?} is not https"))),
+    }
+}
+
 /// The error for a refused credential URL.
 fn refused(field: &str, place: &str, why: String) -> Error {
     Error::new(

@@ -5,6 +5,8 @@
 //!    concurrent callers cause no further request, and a hit costs nanoseconds.
 //! 3. Two workloads with different SPIFFE IDs complete an mTLS handshake; a third, not allowed by
 //!    the server's policy, is refused; certificates rotate mid-run without a failed handshake.
+//! 4. A SPIFFE agent serves the frontend's credentials over the Workload API on a Unix socket; a
+//!    Workload API client takes its identity from there and completes the same handshake.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +14,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use workload_auth::mtls::{Authorizer, SpiffeId, VerificationError, WatchOptions};
+use workload_auth::mtls::{
+    Authorizer, CredentialsDir, SpiffeId, SvidStore, VerificationError, WatchOptions,
+};
+use workload_auth::workload_api::{
+    Endpoint as ApiEndpoint, WorkloadApiOptions, WorkloadApiServer, WorkloadApiSource,
+};
 use workload_auth::{CredentialsBuilder, EnvSource, WorkloadIdentity};
 use workload_auth_emulator::ca::TrustDomainCa;
 use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
@@ -299,6 +306,50 @@ async fn workloads(root: &std::path::Path) -> Result<(), String> {
     say(&format!(
         "   {ok} handshakes, 0 failed; frontend material generation {old_front} -> {new_front}, backend {old_back} -> {new_back}"
     ));
+
+    say("\n-- 4. A SPIFFE agent: the Workload API on a Unix socket --");
+    let socket = root.join("agent.sock");
+    let agent =
+        WorkloadApiServer::builder(Arc::new(CredentialsDir::new(frontend.writer.link_path())))
+            .socket(&socket)
+            .bind()
+            .await
+            .map_err(err("starting the agent"))?;
+    let (stop_agent, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent_task = tokio::spawn(agent.serve_until(async {
+        let _ = stopped.await;
+    }));
+    say(&format!(
+        "   agent serving unix://{} from the frontend's credentials directory",
+        socket.display()
+    ));
+    let source =
+        WorkloadApiSource::connect(ApiEndpoint::unix(&socket), WorkloadApiOptions::default())
+            .await
+            .map_err(err("fetching the SVID from the agent"))?;
+    let material = source
+        .load_now()
+        .map_err(err("fetching the SVID from the agent"))?;
+    say(&format!(
+        "   Workload API client received {} and {} trust bundle(s)",
+        material.svid().spiffe_id(),
+        material.bundles().len()
+    ));
+    let via_agent = Workload {
+        writer: frontend.writer.clone(),
+        identity: WorkloadIdentity::watching(
+            SvidStore::new(material),
+            Arc::new(source),
+            WatchOptions::default(),
+        )
+        .map_err(err("watching the Workload API"))?,
+    };
+    let (peer, reply) = call(&via_agent).await?;
+    say(&format!(
+        "   frontend (identity from the agent) -> backend: verified {peer}; \"{reply}\""
+    ));
+    let _ = stop_agent.send(());
+    let _ = agent_task.await;
     server.abort();
     Ok(())
 }

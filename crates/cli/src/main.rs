@@ -4,6 +4,7 @@
 //! failed and what to do, and exits non-zero.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod demo;
 mod emulator_cmd;
 mod mtls_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Emulator(emulator_cmd::EmulatorArgs),
     /// Mutual TLS with SPIFFE credentials: an echo server and a client.
     Mtls(mtls_cmd::MtlsArgs),
+    /// Serve this workload's identity to SPIFFE clients over the SPIFFE Workload API.
+    Agent(agent_cmd::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Command::Explain(args) => token_cmd::explain(args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
             Command::Mtls(args) => mtls_cmd::run(args).await,
+            Command::Agent(args) => agent_cmd::run(args).await,
         }
     });
     match result {

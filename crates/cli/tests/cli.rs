@@ -172,5 +172,100 @@ fn the_demo_runs_the_whole_story() {
     assert!(text.contains("0 new token request(s)"), "{text}");
     assert!(text.contains("intruder -> backend: refused"), "{text}");
     assert!(text.contains("0 failed"), "{text}");
+    assert!(
+        text.contains("frontend (identity from the agent) -> backend: verified"),
+        "{text}"
+    );
     assert!(text.contains("demo complete"), "{text}");
+}
+
+#[test]
+fn token_downscope_server_and_client_side_against_the_emulator_process() {
+    let emu = EmulatorProcess::start();
+    let env = [("GCE_METADATA_HOST", emu.host.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let rule = serde_json::json!({
+        "availableResource": "//storage.googleapis.com/projects/_/buckets/b",
+        "availablePermissions": ["inRole:roles/storage.objectViewer"],
+        "availabilityCondition": {
+            "expression": "resource.name.startsWith('projects/_/buckets/b/objects/a/')"
+        },
+    });
+    let file = dir.path().join("boundary.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"accessBoundary": {"accessBoundaryRules": [rule]}}).to_string(),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let sts = format!("http://{}/v1/token", emu.host);
+
+    let plain = run(&["token"], &env);
+    let plain = stdout(&plain).trim().to_owned();
+    let out = run(
+        &[
+            "token",
+            "--downscope",
+            file,
+            "--sts-endpoint",
+            &sts,
+            "--json",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let server_side = json["access_token"].as_str().unwrap();
+    assert!(server_side.starts_with("ya29.emulated-"), "{server_side}");
+    assert_ne!(server_side, plain);
+
+    let out = run(
+        &[
+            "token",
+            "--downscope",
+            file,
+            "--client-side",
+            "--sts-endpoint",
+            &sts,
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client_side = stdout(&out).trim().to_owned();
+    let (intermediary, sealed) = client_side.rsplit_once('.').unwrap();
+    assert!(intermediary.starts_with("ya29.emulated-"), "{client_side}");
+    assert!(sealed.len() > 40, "{client_side}");
+
+    // A boundary with too many rules is refused before anything is sent, in one line.
+    let eleven = dir.path().join("eleven.json");
+    std::fs::write(
+        &eleven,
+        serde_json::json!({"accessBoundaryRules": vec![rule; 11]}).to_string(),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "token",
+            "--downscope",
+            eleven.to_str().unwrap(),
+            "--sts-endpoint",
+            &sts,
+        ],
+        &env,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("at most 10"), "{err}");
+
+    // explain shows the regional access boundary state (off unless enabled).
+    let out = run(&["explain"], &env);
+    assert!(
+        stdout(&out).contains("regional access boundary: disabled"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["explain", "--json"], &env);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["regional_access_boundary"], "disabled");
 }

@@ -1,4 +1,4 @@
-//! A token cache with a lock-free hit path, single-flight refresh, early jittered background refresh and
+//! A token cache with a lock-free hit path, single-flight refresh, spread-out background refresh and
 //! failure handling that never throws away a token that still works.
 //!
 //! # How it works
@@ -10,19 +10,38 @@
 //! Each token carries two deadlines, both monotonic:
 //! - `usable_until`: its expiry minus a safety margin (and the clock's resolution). Past it the token is
 //!   never returned; callers wait for a new one.
-//! - `refresh_at`: when less than `refresh_early` (240 s) remains, minus a random jitter of up to
-//!   `refresh_jitter`. The first hit past it starts one background fetch and still returns the current
-//!   token at once.
+//! - `refresh_at`: normally when less than `refresh_early` (240 s) remains, plus a random jitter of up
+//!   to `refresh_jitter`. The first hit past it starts one background fetch and still returns the
+//!   current token at once.
 //!
 //! At most one fetch runs at a time (an atomic flag decides who starts it), on the library's own
 //! runtime ([`crate::runtime`]), so callers need no runtime and a caller being cancelled never
 //! cancels the fetch others wait for. Waiters are woken through a `watch` channel.
 //!
+//! # When to refresh, at fleet scale
+//!
+//! Every scheduling decision (when to refresh a fresh token, when to retry after a failure, how long
+//! to remember one) is made by [`RefreshSchedule`], a small state machine over a clock reading and a
+//! seedable random source. The cache calls it; so does the fleet simulation in this crate's tests,
+//! which runs 10,000 schedules against a model of one shared token endpoint.
+//!
+//! A fleet of processes started together, all refreshing a fixed time before expiry, refreshes
+//! together for ever: per-refresh jitter spreads such a fleet only slowly. So for tokens from a
+//! shared endpoint (STS, OAuth, IAM) the first refresh after a token arrives from nowhere (the first
+//! token, or the first after failures) is moved earlier by a per-cache random phase of up to
+//! `refresh_spread` of the time until the late refresh point. That spreads the fleet at once, for
+//! about one extra fetch per process. The metadata server caches tokens itself and returns the same
+//! token until 4-5 minutes before expiry, so [`CacheConfig::metadata_server`] turns the spread off.
+//!
 //! Failures: while a usable token exists, a failed refresh keeps it and schedules the next attempt
-//! with capped exponential backoff plus jitter (transient) or after `failure_cooldown` (permanent).
-//! When there is no usable token, the fetch retries transient failures per [`RetryPolicy`]; a
-//! permanent failure is returned to every waiter and remembered for `failure_cooldown`, so a caller
-//! in a loop cannot turn it into a hot loop of requests.
+//! after `failure_backoff` (capped exponential, jittered: processes that failed together during an
+//! outage come back spread over up to the cap, not as one herd). When there is no usable token, the
+//! fetch retries transient failures per `retry` while callers wait; if all attempts fail, the error is
+//! returned to every waiter and remembered until the same backoff ends (at least `failure_cooldown`
+//! for a permanent failure), so a caller in a loop cannot turn it into a hot loop of requests.
+//!
+//! All deadline arithmetic saturates: a token whose expiry is absurdly far away is simply never
+//! refreshed, and no configuration value can make the cache panic or wrap around.
 
 use std::fmt;
 use std::future::Future;
@@ -41,26 +60,45 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
 use crate::token::Expiring;
 
+mod schedule;
+
+pub use schedule::{Attempt, RefreshRng, RefreshSchedule, Step};
+
 /// The future a cache's fetch function returns.
 pub type FetchFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 
 type FetchFn<T> = Box<dyn Fn() -> FetchFuture<T> + Send + Sync>;
 
 /// When and how a [`TokenCache`] refreshes.
+///
+/// The default suits tokens from a shared endpoint (STS, OAuth, IAM credentials); use
+/// [`CacheConfig::metadata_server`] for tokens from the metadata server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CacheConfig {
-    /// Refresh when less than this remains. The metadata server caches tokens until 4-5 minutes
-    /// before expiry, so refreshing earlier than that would only fetch the same token again.
+    /// The late refresh point: refresh when less than this remains. The metadata server caches
+    /// tokens until 4-5 minutes before expiry, so refreshing it earlier than that would only fetch
+    /// the same token again.
     pub refresh_early: Duration,
-    /// Each token's refresh point is moved later by a random amount up to this, so a fleet of
-    /// processes started together does not refresh together.
+    /// Each refresh point is moved later by a random amount up to this (at most half of
+    /// `refresh_early`).
     pub refresh_jitter: Duration,
+    /// Fraction (0.0 to 1.0) of the time between a token's arrival and its late refresh point over
+    /// which the first refresh after the first token (and after any failure) is moved earlier, by a
+    /// random phase drawn once per cache. 0.0 turns it off. A fleet of processes started (or
+    /// recovered from an outage) together is then spread over the whole token lifetime at once,
+    /// for about one extra fetch per process, instead of refreshing together for hours.
+    pub refresh_spread: f64,
     /// A token with less than this left is never returned.
     pub expiry_margin: Duration,
     /// Retries of transient failures while callers wait for a token.
     pub retry: RetryPolicy,
-    /// How long a permanent failure is remembered (returned without a new fetch), and the delay before
-    /// retrying a background refresh that failed permanently.
+    /// Delay before the next fetch after a failed refresh (or a failed fetch with no token): doubles
+    /// per consecutive failure up to `max_backoff`, jittered by `jitter`. A large cap with a wide
+    /// jitter spreads a fleet's recovery after an outage; `max_attempts` is not used (a cache keeps
+    /// trying for as long as it is used).
+    pub failure_backoff: RetryPolicy,
+    /// The least delay after a permanent failure: how long it is remembered (returned without a new
+    /// fetch), and before a background refresh that failed permanently is tried again.
     pub failure_cooldown: Duration,
 }
 
@@ -69,9 +107,36 @@ impl Default for CacheConfig {
         Self {
             refresh_early: Duration::from_secs(240),
             refresh_jitter: Duration::from_secs(15),
+            refresh_spread: 0.9,
             expiry_margin: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            failure_backoff: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(60),
+                multiplier: 2.0,
+                jitter: 0.5,
+            },
             failure_cooldown: Duration::from_secs(5),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The configuration for tokens from the metadata server: late refresh only
+    /// (`refresh_spread` 0). The server caches each token per VM and returns the same one until 4-5
+    /// minutes before its expiry, so an earlier refresh would fetch the same token again, and the
+    /// load that a synchronized fleet puts on it stays on the VM.
+    pub fn metadata_server() -> Self {
+        Self::default().for_metadata_server()
+    }
+
+    /// This configuration with the refresh spread turned off, for tokens from the metadata server
+    /// (see [`CacheConfig::metadata_server`]).
+    pub fn for_metadata_server(self) -> Self {
+        Self {
+            refresh_spread: 0.0,
+            ..self
         }
     }
 }
@@ -110,9 +175,9 @@ struct Entry<T> {
 
 struct SlowState {
     task: Option<AbortHandle>,
-    failures: u32,
     last_error: Option<Error>,
-    blocked: Option<(Error, u64)>,
+    schedule: RefreshSchedule,
+    rng: RefreshRng,
 }
 
 struct Shared<T, C> {
@@ -123,7 +188,6 @@ struct Shared<T, C> {
     fetch: FetchFn<T>,
     fetches: AtomicU64,
     clock: C,
-    config: CacheConfig,
     slow: Mutex<SlowState>,
 }
 
@@ -196,6 +260,8 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
         let (outcome, _) = watch::channel(None);
+        let mut rng = RefreshRng::new();
+        let schedule = RefreshSchedule::new(config, clock.resolution(), &mut rng);
         Self {
             shared: Arc::new(Shared {
                 current: ArcSwapOption::empty(),
@@ -205,12 +271,11 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
                 fetch: Box::new(move || Box::pin(fetch()) as FetchFuture<T>),
                 fetches: AtomicU64::new(0),
                 clock,
-                config,
                 slow: Mutex::new(SlowState {
                     task: None,
-                    failures: 0,
                     last_error: None,
-                    blocked: None,
+                    schedule,
+                    rng,
                 }),
             }),
         }
@@ -273,6 +338,8 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
 
     /// Forgets the cached token (say, after a server answered 401 to it); the next call fetches.
     pub fn invalidate(&self) {
+        let mut slow = self.shared.lock_slow();
+        slow.schedule.invalidate();
         self.shared.current.store(None);
         self.shared.refresh_at.store(0, Ordering::Release);
     }
@@ -320,26 +387,15 @@ impl<T: Expiring, C: Clock> Shared<T, C> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn has_usable(&self) -> bool {
-        let now = self.clock.now_mono();
-        self.current
-            .load()
-            .as_ref()
-            .is_some_and(|e| now < e.usable_until)
-    }
-
-    fn needs_refresh(&self) -> bool {
-        let now = self.clock.now_mono();
-        !self.has_usable() || now >= self.refresh_at.load(Ordering::Acquire)
-    }
-
     fn remembered_failure(&self) -> Option<Error> {
         let now = self.clock.now_mono();
         let slow = self.lock_slow();
-        match &slow.blocked {
-            Some((error, until)) if now < *until => Some(error.clone()),
-            _ => None,
+        if !slow.schedule.is_blocked(now) {
+            return None;
         }
+        Some(slow.last_error.clone().unwrap_or_else(|| {
+            Error::new(ErrorKind::Io, "the last token fetch failed; retrying later")
+        }))
     }
 
     #[cold]
@@ -354,14 +410,14 @@ impl<T: Expiring, C: Clock> Shared<T, C> {
             return;
         }
         // Another refresh may have finished between our check and winning the flag.
-        if !this.needs_refresh() {
+        if !this.lock_slow().schedule.due(this.clock.now_mono()) {
             this.refreshing.store(false, Ordering::Release);
             return;
         }
         let handle = match crate::runtime::handle() {
             Ok(handle) => handle,
             Err(error) => {
-                this.finish(Err(error));
+                this.settle(u32::MAX, Err(error));
                 return;
             }
         };
@@ -370,7 +426,13 @@ impl<T: Expiring, C: Clock> Shared<T, C> {
         this.lock_slow().task = Some(task.abort_handle());
     }
 
-    fn finish(&self, result: Result<T>) {
+    fn count_attempt(&self) {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records attempt number `attempt` of the running fetch. Returns the delay before the next
+    /// attempt, or `None` when the fetch is over and its outcome published.
+    fn settle(&self, attempt: u32, result: Result<T>) -> Option<Duration> {
         let now = self.clock.now_mono();
         let result = result.and_then(|value| {
             let remaining = value
@@ -386,55 +448,49 @@ impl<T: Expiring, C: Clock> Shared<T, C> {
                 Ok((value, remaining))
             }
         });
+        let outcome = match &result {
+            Ok((_, remaining)) => Attempt::Token {
+                remaining: *remaining,
+            },
+            Err(error) => Attempt::Failed {
+                transient: error.is_transient(),
+            },
+        };
+        let mut slow = self.lock_slow();
+        let SlowState { schedule, rng, .. } = &mut *slow;
+        if let Step::Retry(delay) = schedule.after_attempt(now, attempt, outcome, rng) {
+            if let Err(error) = &result {
+                tracing::debug!(%error, attempt, retry_in = ?delay, "token fetch failed, retrying");
+            }
+            return Some(delay);
+        }
         let failure = match result {
-            Ok((value, remaining)) => {
-                let config = &self.config;
-                let margin = (config.expiry_margin + self.clock.resolution()).min(remaining / 2);
-                let early = config.refresh_early.min(remaining / 2);
-                let jitter_max = nanos(config.refresh_jitter.min(early / 2));
-                let jitter = if jitter_max == 0 {
-                    0
-                } else {
-                    fastrand::u64(0..=jitter_max)
-                };
-                let expiry = now.saturating_add(nanos(remaining));
+            Ok((value, _)) => {
+                let usable_until = schedule.usable_until().unwrap_or(0);
                 self.current.store(Some(Arc::new(Entry {
                     value,
-                    usable_until: expiry.saturating_sub(nanos(margin)),
+                    usable_until,
                 })));
-                self.refresh_at.store(
-                    expiry.saturating_sub(nanos(early)).saturating_add(jitter),
-                    Ordering::Release,
-                );
-                let mut slow = self.lock_slow();
-                slow.failures = 0;
+                self.refresh_at
+                    .store(slow.schedule.refresh_at(), Ordering::Release);
                 slow.last_error = None;
-                slow.blocked = None;
                 None
             }
             Err(error) => {
-                let mut slow = self.lock_slow();
-                slow.last_error = Some(error.clone());
-                if self.has_usable() {
-                    let mut delay = self.config.retry.backoff(slow.failures);
-                    if !error.is_transient() {
-                        delay = delay.max(self.config.failure_cooldown);
-                    }
-                    slow.failures = slow.failures.saturating_add(1);
+                if schedule.has_usable(now) {
+                    let retry_in = Duration::from_nanos(schedule.refresh_at().saturating_sub(now));
                     self.refresh_at
-                        .store(now.saturating_add(nanos(delay)), Ordering::Release);
-                    tracing::warn!(%error, retry_in = ?delay, "token refresh failed; keeping the current token");
-                } else if !error.is_transient() {
-                    slow.blocked = Some((
-                        error.clone(),
-                        now.saturating_add(nanos(self.config.failure_cooldown)),
-                    ));
+                        .store(schedule.refresh_at(), Ordering::Release);
+                    tracing::warn!(%error, ?retry_in, "token refresh failed; keeping the current token");
                 }
+                slow.last_error = Some(error.clone());
                 Some(error)
             }
         };
+        drop(slow);
         self.refreshing.store(false, Ordering::Release);
         self.outcome.send_replace(failure);
+        None
     }
 }
 
@@ -461,10 +517,13 @@ impl<T: Expiring, C: Clock> Drop for FinishOnDrop<T, C> {
         if !self.done
             && let Some(shared) = self.shared.upgrade()
         {
-            shared.finish(Err(Error::new(
-                ErrorKind::Io,
-                "the token fetch stopped unexpectedly",
-            )));
+            shared.settle(
+                u32::MAX,
+                Err(Error::new(
+                    ErrorKind::Io,
+                    "the token fetch stopped unexpectedly",
+                )),
+            );
         }
     }
 }
@@ -474,33 +533,32 @@ async fn refresh<T: Expiring, C: Clock>(weak: Weak<Shared<T, C>>) {
         shared: weak.clone(),
         done: false,
     };
-    let mut attempt = 0;
-    let result = loop {
-        let (fetch, max_attempts, policy) = {
+    let mut attempt = 0u32;
+    loop {
+        let fetch = {
             let Some(shared) = weak.upgrade() else {
                 finish.done = true;
                 return;
             };
-            shared.fetches.fetch_add(1, Ordering::Relaxed);
-            // With a usable token in hand, one attempt; the next hit past the backoff tries again.
-            let max_attempts = if shared.has_usable() {
-                1
-            } else {
-                shared.config.retry.max_attempts
-            };
-            ((shared.fetch)(), max_attempts, shared.config.retry)
+            shared.count_attempt();
+            (shared.fetch)()
         };
-        match fetch.await {
-            Err(error) if error.is_transient() && attempt + 1 < max_attempts => {
-                tracing::debug!(%error, attempt, "token fetch failed, retrying");
-                tokio::time::sleep(policy.backoff(attempt)).await;
-                attempt += 1;
+        let result = fetch.await;
+        let Some(shared) = weak.upgrade() else {
+            finish.done = true;
+            return;
+        };
+        let next = shared.settle(attempt, result);
+        drop(shared);
+        match next {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                attempt = attempt.saturating_add(1);
             }
-            other => break other,
+            None => {
+                finish.done = true;
+                return;
+            }
         }
-    };
-    if let Some(shared) = weak.upgrade() {
-        shared.finish(result);
     }
-    finish.done = true;
 }

@@ -36,7 +36,7 @@ pub mod runtime;
 pub mod secret;
 pub mod token;
 
-pub use cache::{CacheConfig, Cached, FetchFuture, TokenCache};
+pub use cache::{CacheConfig, Cached, FetchFuture, RefreshRng, RefreshSchedule, TokenCache};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};
 pub use retry::RetryPolicy;

@@ -47,13 +47,25 @@ impl RetryPolicy {
 
     /// The delay after failed attempt number `attempt` (0-based), jittered and capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
+        self.backoff_scaled(attempt, fastrand::f64())
+    }
+
+    /// [`RetryPolicy::backoff`] with the random draw given (`unit` in `[0, 1)`), so that a seeded
+    /// caller (the token cache's [`crate::cache::RefreshSchedule`]) is repeatable. Never panics,
+    /// whatever the policy's numbers: an out-of-range delay is capped at `max_backoff`.
+    pub(crate) fn backoff_scaled(&self, attempt: u32, unit: f64) -> Duration {
         let exp = self
             .multiplier
             .max(1.0)
             .powi(i32::try_from(attempt.min(64)).unwrap_or(64));
         let base = (self.initial_backoff.as_secs_f64() * exp).min(self.max_backoff.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = 1.0 - jitter * fastrand::f64();
+        // NaN would make every delay zero: a hot loop.
+        let jitter = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
+        let factor = 1.0 - jitter * unit.clamp(0.0, 1.0);
         // `try_`: a `Duration::MAX` cap rounds up past what a Duration holds as f64.
         Duration::try_from_secs_f64((base * factor).max(0.0)).unwrap_or(self.max_backoff)
     }

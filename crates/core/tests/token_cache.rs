@@ -69,7 +69,9 @@ fn config() -> CacheConfig {
             max_backoff: Duration::from_millis(20),
             ..RetryPolicy::default()
         },
-        ..CacheConfig::default()
+        // Late refresh only, so the tests below can name the refresh window; the spread of the
+        // default configuration has tests of its own.
+        ..CacheConfig::metadata_server()
     }
 }
 
@@ -364,4 +366,259 @@ fn a_fetch_outlives_a_cancelled_caller_but_not_its_cache() {
     // Dropping the last clone of the cache stops the fetch.
     drop(cache);
     assert!(wait_for(&dropped), "the fetch outlived its cache");
+}
+
+/// A cache with the default (spread) configuration and the given upstream.
+fn spread_cache(
+    upstream: &Arc<Upstream>,
+    clock: &ManualClock,
+    config: CacheConfig,
+) -> TokenCache<AccessToken, ManualClock> {
+    let up = Arc::clone(upstream);
+    TokenCache::with_options(move || Arc::clone(&up).fetch(), config, clock.clone())
+}
+
+#[test]
+fn the_default_spreads_first_refreshes_over_most_of_the_lifetime() {
+    let clock = ManualClock::new();
+    let mut refresh_in = Vec::new();
+    for _ in 0..200 {
+        let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("t", 3600)]);
+        let cache = spread_cache(&up, &clock, config_with_default_spread());
+        cache.get_blocking().unwrap();
+        refresh_in.push(cache.refresh_in().unwrap().as_secs());
+    }
+    refresh_in.sort_unstable();
+    // Never earlier than 10% of the way to the late refresh point, never later than it.
+    assert!(refresh_in[0] >= 336 - 1, "{refresh_in:?}");
+    assert!(refresh_in[199] <= 3600 - 225, "{refresh_in:?}");
+    // Spread over most of that range, not bunched at the late point.
+    assert!(
+        refresh_in[20] < 1000 && refresh_in[180] > 2500,
+        "{refresh_in:?}"
+    );
+}
+
+fn config_with_default_spread() -> CacheConfig {
+    CacheConfig {
+        retry: config().retry,
+        ..CacheConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_spread_first_refresh_the_next_ones_are_late() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("t", 3600)]);
+    let cache = spread_cache(&up, &clock, config_with_default_spread());
+    cache.get().await.unwrap();
+    let first = cache.refresh_in().unwrap();
+    clock.advance(first);
+    cache.get().await.unwrap();
+    for _ in 0..100 {
+        if up.calls() == 2 && cache.refresh_in().unwrap() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.calls(), 2);
+    let second = cache.refresh_in().unwrap();
+    assert!(
+        second >= Duration::from_secs(3600 - 240) && second <= Duration::from_secs(3600 - 225),
+        "{second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_failure_without_a_token_is_remembered_for_the_backoff() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Transient]);
+    let cache = cache(&up, &clock);
+    assert_eq!(cache.get().await.unwrap_err().status(), Some(503));
+    // The waiting fetch retried per the retry policy.
+    assert_eq!(up.calls(), 5);
+    // A caller in a loop gets the remembered error, no new request, until the backoff (0.5-1 s) ends.
+    for _ in 0..1000 {
+        assert_eq!(cache.get().await.unwrap_err().status(), Some(503));
+    }
+    assert_eq!(up.calls(), 5);
+    clock.advance(Duration::from_secs(1));
+    up.set(vec![Step::Ok("back", 3600)]);
+    assert_eq!(secret(&cache.get().await.unwrap()), "back");
+    assert_eq!(up.calls(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_refreshes_back_off_exponentially_up_to_the_cap() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(&clock, Duration::ZERO, vec![Step::Ok("good", 3600)]);
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    up.set(vec![Step::Ok("good", 3600), Step::Transient]);
+    clock.advance(Duration::from_secs(3600 - 220));
+    let mut delays = Vec::new();
+    for n in 0..8u32 {
+        cache.get().await.unwrap();
+        for _ in 0..200 {
+            if up.calls() == 2 + n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(up.calls(), 2 + n);
+        // Let the failed refresh publish its retry time.
+        for _ in 0..200 {
+            if cache.refresh_in().unwrap() > Duration::ZERO {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let delay = cache.refresh_in().unwrap();
+        delays.push(delay.as_secs_f64());
+        clock.advance(delay);
+    }
+    // 1 s doubling to the 60 s cap, each drawn from [d/2, d].
+    for (n, d) in delays.iter().enumerate() {
+        let cap = (2f64.powi(n as i32)).min(60.0);
+        assert!(*d >= cap / 2.0 - 1e-6 && *d <= cap + 1e-6, "{delays:?}");
+    }
+    // The valid token was served throughout.
+    assert_eq!(secret(&cache.get_cached().unwrap()), "good");
+}
+
+/// A clock standing a few seconds before the end of monotonic time.
+#[derive(Clone, Debug)]
+struct EndOfTime(ManualClock);
+
+impl Clock for EndOfTime {
+    fn now_mono(&self) -> u64 {
+        u64::MAX - 5_000_000_000 + (self.0.now_mono() - 1_000_000_000)
+    }
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+    fn now_system(&self) -> std::time::SystemTime {
+        self.0.now_system()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_3_a_token_expiring_absurdly_far_away_neither_panics_nor_wraps_the_cache() {
+    let clock = ManualClock::new();
+    // The latest instant the platform can represent (about 292 billion years away on Linux).
+    let mut far = clock.now_system();
+    let mut step = Duration::from_secs(u64::MAX / 2);
+    while step >= Duration::from_secs(1) {
+        if let Some(t) = far.checked_add(step) {
+            far = t;
+        } else {
+            step /= 2;
+        }
+    }
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    let cache = TokenCache::with_options(
+        move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(AccessToken::new("forever".into(), "Bearer", far)) }
+        },
+        config_with_default_spread(),
+        clock.clone(),
+    );
+    assert_eq!(secret(&cache.get().await.unwrap()), "forever");
+    // Usable and not due for refresh: nothing wrapped around to "expired" or "due now".
+    assert!(cache.remaining().unwrap() > Duration::from_secs(100 * 365 * 86_400));
+    assert!(cache.refresh_in().unwrap() > Duration::from_secs(10 * 365 * 86_400));
+    clock.advance(Duration::from_secs(10 * 365 * 86_400));
+    for _ in 0..100 {
+        assert_eq!(secret(&cache.get_cached().unwrap()), "forever");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_3_deadlines_saturate_at_the_end_of_the_monotonic_clock() {
+    let manual = ManualClock::new();
+    let clock = EndOfTime(manual.clone());
+    let up = Upstream::new(&manual, Duration::ZERO, vec![Step::Ok("late", 3600)]);
+    let fetch_up = Arc::clone(&up);
+    let cache = TokenCache::with_options(move || Arc::clone(&fetch_up).fetch(), config(), clock);
+    // `now + 3600 s` does not fit in the clock: the deadline saturates instead of wrapping to the
+    // past (which would make the token look expired) or panicking.
+    assert_eq!(secret(&cache.get().await.unwrap()), "late");
+    assert!(cache.remaining().is_some());
+    assert!(cache.get_cached().is_some());
+    // Only five seconds of the clock remain, so the saturated deadline is inside the refresh window:
+    // one background refresh may start (and races the assertion), but never a loop of them.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!((1..=2).contains(&up.calls()), "{} fetches", up.calls());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_3_absurd_configuration_values_do_not_panic() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![Step::Ok("t", 3600), Step::Transient],
+    );
+    let huge = RetryPolicy {
+        max_attempts: u32::MAX,
+        initial_backoff: Duration::MAX,
+        max_backoff: Duration::MAX,
+        multiplier: f64::INFINITY,
+        jitter: f64::NAN,
+    };
+    let config = CacheConfig {
+        refresh_early: Duration::MAX,
+        refresh_jitter: Duration::MAX,
+        refresh_spread: f64::NAN,
+        expiry_margin: Duration::MAX,
+        retry: huge,
+        failure_backoff: huge,
+        failure_cooldown: Duration::MAX,
+    };
+    let fetch_up = Arc::clone(&up);
+    let cache =
+        TokenCache::with_options(move || Arc::clone(&fetch_up).fetch(), config, clock.clone());
+    assert_eq!(secret(&cache.get().await.unwrap()), "t");
+    // The margin is capped at a quarter of the lifetime.
+    assert_eq!(cache.remaining(), Some(Duration::from_secs(2700)));
+    clock.advance(Duration::from_secs(2699));
+    assert_eq!(secret(&cache.get_cached().unwrap()), "t");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    clock.advance(Duration::from_secs(2));
+    assert!(cache.get_cached().is_none());
+    // The fetch fails and its retry is scheduled "never" (capped, not wrapped into a hot loop):
+    // the caller waits until it gives up.
+    let waited = tokio::time::timeout(Duration::from_millis(100), cache.get()).await;
+    assert!(waited.is_err() || waited.unwrap().is_err());
+    assert!(up.calls() <= 3, "{}", up.calls());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_lived_token_is_refreshed_in_the_background_while_still_usable() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![Step::Ok("a", 12), Step::Ok("b", 12)],
+    );
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    // Margin 3 s (a quarter), refresh 6 s before expiry plus at most 1.5 s of jitter.
+    assert_eq!(cache.remaining(), Some(Duration::from_secs(9)));
+    let refresh_in = cache.refresh_in().unwrap();
+    assert!(refresh_in >= Duration::from_secs(6) && refresh_in <= Duration::from_millis(7500));
+    clock.advance(refresh_in);
+    // Still served at once, and refreshed behind the caller's back.
+    assert_eq!(secret(&cache.get_cached().unwrap()), "a");
+    for _ in 0..100 {
+        if up.calls() == 2 && cache.get_cached().is_some_and(|t| secret(&t) == "b") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(secret(&cache.get_cached().unwrap()), "b");
 }

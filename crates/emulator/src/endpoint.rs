@@ -64,11 +64,19 @@ pub enum Endpoint {
     AwsCredentials,
     /// `GET /external/oidc-token`: an OIDC subject token for the `url` credential source.
     SubjectToken,
+    /// `GET /emulator/v1/downscoped-boundary`: the boundary a downscoped token carries (a test
+    /// endpoint of the emulator's own).
+    DownscopedBoundary,
+    /// `GET /v1/.../allowedLocations`: a regional access boundary lookup (service account,
+    /// workload identity pool or workforce pool).
+    AllowedLocations,
+    /// `GET /v1/projects/NUMBER`: Cloud Resource Manager's project lookup.
+    ResourceManagerProject,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 27] = [
+    pub const ALL: [Endpoint; 30] = [
         Self::Root,
         Self::Directory,
         Self::ServiceAccounts,
@@ -96,6 +104,9 @@ impl Endpoint {
         Self::AwsRegion,
         Self::AwsCredentials,
         Self::SubjectToken,
+        Self::DownscopedBoundary,
+        Self::AllowedLocations,
+        Self::ResourceManagerProject,
     ];
 
     fn index(self) -> usize {

@@ -28,12 +28,65 @@ pub enum Fault {
     Redirect(String),
     /// Answer 200 (with the normal `Content-Type`) with a body of this many bytes.
     Oversize(usize),
+    /// Answer normally, but say the token lives only this long: a successful JSON answer's
+    /// `expires_in` is replaced by this many whole seconds.
+    ShortLifetime(Duration),
+}
+
+/// A seeded random mix of faults for a set of endpoints (see [`crate::Emulator::inject_mix`]):
+/// each request to one of them draws one choice, with probability proportional to its weight.
+/// `None` is a normal answer.
+///
+/// ```
+/// use std::time::Duration;
+/// use workload_auth_emulator::{Fault, FaultMix};
+/// let mix = FaultMix::new(42)
+///     .with(None, 4)
+///     .with(Some(Fault::Status(503)), 1)
+///     .with(Some(Fault::Delay(Duration::from_secs(2))), 1);
+/// assert_eq!(mix.choices().len(), 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultMix {
+    seed: u64,
+    choices: Vec<(Option<Fault>, u32)>,
+}
+
+impl FaultMix {
+    /// An empty mix (every answer normal) drawing from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            choices: Vec::new(),
+        }
+    }
+
+    /// Adds a choice with a relative weight.
+    pub fn with(mut self, fault: Option<Fault>, weight: u32) -> Self {
+        self.choices.push((fault, weight));
+        self
+    }
+
+    /// The choices and their weights, in the order they were added.
+    pub fn choices(&self) -> &[(Option<Fault>, u32)] {
+        &self.choices
+    }
+}
+
+#[derive(Debug)]
+struct MixState {
+    endpoints: Vec<Endpoint>,
+    mix: FaultMix,
+    total: u64,
+    rng: fastrand::Rng,
+    counts: Vec<u64>,
 }
 
 /// Faults waiting to be applied, per endpoint, in the order they were injected.
 #[derive(Debug, Default)]
 pub(crate) struct FaultTable {
     armed: Mutex<HashMap<Endpoint, VecDeque<Armed>>>,
+    mix: Mutex<Option<MixState>>,
 }
 
 #[derive(Debug)]
@@ -56,8 +109,54 @@ impl FaultTable {
         });
     }
 
+    /// Applies `mix` to every request to `endpoints` that no counted fault claims, until cleared.
+    pub(crate) fn set_mix(&self, endpoints: &[Endpoint], mix: FaultMix) {
+        let total = mix.choices.iter().map(|(_, w)| u64::from(*w)).sum();
+        *self.lock_mix() = Some(MixState {
+            endpoints: endpoints.to_vec(),
+            total,
+            rng: fastrand::Rng::with_seed(mix.seed),
+            counts: vec![0; mix.choices.len()],
+            mix,
+        });
+    }
+
+    /// How often each choice of the current mix was drawn, in the order of the mix.
+    pub(crate) fn mix_counts(&self) -> Vec<(Option<Fault>, u64)> {
+        match &*self.lock_mix() {
+            Some(state) => state
+                .mix
+                .choices
+                .iter()
+                .zip(&state.counts)
+                .map(|((fault, _), n)| (fault.clone(), *n))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// The fault the next request to `endpoint` suffers, if any; consumes one use of it.
     pub(crate) fn take(&self, endpoint: Endpoint) -> Option<Fault> {
+        if let Some(fault) = self.take_armed(endpoint) {
+            return Some(fault);
+        }
+        let mut mix = self.lock_mix();
+        let state = mix.as_mut()?;
+        if state.total == 0 || !state.endpoints.contains(&endpoint) {
+            return None;
+        }
+        let mut draw = state.rng.u64(0..state.total);
+        for (i, (fault, weight)) in state.mix.choices.iter().enumerate() {
+            if draw < u64::from(*weight) {
+                state.counts[i] += 1;
+                return fault.clone();
+            }
+            draw -= u64::from(*weight);
+        }
+        None
+    }
+
+    fn take_armed(&self, endpoint: Endpoint) -> Option<Fault> {
         let mut armed = self.lock();
         let queue = armed.get_mut(&endpoint)?;
         let front = queue.front_mut()?;
@@ -76,8 +175,15 @@ impl FaultTable {
             Some(endpoint) => {
                 self.lock().remove(&endpoint);
             }
-            None => self.lock().clear(),
+            None => {
+                self.lock().clear();
+                *self.lock_mix() = None;
+            }
         }
+    }
+
+    fn lock_mix(&self) -> std::sync::MutexGuard<'_, Option<MixState>> {
+        self.mix.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Endpoint, VecDeque<Armed>>> {
@@ -101,6 +207,32 @@ mod tests {
         assert_eq!(t.take(Endpoint::Token), Some(Fault::Status(503)));
         assert_eq!(t.take(Endpoint::Token), Some(Fault::Reset));
         assert_eq!(t.take(Endpoint::Token), None);
+    }
+
+    #[test]
+    fn a_mix_is_seeded_weighted_counted_and_cleared() {
+        let draw = |seed| {
+            let t = FaultTable::default();
+            t.set_mix(
+                &[Endpoint::Token],
+                FaultMix::new(seed)
+                    .with(None, 3)
+                    .with(Some(Fault::Status(503)), 1)
+                    .with(Some(Fault::Reset), 0),
+            );
+            let seq: Vec<_> = (0..400).map(|_| t.take(Endpoint::Token)).collect();
+            assert_eq!(t.take(Endpoint::Email), None);
+            let counts = t.mix_counts();
+            t.clear(None);
+            assert_eq!(t.take(Endpoint::Token), None);
+            (seq, counts)
+        };
+        let (a, counts) = draw(7);
+        assert_eq!(a, draw(7).0);
+        assert_ne!(a, draw(8).0);
+        assert_eq!(counts[0].1 + counts[1].1, 400);
+        assert_eq!(counts[2].1, 0);
+        assert!((60..140).contains(&counts[1].1), "{counts:?}");
     }
 
     #[test]

@@ -49,10 +49,10 @@ mod tokens;
 
 pub use config::{EmulatorConfig, Limits, WorkloadCertificates};
 pub use endpoint::Endpoint;
-pub use fault::Fault;
+pub use fault::{Fault, FaultMix};
 pub use identity::{
-    AwsConfig, IdentityConfig, MTLS_CLIENT_CERT_HEADER, MtlsListener, OAuthClient, PublicKey,
-    RefreshTokenGrant, ServiceAccountKey, StsConfig,
+    AllowedLocations, AwsConfig, IdentityConfig, MTLS_CLIENT_CERT_HEADER, MtlsListener,
+    OAuthClient, PublicKey, RefreshTokenGrant, ServiceAccountKey, StsConfig,
 };
 pub use record::RecordedRequest;
 pub use server::{Emulator, serve};

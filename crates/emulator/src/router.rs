@@ -120,9 +120,27 @@ pub(crate) async fn respond(state: &State, request: &Request) -> Reply {
         }
         Some(Fault::MissingFlavor) => response.remove_header("Metadata-Flavor"),
         Some(Fault::WrongFlavor) => response.set_header("Metadata-Flavor", "NotGoogle".into()),
+        Some(Fault::ShortLifetime(lifetime)) => shorten(&mut response, lifetime),
         _ => {}
     }
     Reply::Send(response, framing)
+}
+
+/// Rewrites `expires_in` in a successful JSON answer.
+fn shorten(response: &mut Response, lifetime: std::time::Duration) {
+    if response.status != 200 {
+        return;
+    }
+    let Body::Bytes(bytes) = &response.body else {
+        return;
+    };
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(bytes) else {
+        return;
+    };
+    if object.contains_key("expires_in") {
+        object.insert("expires_in".into(), lifetime.as_secs().into());
+        response.body = Body::Bytes(serde_json::Value::Object(object).to_string().into_bytes());
+    }
 }
 
 /// The normal answer, without faults.

@@ -172,7 +172,18 @@ impl Emulator {
         self.state.faults.inject(endpoint, fault, times);
     }
 
-    /// Removes every pending fault.
+    /// Makes every request to `endpoints` suffer a fault drawn from `mix` (after any counted fault
+    /// [`Emulator::inject`] queued), until [`Emulator::clear_faults`]. Replaces any earlier mix.
+    pub fn inject_mix(&self, endpoints: &[Endpoint], mix: crate::FaultMix) {
+        self.state.faults.set_mix(endpoints, mix);
+    }
+
+    /// How many requests drew each choice of the current mix, in the mix's order.
+    pub fn mix_counts(&self) -> Vec<(Option<Fault>, u64)> {
+        self.state.faults.mix_counts()
+    }
+
+    /// Removes every pending fault (and the mix).
     pub fn clear_faults(&self) {
         self.state.faults.clear(None);
     }

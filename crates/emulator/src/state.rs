@@ -20,6 +20,7 @@ pub(crate) struct State {
     pub(crate) signer: IdTokenSigner,
     pub(crate) tokens: TokenRegistry,
     pub(crate) log: RequestLog,
+    pub(crate) downscope: crate::identity::downscope::DownscopeRegistry,
 }
 
 impl State {
@@ -31,6 +32,7 @@ impl State {
             signer: IdTokenSigner::new()?,
             tokens: TokenRegistry::default(),
             log: RequestLog::default(),
+            downscope: Default::default(),
         })
     }
 

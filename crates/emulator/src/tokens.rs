@@ -45,13 +45,19 @@ impl TokenRegistry {
         token
     }
 
-    /// The token's record, if this emulator issued it and it has not expired.
+    /// The token's record, if this emulator issued it and it has not expired. A token looked up
+    /// moves to the back of the queue, so tokens in use are remembered longest (a source token
+    /// exchanged over and over is not forgotten behind the tokens it was exchanged for).
     pub(crate) fn lookup(&self, token: &str) -> Option<IssuedToken> {
         let now = SystemTime::now();
-        self.lock()
+        let mut issued = self.lock();
+        let index = issued
             .iter()
-            .find(|(t, info)| t.expose() == token && info.expires_at > now)
-            .map(|(_, info)| info.clone())
+            .position(|(t, info)| t.expose() == token && info.expires_at > now)?;
+        let entry = issued.remove(index)?;
+        let info = entry.1.clone();
+        issued.push_back(entry);
+        Some(info)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(SecretString, IssuedToken)>> {
@@ -73,5 +79,21 @@ mod tests {
         assert_eq!(r.lookup(a.expose()).unwrap().scopes, ["s"]);
         assert_eq!(r.lookup(b.expose()), None, "expired");
         assert_eq!(r.lookup("ya29.other"), None);
+    }
+
+    #[test]
+    fn tokens_in_use_are_remembered_longest() {
+        let r = TokenRegistry::default();
+        let used = r.mint(vec![], Duration::from_secs(60));
+        let idle = r.mint(vec![], Duration::from_secs(60));
+        assert!(r.lookup(used.expose()).is_some());
+        for _ in 0..REMEMBERED - 1 {
+            r.mint(vec![], Duration::from_secs(60));
+        }
+        assert!(r.lookup(used.expose()).is_some(), "looked up, so kept");
+        assert!(
+            r.lookup(idle.expose()).is_none(),
+            "the oldest idle one went first"
+        );
     }
 }

@@ -9,6 +9,7 @@ use workload_auth_mtls::{
     Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, ReloadStatus, SpiffeId,
     SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher, X509Material,
 };
+use workload_auth_workload_api::{Endpoint, WorkloadApiOptions, WorkloadApiSource};
 
 /// The workload's X509-SVID and trust bundles, from the credentials directory the node agent keeps
 /// fresh (or from memory), swapped atomically on every rotation.
@@ -63,6 +64,41 @@ impl WorkloadIdentity {
             watcher: Some(Arc::new(watcher)),
             chain_cache: VerifiedChainCache::default(),
         })
+    }
+
+    /// Takes the identity from a SPIFFE Workload API (a SPIRE agent, or `workload-auth agent`):
+    /// `endpoint` is `unix:///path` or `tcp://IP:port`; `None` reads `SPIFFE_ENDPOINT_SOCKET`.
+    /// Waits for the first SVID (up to 10 s); afterwards the stream is kept open, reconnecting
+    /// with backoff, and each new SVID is swapped in within 100 ms. Needs no runtime.
+    pub fn from_workload_api(endpoint: Option<&str>) -> Result<Self> {
+        Self::from_workload_api_with(endpoint, WorkloadApiOptions::default())
+    }
+
+    /// [`WorkloadIdentity::from_workload_api`] with explicit options (hint, backoff, first wait).
+    pub fn from_workload_api_with(
+        endpoint: Option<&str>,
+        options: WorkloadApiOptions,
+    ) -> Result<Self> {
+        let endpoint = match endpoint {
+            Some(address) => Endpoint::parse(address)?,
+            None => Endpoint::from_env()?.ok_or_else(|| {
+                workload_auth_core::Error::new(
+                    workload_auth_core::ErrorKind::CredentialsNotFound,
+                    "SPIFFE_ENDPOINT_SOCKET is not set and no Workload API endpoint was given",
+                )
+            })?,
+        };
+        let source = runtime::block_on(WorkloadApiSource::connect(endpoint, options))??;
+        let store = SvidStore::new(source.load_now()?);
+        Self::watching(
+            store,
+            Arc::new(source),
+            WatchOptions {
+                // The source's change check is an in-memory counter: polling it often is free.
+                poll_interval: std::time::Duration::from_millis(100),
+                ..WatchOptions::default()
+            },
+        )
     }
 
     /// Fixed material given by the caller: no watching.

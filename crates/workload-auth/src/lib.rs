@@ -43,9 +43,13 @@ pub mod blocking;
 mod identity;
 
 pub use identity::WorkloadIdentity;
+pub use workload_auth_adc::downscoped::{
+    AccessBoundary, AccessBoundaryRule, AvailabilityCondition, ClientSideDownscoper,
+    DownscopedCredentials,
+};
 pub use workload_auth_adc::{
     Builder as CredentialsBuilder, CredentialType, Credentials, EnvSource, Explanation,
-    RequestHeaders,
+    RegionalState, RequestHeaders,
 };
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
@@ -64,6 +68,11 @@ pub mod metadata {
 /// SPIFFE IDs, trust bundles, verification, authorizers and rustls configurations.
 pub mod mtls {
     pub use workload_auth_mtls::*;
+}
+
+/// The SPIFFE Workload API: an agent serving this workload's X.509 material to SPIFFE clients.
+pub mod workload_api {
+    pub use workload_auth_workload_api::*;
 }
 
 /// Shared building blocks: the token cache, clocks, the library's runtime.

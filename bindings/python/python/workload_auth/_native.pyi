@@ -148,7 +148,8 @@ class Credentials:
     def id_token(self, audience: str) -> str:
         """An OpenID Connect ID token whose ``aud`` is ``audience``."""
     def headers(self) -> Dict[str, str]:
-        """``authorization`` and, with a quota project, ``x-goog-user-project``."""
+        """``authorization``; with a quota project, ``x-goog-user-project``; with regional access
+        boundaries enabled and known, ``x-allowed-locations``."""
     def explain(self) -> Explanation: ...
     def project_id(self) -> Optional[str]: ...
     def universe_domain(self) -> str: ...
@@ -199,6 +200,8 @@ class Explanation:
     @property
     def universe_domain(self) -> Optional[str]: ...
     @property
+    def regional_access_boundary(self) -> str: ...
+    @property
     def error(self) -> Optional[str]: ...
     @property
     def steps(self) -> List[ExplanationStep]: ...
@@ -211,6 +214,10 @@ class WorkloadIdentity:
     def from_directory(path: Union[str, "os.PathLike[str]", None] = None) -> WorkloadIdentity:
         """Loads the credentials directory (default /var/run/secrets/workload-spiffe-credentials)
         and watches it for rotations while the object lives."""
+    @staticmethod
+    def from_workload_api(endpoint: Optional[str] = None) -> WorkloadIdentity:
+        """Takes the identity from a SPIFFE Workload API (``unix:///path`` or ``tcp://IP:port``,
+        default ``SPIFFE_ENDPOINT_SOCKET``), kept current while the object lives."""
     @property
     def spiffe_id(self) -> str: ...
     @property

@@ -273,6 +273,35 @@ impl ExternalAccount {
             .await
     }
 
+    /// The project number Cloud Resource Manager is asked about: the audience's
+    /// `projects/NUMBER`, else the workforce pool's user project (numbers only: anything else
+    /// is not looked up).
+    pub(crate) fn project_number(&self) -> Option<&str> {
+        let from_audience = self
+            .audience
+            .split('/')
+            .skip_while(|part| *part != "projects")
+            .nth(1)
+            .filter(|n| !n.is_empty());
+        from_audience
+            .or(self.workforce_pool_user_project.as_deref())
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// Whose regional access boundary applies: the impersonated account's, else the pool's;
+    /// with the mTLS client for certificate sources.
+    pub(crate) fn regional_subject(&self) -> Option<(crate::regional::Subject, Option<Http>)> {
+        let subject = match &self.impersonation {
+            Some(imp) => crate::regional::Subject::ServiceAccount(imp.target.email.clone()),
+            None => crate::regional::Subject::of_audience(&self.audience)?,
+        };
+        let mtls = match &self.source {
+            SubjectTokenSource::Certificate(_) => Some(self.iam_http().into_owned()),
+            _ => None,
+        };
+        Some((subject, mtls))
+    }
+
     /// The client for IAM calls: the mTLS one for certificate sources (as google-auth does).
     fn iam_http(&self) -> std::borrow::Cow<'_, Http> {
         match &self.source {

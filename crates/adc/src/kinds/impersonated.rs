@@ -38,6 +38,11 @@ pub(crate) struct Impersonated {
 }
 
 impl Impersonated {
+    /// The account whose token this gives (and whose regional access boundary applies).
+    pub(crate) fn target_email(&self) -> &str {
+        &self.target.email
+    }
+
     pub(crate) fn parse(fields: &Fields<'_>, ctx: &Context) -> Result<Self> {
         let place = fields.place();
         let source_fields = fields.object("source_credentials")?;
@@ -148,7 +153,8 @@ fn source_cache(source: &Source) -> TokenCache<AccessToken> {
 
 /// A cache for a token that is only a step towards another (the source token of impersonation,
 /// the STS token before impersonation). It does not retry on its own: the cache of the final
-/// token does, so a failure is not retried twice over.
+/// token does, so a failure is not retried twice over. It refreshes late (no spread): it is only
+/// read when the final token's cache fetches, which is spread already.
 pub(crate) fn inner_cache<F>(fetch: F) -> TokenCache<AccessToken>
 where
     F: Fn() -> super::BoxFut<AccessToken> + Send + Sync + 'static,
@@ -157,6 +163,7 @@ where
         fetch,
         workload_auth_core::CacheConfig {
             retry: workload_auth_core::RetryPolicy::none(),
+            refresh_spread: 0.0,
             ..workload_auth_core::CacheConfig::default()
         },
         workload_auth_core::SystemClock,

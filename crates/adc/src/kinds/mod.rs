@@ -256,6 +256,21 @@ impl Source {
         }
     }
 
+    /// Whose regional access boundary applies, and the mTLS client to look it up with when
+    /// this credential uses a client certificate; `None`: no boundary (user credentials).
+    pub(crate) fn regional_subject(&self) -> Option<(crate::regional::Subject, Option<Http>)> {
+        use crate::regional::Subject;
+        match self {
+            Self::Metadata(_) => Some((Subject::MetadataAccount, None)),
+            Self::ServiceAccount(s) => Some((Subject::ServiceAccount(s.email.clone()), None)),
+            Self::Impersonated(i) => {
+                Some((Subject::ServiceAccount(i.target_email().to_owned()), None))
+            }
+            Self::External(e) => e.regional_subject(),
+            Self::AuthorizedUser(_) | Self::ExternalUser(_) => None,
+        }
+    }
+
     /// For self-signed JWTs with an audience (AIP-4111): the service account, if this is one.
     pub(crate) fn service_account(&self) -> Option<&Arc<service_account::ServiceAccount>> {
         match self {

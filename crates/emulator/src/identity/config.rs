@@ -42,6 +42,11 @@ pub struct IdentityConfig {
     /// The longest lifetime `generateAccessToken` grants (Google: 1 h, or 12 h with an
     /// organization policy).
     pub max_impersonation_lifetime: Duration,
+    /// What regional access boundary lookups answer.
+    pub allowed_locations: super::AllowedLocations,
+    /// Projects Cloud Resource Manager knows by number (`(number, project id)`), besides the
+    /// VM's own.
+    pub projects: Vec<(String, String)>,
 }
 
 impl Default for IdentityConfig {
@@ -54,6 +59,8 @@ impl Default for IdentityConfig {
             aws: AwsConfig::default(),
             impersonable: Vec::new(),
             max_impersonation_lifetime: Duration::from_secs(3600),
+            allowed_locations: super::AllowedLocations::default(),
+            projects: Vec::new(),
         }
     }
 }
@@ -209,6 +216,9 @@ pub struct StsConfig {
     pub clients: Vec<OAuthClient>,
     /// The `sub` of tokens from `/external/oidc-token`.
     pub external_subject: String,
+    /// The AES-GCM key length (16 or 32 bytes) of the session keys issued with intermediary
+    /// tokens for client-side downscoping; each intermediary gets a fresh random key.
+    pub session_key_bytes: usize,
 }
 
 impl Default for StsConfig {
@@ -218,6 +228,7 @@ impl Default for StsConfig {
             subject_tokens: Vec::new(),
             clients: Vec::new(),
             external_subject: "emulated-external-workload".to_owned(),
+            session_key_bytes: 32,
         }
     }
 }

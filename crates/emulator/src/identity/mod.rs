@@ -13,6 +13,9 @@
 //! | `GET /latest/meta-data/placement/availability-zone`         | [`Endpoint::AwsRegion`]      |
 //! | `GET /latest/meta-data/iam/security-credentials[/ROLE]`     | [`Endpoint::AwsCredentials`] |
 //! | `GET /external/oidc-token[?audience=A&format=json]`          | [`Endpoint::SubjectToken`]   |
+//! | `GET /emulator/v1/downscoped-boundary` (test endpoint)      | [`Endpoint::DownscopedBoundary`] |
+//! | `GET /v1/{projects/-/serviceAccounts/E,projects/N/locations/global/workloadIdentityPools/P,locations/global/workforcePools/P}/allowedLocations` | [`Endpoint::AllowedLocations`] |
+//! | `GET /v1/projects/NUMBER` (Cloud Resource Manager)          | [`Endpoint::ResourceManagerProject`] |
 //!
 //! Every check answers as Google does: OAuth errors as `{"error","error_description"}`, Google API
 //! errors as `{"error":{"code","message","status"}}`. What is accepted comes from
@@ -20,8 +23,10 @@
 
 mod aws;
 mod config;
+pub(crate) mod downscope;
 mod iam;
 mod jwt;
+mod locations;
 pub(crate) mod mtls;
 mod oauth;
 mod sts;
@@ -32,6 +37,7 @@ pub use config::{
     AwsConfig, IdentityConfig, OAuthClient, PublicKey, RefreshTokenGrant, ServiceAccountKey,
     StsConfig,
 };
+pub use locations::AllowedLocations;
 pub use mtls::{MTLS_CLIENT_CERT_HEADER, MtlsListener};
 
 use crate::endpoint::Endpoint;
@@ -51,6 +57,9 @@ pub(crate) enum IdentityRoute {
     AwsRoleList,
     AwsRole(String),
     SubjectToken,
+    DownscopedBoundary,
+    AllowedLocations,
+    ResourceManagerProject(String),
 }
 
 impl IdentityRoute {
@@ -65,7 +74,11 @@ impl IdentityRoute {
             "/latest/meta-data/iam/security-credentials"
             | "/latest/meta-data/iam/security-credentials/" => return Some(Self::AwsRoleList),
             "/external/oidc-token" => return Some(Self::SubjectToken),
+            "/emulator/v1/downscoped-boundary" => return Some(Self::DownscopedBoundary),
             _ => {}
+        }
+        if let Some(route) = locations::route(path) {
+            return Some(route);
         }
         if let Some(role) = path.strip_prefix("/latest/meta-data/iam/security-credentials/") {
             return Some(Self::AwsRole(role.to_owned()));
@@ -91,13 +104,22 @@ impl IdentityRoute {
             Self::AwsRegion => Endpoint::AwsRegion,
             Self::AwsRoleList | Self::AwsRole(_) => Endpoint::AwsCredentials,
             Self::SubjectToken => Endpoint::SubjectToken,
+            Self::DownscopedBoundary => Endpoint::DownscopedBoundary,
+            Self::AllowedLocations => Endpoint::AllowedLocations,
+            Self::ResourceManagerProject(_) => Endpoint::ResourceManagerProject,
         }
     }
 
     fn method(&self) -> &'static str {
         match self {
             Self::AwsSessionToken => "PUT",
-            Self::AwsRegion | Self::AwsRoleList | Self::AwsRole(_) | Self::SubjectToken => "GET",
+            Self::AwsRegion
+            | Self::AwsRoleList
+            | Self::AwsRole(_)
+            | Self::SubjectToken
+            | Self::DownscopedBoundary
+            | Self::AllowedLocations
+            | Self::ResourceManagerProject(_) => "GET",
             _ => "POST",
         }
     }
@@ -128,6 +150,11 @@ pub(crate) fn handle(state: &State, route: &IdentityRoute, request: &Request) ->
         IdentityRoute::AwsRoleList => aws::role_name(state, &identity.aws, request),
         IdentityRoute::AwsRole(role) => aws::role_credentials(state, &identity.aws, request, role),
         IdentityRoute::SubjectToken => subject_token(state, &config, request),
+        IdentityRoute::DownscopedBoundary => downscope::inspect(state, request),
+        IdentityRoute::AllowedLocations => locations::allowed_locations(state, &config, request),
+        IdentityRoute::ResourceManagerProject(number) => {
+            locations::project(state, &config, request, number)
+        }
     }
 }
 

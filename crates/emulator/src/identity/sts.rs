@@ -47,6 +47,10 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
         }
         None => return oauth_error(400, "invalid_request", "Missing required field: grant_type"),
     }
+    // Downscoping (credential access boundaries) exchanges one of our own access tokens.
+    if field(&form, "subject_token_type") == Some(super::downscope::ACCESS_TOKEN_TYPE) {
+        return super::downscope::exchange(state, config, &form);
+    }
     match field(&form, "requested_token_type") {
         Some(ACCESS_TOKEN_TYPE) => {}
         Some(_) => {

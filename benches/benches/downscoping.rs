@@ -1,0 +1,130 @@
+//! Credential access boundaries: minting a client-side downscoped token (serialized boundary
+//! sealed with the session key, appended to the intermediary token) against its two baselines,
+//! measured in the same run: one server-side exchange round trip to the emulator's Security
+//! Token Service on loopback (what client-side minting saves), and ring's raw AES-GCM seal of
+//! the same bytes (the floor of any client-side minting).
+//!
+//! `cargo bench -p workload-auth-benches --bench downscoping`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use workload_auth_adc::downscoped::{
+    AccessBoundary, AccessBoundaryRule, AvailabilityCondition, ClientSideDownscoper,
+    DownscopedCredentials,
+};
+use workload_auth_adc::{Builder, DetectionInput, EnvSource};
+use workload_auth_emulator::{Emulator, EmulatorConfig};
+
+fn boundary() -> AccessBoundary {
+    AccessBoundary::new(vec![
+        AccessBoundaryRule::new(
+            "//storage.googleapis.com/projects/_/buckets/bench-bucket",
+            ["inRole:roles/storage.objectViewer"],
+        )
+        .with_condition(AvailabilityCondition::new(
+            "resource.name.startsWith('projects/_/buckets/bench-bucket/objects/customer-a/')",
+        )),
+    ])
+    .unwrap()
+}
+
+fn downscoping(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = runtime
+        .block_on(Emulator::start(EmulatorConfig::default()))
+        .unwrap();
+    let env = EnvSource::from_vars([("GCE_METADATA_HOST", emu.host())]);
+    let lookup = env.clone();
+    let source = Builder::new()
+        .with_env(env)
+        .with_detection(DetectionInput::with_env(move |name| lookup.var(name)).without_probe())
+        .build()
+        .unwrap();
+    let sts = format!("{}/v1/token", emu.url());
+    let downscoper = ClientSideDownscoper::builder(source.clone())
+        .with_sts_endpoint(&sts)
+        .build_client_side()
+        .unwrap();
+    let server_side = DownscopedCredentials::builder(source)
+        .with_sts_endpoint(&sts)
+        .build(boundary())
+        .unwrap();
+    let prepared = downscoper.prepare(&boundary()).unwrap();
+    // Warm: the intermediary is fetched once, the source token and the connection pool too.
+    runtime.block_on(downscoper.token(&prepared)).unwrap();
+    runtime.block_on(server_side.access_token()).unwrap();
+
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
+    let plaintext = prepared.as_bytes().to_vec();
+
+    let mut group = c.benchmark_group("downscoping");
+    group.bench_function("raw_aes_gcm_seal_baseline", |b| {
+        b.iter(|| {
+            let mut buffer = Vec::with_capacity(plaintext.len() + 16);
+            buffer.extend_from_slice(black_box(&plaintext));
+            key.seal_in_place_append_tag(
+                Nonce::assume_unique_for_key([1; 12]),
+                Aad::empty(),
+                &mut buffer,
+            )
+            .unwrap();
+            black_box(buffer)
+        });
+    });
+    // The token format's own floor: the same seal, then `<intermediary>.<base64url>` built.
+    let intermediary = "ya29.emulated-0123456789012345678901234567890123456789";
+    group.bench_function("seal_and_base64_baseline", |b| {
+        b.iter(|| {
+            let mut buffer = Vec::with_capacity(5 + 12 + plaintext.len() + 16);
+            buffer.extend_from_slice(&[1, 0, 0, 0, 42]);
+            buffer.extend_from_slice(&[1; 12]);
+            buffer.extend_from_slice(black_box(&plaintext));
+            let start = 17;
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key([1; 12]),
+                    Aad::empty(),
+                    &mut buffer[start..],
+                )
+                .unwrap();
+            buffer.extend_from_slice(tag.as_ref());
+            let mut token =
+                String::with_capacity(intermediary.len() + 1 + buffer.len() * 4 / 3 + 4);
+            token.push_str(intermediary);
+            token.push('.');
+            base64::Engine::encode_string(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                &buffer,
+                &mut token,
+            );
+            black_box(token)
+        });
+    });
+    group.bench_function("client_side_token", |b| {
+        b.iter(|| black_box(downscoper.token_blocking(black_box(&prepared)).unwrap()));
+    });
+    group.sample_size(30);
+    group.bench_function("server_side_exchange_round_trip", |b| {
+        b.iter(|| {
+            server_side.invalidate();
+            black_box(runtime.block_on(server_side.access_token()).unwrap())
+        });
+    });
+    group.finish();
+    println!(
+        "boundary: {} bytes serialized; {} intermediary exchange(s)",
+        prepared.as_bytes().len(),
+        downscoper.exchange_count()
+    );
+    runtime.block_on(emu.shutdown());
+}
+
+criterion_group!(benches, downscoping);
+criterion_main!(benches);
