@@ -50,6 +50,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy (the fuzz targets' entry points, feature \`fuzzing\`)"
+cargo clippy -p workload-auth-adc -p workload-auth-metadata --locked \
+  --features workload-auth-adc/fuzzing,workload-auth-metadata/fuzzing -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 

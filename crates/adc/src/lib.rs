@@ -71,6 +71,9 @@ mod credentials;
 pub mod downscoped;
 mod env;
 mod explain;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod kinds;
 mod project_lookup;

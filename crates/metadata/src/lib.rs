@@ -39,6 +39,9 @@
 
 mod client;
 mod detect;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod service_account;
 mod token;

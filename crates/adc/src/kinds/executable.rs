@@ -246,7 +246,11 @@ impl Executable {
 
 /// Reads an executable response. `from_cache`: the output file, where `expiration_time` is
 /// required.
-fn parse_response(content: &[u8], place: &str, from_cache: bool) -> Result<SecretString> {
+pub(crate) fn parse_response(
+    content: &[u8],
+    place: &str,
+    from_cache: bool,
+) -> Result<SecretString> {
     let map = parse_object(
         content,
         place,

@@ -88,6 +88,11 @@ impl Target {
         let reply = self
             .call(http, &self.access_token_url, source, body, &what)
             .await?;
+        Self::parse_access_token_answer(&reply)
+    }
+
+    /// Reads a `generateAccessToken` answer: `accessToken` and its RFC 3339 `expireTime`.
+    pub(crate) fn parse_access_token_answer(reply: &Reply) -> Result<AccessToken> {
         let map = reply.json("the generateAccessToken answer")?;
         let fields = Fields::of_response(&map, &reply.endpoint);
         let token = fields.secret("accessToken")?;

@@ -1,0 +1,11 @@
+//! A `external_account_authorized_user` credentials file, through the public ADC JSON loader (no network).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use workload_auth_fuzz::{load_credentials, shaped};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(json) = shaped(data, "external_account_authorized_user", None) {
+        load_credentials(&json);
+    }
+});
