@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth_emulator::ca::TrustDomainCa;
 use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_emulator::{
-    Emulator, EmulatorConfig, Endpoint, IdentityConfig, OAuthClient, RefreshTokenGrant,
+    Emulator, EmulatorConfig, Endpoint, Fault, IdentityConfig, OAuthClient, RefreshTokenGrant,
 };
 use workload_auth_mtls::{
     Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, SpiffeId, SvidStore,
@@ -198,6 +199,110 @@ fn c_program_uses_a_credentials_file() {
     );
     assert_eq!(stdout_of(&out), "file: ok\n");
     assert_eq!(emu.requests(Endpoint::OAuthToken), 1);
+}
+
+/// Runs `program args` natively (no valgrind): for timing checks.
+fn run_plain(program: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("CLOUDSDK_CONFIG", home.path().join("gcloud"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\n{}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn c_program_token_calls_honour_deadlines() {
+    let delay = Duration::from_millis(4000);
+    // Natively the deadline holds within 50 ms; under valgrind (memory checks, one thread at a
+    // time) within 2 s, still well before the slow answer would have come.
+    for (slack_ms, valgrind) in [(50, false), (2000, true)] {
+        let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
+        emu.inject(Endpoint::Token, Fault::Delay(delay), Some(1));
+        emu.inject(Endpoint::Identity, Fault::Delay(delay), Some(1));
+        let env = [
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_DELAY_MS", delay.as_millis().to_string()),
+            ("WA_TEST_SLACK_MS", slack_ms.to_string()),
+        ];
+        let program = programs().join("token");
+        let out = if valgrind {
+            run_checked(&program, &["deadline"], &env)
+        } else {
+            run_plain(&program, &["deadline"], &env)
+        };
+        assert_eq!(stdout_of(&out), "deadline: ok\n");
+        // The slow answers were asked for: the deadline ran out on real requests.
+        assert!(emu.requests(Endpoint::Token) >= 1);
+        assert_eq!(emu.requests(Endpoint::Identity), 1);
+    }
+}
+
+/// A C file that calls `call;` as a statement, ignoring its result.
+fn compile_ignoring(call: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("ignore.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include \"workload_auth.h\"\nint main(void) {{\n    wa_credentials *c = 0;\n    \
+             {call};\n    wa_credentials_free(c);\n    return 0;\n}}\n"
+        ),
+    )
+    .unwrap();
+    Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-c"])
+        .args(extra)
+        .arg("-I")
+        .arg(workspace_root().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.path().join("ignore.o"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ignoring_a_wa_result_is_a_compiler_warning() {
+    require_tool("cc");
+    let ignored = compile_ignoring("wa_credentials_new_default(&c)", &[]);
+    assert!(!ignored.status.success(), "an ignored wa_result compiled");
+    let stderr = String::from_utf8_lossy(&ignored.stderr);
+    assert!(
+        stderr.contains("unused-result") || stderr.contains("warn_unused_result"),
+        "{stderr}"
+    );
+    // Checked: no warning. Opted out with -DWA_MUST_USE=: no warning.
+    let checked = compile_ignoring("if (wa_credentials_new_default(&c) != WA_OK) return 1", &[]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let opted_out = compile_ignoring("wa_credentials_new_default(&c)", &["-DWA_MUST_USE="]);
+    assert!(
+        opted_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opted_out.stderr)
+    );
+    // Calls that cannot fail are not marked.
+    let infallible = compile_ignoring("wa_last_error_message(0, 0)", &[]);
+    assert!(
+        infallible.status.success(),
+        "{}",
+        String::from_utf8_lossy(&infallible.stderr)
+    );
 }
 
 #[test]
