@@ -40,6 +40,7 @@ fn library_dir() -> PathBuf {
     let deps = exe.parent().unwrap().to_path_buf();
     for dir in [deps.clone(), deps.parent().unwrap().to_path_buf()] {
         if dir.join("libworkload_auth.so").exists() && dir.join("libworkload_auth.a").exists() {
+            soname_link(&dir);
             return dir;
         }
     }
@@ -47,6 +48,21 @@ fn library_dir() -> PathBuf {
         "libworkload_auth.so/.a not found next to {}; cargo builds them with this test",
         exe.display()
     );
+}
+
+/// Programs linked against `libworkload_auth.so` load it by its SONAME; cargo does not make that
+/// link (install.sh does), so make it next to the library.
+fn soname_link(dir: &Path) {
+    let link = dir.join(format!(
+        "libworkload_auth.so.{}",
+        env!("CARGO_PKG_VERSION_MAJOR")
+    ));
+    // Tests run in parallel: another one may have made it already.
+    match std::os::unix::fs::symlink("libworkload_auth.so", &link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("cannot link {}: {e}", link.display()),
+    }
 }
 
 fn require_tool(tool: &str) {
@@ -116,6 +132,11 @@ fn run_checked(program: &Path, args: &[&str], env: &[(&str, String)]) -> Output 
         .arg(format!(
             "--suppressions={}",
             workspace_root().join("tests/c/valgrind.supp").display()
+        ))
+        // The file installed for users of the library.
+        .arg(format!(
+            "--suppressions={}",
+            workspace_root().join("bindings/c/valgrind.supp").display()
         ))
         .arg(program)
         .args(args)
@@ -510,6 +531,80 @@ fn the_header_compiles_as_cpp17_and_links_statically() {
 }
 
 #[test]
+fn cpp_program_uses_the_cpp_header() {
+    require_tool("c++");
+    let root = workspace_root();
+    let lib = library_dir();
+    let out = tempfile::tempdir().unwrap();
+    let binary = out.path().join("cpp_api");
+    let status = Command::new("c++")
+        .args([
+            "-std=c++17",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/cpp_api.cpp"))
+        .arg("-o")
+        .arg(&binary)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lworkload_auth", "-pthread"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "c++ failed on tests/c/cpp_api.cpp");
+    let emu = Emulator::start_in_thread(EmulatorConfig {
+        project_id: "cpp-project".into(),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let delay = Duration::from_millis(1500);
+    emu.inject(Endpoint::Token, Fault::Delay(delay), Some(1));
+    let run = run_checked(
+        &binary,
+        &[],
+        &[
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_PROJECT", "cpp-project".into()),
+            ("WA_TEST_DELAY_MS", delay.as_millis().to_string()),
+        ],
+    );
+    assert_eq!(stdout_of(&run), "c++ api: ok\n");
+    assert_eq!(emu.requests(Endpoint::Identity), 1);
+}
+
+#[test]
+fn install_script_help_prints_usage() {
+    let out = Command::new("bash")
+        .arg(workspace_root().join("bindings/c/install.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.starts_with("Usage: "), "{help}");
+    for option in [
+        "--prefix",
+        "--libdir",
+        "--profile",
+        "--no-build",
+        "--artifacts",
+        "ldconfig",
+    ] {
+        assert!(
+            help.contains(option),
+            "--help does not mention {option}:\n{help}"
+        );
+    }
+    // Usage, not the script's own lines.
+    assert!(!help.contains("set -e") && !help.contains("esac"), "{help}");
+}
+
+#[test]
 fn install_script_and_pkg_config_file_work() {
     require_tool("pkg-config");
     require_tool("cc");
@@ -526,6 +621,37 @@ fn install_script_and_pkg_config_file_work() {
         .status()
         .unwrap();
     assert!(status.success(), "install.sh failed");
+    // The real file, named by version; the SONAME link; the link the linker uses.
+    let libdir = prefix.path().join("lib");
+    let version = env!("CARGO_PKG_VERSION");
+    let soname = format!("libworkload_auth.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let real = format!("libworkload_auth.so.{version}");
+    assert!(libdir.join(&real).symlink_metadata().unwrap().is_file());
+    assert_eq!(
+        std::fs::read_link(libdir.join(&soname)).unwrap(),
+        Path::new(&real)
+    );
+    assert_eq!(
+        std::fs::read_link(libdir.join("libworkload_auth.so")).unwrap(),
+        Path::new(&soname)
+    );
+    assert!(prefix.path().join("include/workload_auth.h").is_file());
+    assert!(
+        prefix
+            .path()
+            .join("share/workload_auth/valgrind.supp")
+            .is_file()
+    );
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(libdir.join(&real))
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
+    );
     let pc_dir = prefix.path().join("lib/pkgconfig");
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "workload_auth"])
@@ -539,6 +665,7 @@ fn install_script_and_pkg_config_file_work() {
     );
     let flags = String::from_utf8(flags.stdout).unwrap();
     assert!(flags.contains("-lworkload_auth"), "{flags}");
+    assert!(flags.contains("-Wl,-rpath,"), "{flags}");
     let binary = prefix.path().join("bad_input");
     let status = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
@@ -551,14 +678,25 @@ fn install_script_and_pkg_config_file_work() {
         .status()
         .unwrap();
     assert!(status.success(), "cc with pkg-config flags failed");
+    // No LD_LIBRARY_PATH: the pkg-config flags gave the program the library's directory.
     let run = Command::new(&binary)
-        .env("LD_LIBRARY_PATH", prefix.path().join("lib"))
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    let needed = Command::new("readelf")
+        .arg("-d")
+        .arg(&binary)
+        .output()
+        .unwrap();
+    let needed = String::from_utf8_lossy(&needed.stdout);
+    assert!(
+        needed.contains(&format!("Shared library: [{soname}]")),
+        "{needed}"
     );
     let version = Command::new("pkg-config")
         .args(["--modversion", "workload_auth"])
