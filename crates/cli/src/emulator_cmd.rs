@@ -60,7 +60,12 @@ impl EmulatorArgs {
 pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
     let emulator = Emulator::start_on(args.listen, args.config())
         .await
-        .map_err(|e| format!("{e}; pick another address with --listen"))?;
+        // The emulator's hint already says what to do; name the option that does it.
+        .map_err(|e| {
+            crate::token_cmd::report(
+                &e.with_hint("choose another address with --listen, or free the port"),
+            )
+        })?;
     say(&format!("listening on {}", emulator.addr()));
     say(&format!(
         "point clients at it with: export GCE_METADATA_HOST={} GCE_METADATA_IP={}",

@@ -163,6 +163,158 @@ fn bad_arguments_are_refused() {
     assert!(!out.status.success());
 }
 
+/// Every subcommand with bad arguments, run in a network namespace of its own with only
+/// loopback up, where `GCE_METADATA_HOST` is a listener that counts connections: each must fail
+/// on its arguments (exit code, first line of stderr) without connecting anywhere.
+#[test]
+fn bad_arguments_are_refused_before_any_connection() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["token", "--scopes", ""], 1, "--scopes has an empty scope"),
+        (
+            &["token", "--scopes", "a,,b"],
+            1,
+            "--scopes has an empty scope",
+        ),
+        (&["token", "--scopes", "a b"], 1, "contains whitespace"),
+        (&["token", "--timeout", "0"], 2, "a timeout of 0"),
+        (&["token", "--timeout", "soon"], 2, "not a duration"),
+        (&["token", "--format", "yaml"], 2, "--format"),
+        (
+            &["token", "--json", "--format", "raw"],
+            2,
+            "cannot be used with",
+        ),
+        (&["id-token", "--audience", " "], 1, "--audience is empty"),
+        (
+            &[
+                "id-token",
+                "--audience",
+                "https://a.example",
+                "--timeout",
+                "0ms",
+            ],
+            2,
+            "a timeout of 0",
+        ),
+        (&["id-token"], 2, "--audience"),
+        (&["explain", "--bogus"], 2, "--bogus"),
+        (
+            &["emulator", "--listen", "not-an-address"],
+            2,
+            "not an address",
+        ),
+        (
+            &["mtls", "connect", "no-port", "--allow", "any"],
+            1,
+            "not an address",
+        ),
+        (
+            &["mtls", "connect", "127.0.0.1:1", "--allow", "bogus:x"],
+            1,
+            "invalid --allow",
+        ),
+        (
+            &["mtls", "serve", "--listen", "nowhere", "--allow", "any"],
+            2,
+            "not an address",
+        ),
+        (&["no-such-command"], 2, "no-such-command"),
+    ];
+    let script = r#"
+import json, os, socket, subprocess, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+listener.setblocking(False)
+host = "127.0.0.1:%d" % listener.getsockname()[1]
+results = []
+for args in json.loads(sys.argv[2]):
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ["WA_TEST_HOME"],
+           "GCE_METADATA_HOST": host, "GCE_METADATA_IP": host}
+    p = subprocess.run([sys.argv[1]] + args, env=env, capture_output=True, text=True, timeout=60)
+    results.append({"code": p.returncode, "stderr": p.stderr, "stdout": p.stdout})
+accepted = 0
+while True:
+    try:
+        listener.accept()[0].close()
+        accepted += 1
+    except BlockingIOError:
+        break
+print(json.dumps({"accepted": accepted, "results": results}))
+"#;
+    let home = tempfile::tempdir().unwrap();
+    let args: Vec<&[&str]> = cases.iter().map(|(a, _, _)| *a).collect();
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$@\"", "x"])
+        .args(["python3", "-c", script, BIN])
+        .arg(serde_json::to_string(&args).unwrap())
+        .env("WA_TEST_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ((args, code, needle), result) in cases.iter().zip(report["results"].as_array().unwrap()) {
+        let err = result["stderr"].as_str().unwrap();
+        assert_eq!(result["code"], *code, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        assert_eq!(result["stdout"], "", "{args:?}");
+        if *code == 1 {
+            assert!(err.starts_with("workload-auth: "), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(report["accepted"], 0, "a connection was made: {report}");
+}
+
+#[test]
+fn token_formats_and_timeout() {
+    let emu = EmulatorProcess::start();
+    let env = [("GCE_METADATA_HOST", emu.host.as_str())];
+    let raw = run(&["token", "--timeout", "10s"], &env);
+    assert!(raw.status.success(), "{}", stderr(&raw));
+    let token = stdout(&raw).trim().to_owned();
+    assert!(token.starts_with("ya29."), "{token}");
+    let header = run(&["token", "--format", "header"], &env);
+    assert!(header.status.success(), "{}", stderr(&header));
+    assert!(stdout(&header).starts_with("Authorization: Bearer ya29."));
+    assert_eq!(stdout(&header).lines().count(), 1);
+    for json in [&["token", "--format", "json"][..], &["token", "--json"][..]] {
+        let out = run(json, &env);
+        let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert!(value["access_token"].as_str().unwrap().starts_with("ya29."));
+    }
+    // A server that accepts and never answers: --timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let start = std::time::Instant::now();
+    let out = run(
+        &["token", "--timeout", "700ms"],
+        &[("GCE_METADATA_HOST", &host)],
+    );
+    let took = start.elapsed();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("700 ms"), "{}", stderr(&out));
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn errors_have_a_short_first_line_and_details_with_verbose() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = port.local_addr().unwrap().to_string();
+    let out = run(&["emulator", "--listen", &addr], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let first = err.lines().next().unwrap();
+    assert!(first.starts_with("workload-auth: "), "{err}");
+    // The advice is given once.
+    assert_eq!(err.matches("another address").count(), 1, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    let verbose = run(&["--verbose", "emulator", "--listen", &addr], &[]);
+    let verbose = stderr(&verbose);
+    assert!(verbose.lines().count() > 1, "{verbose}");
+    assert!(verbose.contains("caused by"), "{verbose}");
+    assert_eq!(verbose.lines().next().unwrap(), first);
+}
+
 #[test]
 fn the_demo_runs_the_whole_story() {
     let out = run(&["demo"], &[]);
