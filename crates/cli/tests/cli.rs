@@ -14,14 +14,13 @@ struct EmulatorProcess {
 
 impl EmulatorProcess {
     fn start() -> Self {
+        Self::start_with(&["--project", "cli-project"])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--project",
-                "cli-project",
-            ])
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -313,6 +312,85 @@ fn errors_have_a_short_first_line_and_details_with_verbose() {
     assert!(verbose.lines().count() > 1, "{verbose}");
     assert!(verbose.contains("caused by"), "{verbose}");
     assert_eq!(verbose.lines().next().unwrap(), first);
+}
+
+#[test]
+fn emulator_config_file_sets_the_project_and_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("emulator.toml");
+    std::fs::write(
+        &toml,
+        "project = \"from-file\"\ntoken_lifetime_secs = 600\n\n\
+         [[faults]]\nendpoint = \"token\"\nstatus = 503\ntimes = 1\n",
+    )
+    .unwrap();
+    let emu = EmulatorProcess::start_with(&["--config", toml.to_str().unwrap()]);
+    let env = [("GCE_METADATA_HOST", emu.host.as_str())];
+    // The one 503 is retried by the library; the token then has the file's lifetime.
+    let out = run(&["token", "--json"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let expires_in = json["expires_in"].as_u64().unwrap();
+    assert!((500..=600).contains(&expires_in), "{expires_in}");
+    let out = run(&["explain", "--json"], &env);
+    assert!(stdout(&out).contains("from-file"), "{}", stdout(&out));
+
+    // JSON works too; unknown keys, wrong types and bad faults are refused before listening.
+    let json = dir.path().join("emulator.json");
+    for (text, needle) in [
+        (r#"{"project": "p", "projekt": "typo"}"#, "projekt"),
+        (r#"{"project_number": "twelve"}"#, "expected u64"),
+        (
+            r#"{"faults": [{"endpoint": "nowhere", "status": 500}]}"#,
+            "nowhere",
+        ),
+        (
+            r#"{"faults": [{"endpoint": "token", "status": 500, "reset": true}]}"#,
+            "exactly one",
+        ),
+        (
+            r#"{"faults": [{"endpoint": "token", "status": 42}]}"#,
+            "not an HTTP status",
+        ),
+    ] {
+        std::fs::write(&json, text).unwrap();
+        let out = run(
+            &[
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                json.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(stdout(&out).is_empty(), "{text}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("workload-auth: --config"), "{err}");
+        let verbose = run(
+            &[
+                "-v",
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                json.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            stderr(&verbose).contains(needle),
+            "{text}: {}",
+            stderr(&verbose)
+        );
+    }
+    let out = run(&["emulator", "--config", "/nonexistent/emulator.toml"], &[]);
+    assert!(
+        stderr(&out).contains("/nonexistent/emulator.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
