@@ -393,6 +393,52 @@ fn emulator_config_file_sets_the_project_and_faults() {
     );
 }
 
+/// A raw HTTP/1.1 GET with `headers`; returns the whole answer.
+fn http_get(host: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn emulator_shows_recorded_requests_redacted() {
+    let emu = EmulatorProcess::start();
+    let out = run(&["token"], &[("GCE_METADATA_HOST", emu.host.as_str())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = http_get(
+        &emu.host,
+        "/computeMetadata/v1/project/project-id",
+        "Metadata-Flavor: Google\r\nAuthorization: Bearer very-secret-value\r\n",
+    );
+    let answer = http_get(&emu.host, "/emulator/requests", "");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("very-secret-value"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let requests = json["requests"].as_array().unwrap();
+    assert!(requests.iter().any(|r| r["endpoint"] == "Token"), "{json}");
+    let last = requests.last().unwrap();
+    assert_eq!(last["path"], "/computeMetadata/v1/project/project-id");
+    assert!(
+        last["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["authorization", "[redacted]"])),
+        "{last}"
+    );
+    // The view itself is not recorded, and it is read-only.
+    assert!(!body.contains("/emulator/requests"), "{body}");
+    let answer = http_get(&emu.host, "/emulator/requests", "");
+    assert!(!answer.contains("\"/emulator/requests\""), "{answer}");
+}
+
 #[test]
 fn the_demo_runs_the_whole_story() {
     let out = run(&["demo"], &[]);
