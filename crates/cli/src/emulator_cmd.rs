@@ -3,6 +3,10 @@
 use std::time::Duration;
 
 use clap::Args;
+use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
+use workload_auth_emulator::credentials_dir::{
+    CredentialsContents, CredentialsDirWriter, Rotation,
+};
 use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint, Fault};
 
 use crate::output::say;
@@ -35,6 +39,59 @@ pub(crate) struct EmulatorArgs {
     /// delay_ms, reset; optional times). Options given on the command line win.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Write a SPIFFE credentials directory (as the node agent does) under DIR, issued by the
+    /// emulator's CA for --trust-domain, which also serves the metadata server's workload
+    /// certificate endpoints.
+    #[arg(long, value_name = "DIR", requires_all = ["trust_domain", "spiffe_id"])]
+    workload_identity: Option<std::path::PathBuf>,
+    /// The trust domain of the emulator's CA (`example.test`).
+    #[arg(long, value_name = "TD", requires = "workload_identity")]
+    trust_domain: Option<String>,
+    /// The SPIFFE ID of the workload (`spiffe://TD/ns/NS/sa/SA`).
+    #[arg(long, value_name = "ID", requires = "workload_identity")]
+    spiffe_id: Option<String>,
+    /// Issue a new certificate and rewrite the directory this often (`30s`, `5m`; not 0).
+    #[arg(long, value_name = "DUR", requires = "workload_identity",
+          value_parser = crate::token_cmd::parse_timeout)]
+    rotate_every: Option<Duration>,
+}
+
+/// What `--workload-identity` serves, checked before the emulator starts.
+struct WorkloadIdentityPlan {
+    dir: std::path::PathBuf,
+    ca: std::sync::Arc<TrustDomainCa>,
+    spiffe_id: String,
+    first: IssuedSvid,
+}
+
+impl EmulatorArgs {
+    fn workload_identity(&self) -> Result<Option<WorkloadIdentityPlan>, String> {
+        let (Some(dir), Some(td), Some(id)) =
+            (&self.workload_identity, &self.trust_domain, &self.spiffe_id)
+        else {
+            return Ok(None);
+        };
+        let in_domain = id
+            .strip_prefix("spiffe://")
+            .and_then(|rest| rest.strip_prefix(td.as_str()))
+            .is_some_and(|path| path.starts_with('/') && path.len() > 1);
+        if !in_domain {
+            return Err(format!(
+                "--spiffe-id {id} is not in --trust-domain {td}\nuse spiffe://{td}/PATH"
+            ));
+        }
+        let ca = TrustDomainCa::new(td)
+            .map_err(|e| format!("--trust-domain {td}: {}", crate::token_cmd::report(&e)))?;
+        let first = ca
+            .issue(id)
+            .map_err(|e| format!("--spiffe-id {id}: {}", crate::token_cmd::report(&e)))?;
+        Ok(Some(WorkloadIdentityPlan {
+            dir: dir.clone(),
+            ca: std::sync::Arc::new(ca),
+            spiffe_id: id.clone(),
+            first,
+        }))
+    }
 }
 
 /// The `--config` file. Unknown keys and wrong types are refused before the emulator starts.
@@ -194,7 +251,12 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
             let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
             format!("--config {}: {e}", path.display())
         })?;
-    let emulator = Emulator::start_on(args.listen, args.config(&file))
+    let identity = args.workload_identity()?;
+    let mut config = args.config(&file);
+    if let Some(plan) = &identity {
+        config.workload_certificates = Some(plan.first.workload_certificates([&*plan.ca]));
+    }
+    let emulator = Emulator::start_on(args.listen, config)
         .await
         // The emulator's hint already says what to do; name the option that does it.
         .map_err(|e| {
@@ -206,6 +268,10 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
         emulator.inject(endpoint, fault, times);
     }
     say(&format!("listening on {}", emulator.addr()));
+    let _rotation = match identity {
+        None => None,
+        Some(plan) => Some(write_credentials(plan, args.rotate_every)?),
+    };
     say(&format!(
         "point clients at it with: export GCE_METADATA_HOST={} GCE_METADATA_IP={}",
         emulator.host(),
@@ -214,6 +280,35 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
     wait_for_shutdown().await;
     emulator.shutdown().await;
     Ok(())
+}
+
+/// Writes the credentials directory now (and every `rotate_every`); the rotation stops when the
+/// returned handle is dropped.
+fn write_credentials(
+    plan: WorkloadIdentityPlan,
+    rotate_every: Option<Duration>,
+) -> Result<Option<Rotation>, String> {
+    let writer = CredentialsDirWriter::new(&plan.dir);
+    writer
+        .write(&CredentialsContents::new(&plan.first, &plan.ca, []))
+        .map_err(|e| crate::token_cmd::report(&e))?;
+    say(&format!(
+        "workload credentials for {} in {}",
+        plan.spiffe_id,
+        writer.link_path().display()
+    ));
+    let Some(interval) = rotate_every else {
+        return Ok(None);
+    };
+    let (ca, id) = (plan.ca, plan.spiffe_id);
+    // The rotation writes a fresh generation at once, then every `interval`.
+    let rotation = writer
+        .rotate_every(interval, move || {
+            let svid = ca.issue(&id)?;
+            Ok(CredentialsContents::new(&svid, &ca, []))
+        })
+        .map_err(|e| crate::token_cmd::report(&e))?;
+    Ok(Some(rotation))
 }
 
 async fn wait_for_shutdown() {

@@ -440,6 +440,97 @@ fn emulator_shows_recorded_requests_redacted() {
 }
 
 #[test]
+fn emulator_writes_and_rotates_a_workload_identity_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "spiffe://dev.test/ns/local/sa/app";
+    let mut child = Command::new(BIN)
+        .args(["emulator", "--listen", "127.0.0.1:0", "--workload-identity"])
+        .arg(dir.path())
+        .args([
+            "--trust-domain",
+            "dev.test",
+            "--spiffe-id",
+            id,
+            "--rotate-every",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout_pipe = child.stdout.take().unwrap();
+    // Killed even when an assertion fails.
+    let child = EmulatorProcess {
+        child,
+        host: String::new(),
+    };
+    let mut lines = BufReader::new(stdout_pipe).lines();
+    let first = lines.next().unwrap().unwrap();
+    let host = first.strip_prefix("listening on ").unwrap().to_owned();
+    let written = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("workload credentials"))
+        .unwrap();
+    let link = dir.path().join("workload-spiffe-credentials");
+    assert!(
+        written.contains(id) && written.contains(link.to_str().unwrap()),
+        "{written}"
+    );
+    let cert = std::fs::read_to_string(link.join("certificates.pem")).unwrap();
+    let ca = std::fs::read_to_string(link.join("ca_certificates.pem")).unwrap();
+    // The metadata server's workload certificate endpoints come from the same CA.
+    let answer = http_get(
+        &host,
+        "/computeMetadata/v1/instance/gce-workload-certificates/trust-anchors",
+        "Metadata-Flavor: Google\r\n",
+    );
+    let ca_line = ca.lines().nth(1).unwrap();
+    assert!(
+        answer.contains("dev.test") && answer.contains(ca_line),
+        "{answer}"
+    );
+    // Rotated within a few intervals: a new certificate, the same CA.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = std::fs::read_to_string(link.join("certificates.pem")).unwrap_or_default();
+        if !now.is_empty() && now != cert {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never rotated");
+    }
+    assert_eq!(
+        std::fs::read_to_string(link.join("ca_certificates.pem")).unwrap(),
+        ca
+    );
+    drop(child);
+
+    // A SPIFFE ID outside the trust domain is refused before anything starts.
+    let out = run(
+        &[
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--workload-identity",
+            dir.path().to_str().unwrap(),
+            "--trust-domain",
+            "dev.test",
+            "--spiffe-id",
+            "spiffe://other.test/x",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("not in --trust-domain"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn the_demo_runs_the_whole_story() {
     let out = run(&["demo"], &[]);
     let text = stdout(&out);
