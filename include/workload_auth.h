@@ -27,6 +27,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/*
+ * WA_MUST_USE marks the calls whose wa_result must be checked: compilers that know
+ * warn_unused_result (GCC >= 3.4, Clang) warn when it is ignored. Define WA_MUST_USE (empty)
+ * before including this header to turn that off.
+ */
+#ifndef WA_MUST_USE
+#  if defined(__has_attribute)
+#    if __has_attribute(warn_unused_result)
+#      define WA_MUST_USE __attribute__((warn_unused_result))
+#    endif
+#  elif defined(__GNUC__) && (__GNUC__ > 3 || (__GNUC__ == 3 && __GNUC_MINOR__ >= 4))
+#    define WA_MUST_USE __attribute__((warn_unused_result))
+#  endif
+#endif
+#ifndef WA_MUST_USE
+#  define WA_MUST_USE
+#endif
+
+/* The version of this header; wa_version() gives the library's at run time. */
+#define WA_VERSION_MAJOR 0
+#define WA_VERSION_MINOR 1
+#define WA_VERSION_PATCH 0
+#define WA_VERSION_STRING "0.1.0"
 
 /**
  * The peer is a TLS server (we are the client): its certificate must allow `serverAuth`.
@@ -172,10 +195,12 @@ const char *wa_version(void);
  *
  * `out` must be NULL or point to a writable `wa_credentials *`.
  */
-wa_result wa_credentials_new_default(wa_credentials **out);
+WA_MUST_USE wa_result wa_credentials_new_default(wa_credentials **out);
 
 /**
  * Credentials from the credentials file at `path` (any `type` ADC knows), instead of searching.
+ * A file that does not exist or cannot be read is `WA_ERR_IO`; one that is not a credentials
+ * file is `WA_ERR_INVALID_CREDENTIALS`.
  * For a file from a source you do not control, use a typed loader
  * (`wa_credentials_new_from_service_account_file` and the like) or
  * `wa_credentials_new_from_file_typed`: an `external_account` file makes the library read files,
@@ -185,7 +210,7 @@ wa_result wa_credentials_new_default(wa_credentials **out);
  *
  * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
-wa_result wa_credentials_new_from_file(const char *path, wa_credentials **out);
+WA_MUST_USE wa_result wa_credentials_new_from_file(const char *path, wa_credentials **out);
 
 /**
  * Credentials from the JSON text of a credentials file, instead of searching.
@@ -194,7 +219,7 @@ wa_result wa_credentials_new_from_file(const char *path, wa_credentials **out);
  *
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
-wa_result wa_credentials_new_from_json(const char *json, wa_credentials **out);
+WA_MUST_USE wa_result wa_credentials_new_from_json(const char *json, wa_credentials **out);
 
 /**
  * Application Default Credentials, like `wa_credentials_new_default`, accepting only the
@@ -208,7 +233,9 @@ wa_result wa_credentials_new_from_json(const char *json, wa_credentials **out);
  * `allowed_types` must be NULL or a NUL-terminated string; `out` as in
  * `wa_credentials_new_default`.
  */
-wa_result wa_credentials_new_default_typed(const char *allowed_types, wa_credentials **out);
+WA_MUST_USE
+wa_result wa_credentials_new_default_typed(const char *allowed_types,
+                                           wa_credentials **out);
 
 /**
  * Credentials from the credentials file at `path`, which must be of one of the types in
@@ -221,6 +248,7 @@ wa_result wa_credentials_new_default_typed(const char *allowed_types, wa_credent
  * `path` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
  * `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_file_typed(const char *path,
                                              const char *allowed_types,
                                              wa_credentials **out);
@@ -234,6 +262,7 @@ wa_result wa_credentials_new_from_file_typed(const char *path,
  * `json` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
  * `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_json_typed(const char *json,
                                              const char *allowed_types,
                                              wa_credentials **out);
@@ -246,6 +275,7 @@ wa_result wa_credentials_new_from_json_typed(const char *json,
  *
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_service_account_json(const char *json,
                                                        wa_credentials **out);
 
@@ -257,7 +287,9 @@ wa_result wa_credentials_new_from_service_account_json(const char *json,
  *
  * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
-wa_result wa_credentials_new_from_service_account_file(const char *path, wa_credentials **out);
+WA_MUST_USE
+wa_result wa_credentials_new_from_service_account_file(const char *path,
+                                                       wa_credentials **out);
 
 /**
  * Credentials from the JSON text of a user's refresh token (as gcloud writes it) (`"type": "authorized_user"`); any other type is
@@ -267,6 +299,7 @@ wa_result wa_credentials_new_from_service_account_file(const char *path, wa_cred
  *
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_authorized_user_json(const char *json,
                                                        wa_credentials **out);
 
@@ -278,6 +311,7 @@ wa_result wa_credentials_new_from_authorized_user_json(const char *json,
  *
  * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_authorized_user_file(const char *path,
                                                        wa_credentials **out);
 
@@ -289,6 +323,7 @@ wa_result wa_credentials_new_from_authorized_user_file(const char *path,
  *
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_impersonated_service_account_json(const char *json,
                                                                     wa_credentials **out);
 
@@ -300,6 +335,7 @@ wa_result wa_credentials_new_from_impersonated_service_account_json(const char *
  *
  * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_impersonated_service_account_file(const char *path,
                                                                     wa_credentials **out);
 
@@ -311,6 +347,7 @@ wa_result wa_credentials_new_from_impersonated_service_account_file(const char *
  *
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_external_account_json(const char *json,
                                                         wa_credentials **out);
 
@@ -322,6 +359,7 @@ wa_result wa_credentials_new_from_external_account_json(const char *json,
  *
  * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_external_account_file(const char *path,
                                                         wa_credentials **out);
 
@@ -333,6 +371,7 @@ wa_result wa_credentials_new_from_external_account_file(const char *path,
  *
  * `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_external_account_authorized_user_json(const char *json,
                                                                         wa_credentials **out);
 
@@ -344,6 +383,7 @@ wa_result wa_credentials_new_from_external_account_authorized_user_json(const ch
  *
  * `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
  */
+WA_MUST_USE
 wa_result wa_credentials_new_from_external_account_authorized_user_file(const char *path,
                                                                         wa_credentials **out);
 
@@ -371,10 +411,40 @@ void wa_credentials_free(wa_credentials *c);
  * `c` must be NULL or a live handle; `scopes_or_null` NULL or a NUL-terminated string;
  * `out_token` NULL or writable; `out_expires_unix` NULL or writable.
  */
+WA_MUST_USE
 wa_result wa_credentials_access_token(const wa_credentials *c,
                                       const char *scopes_or_null,
                                       char **out_token,
                                       int64_t *out_expires_unix);
+
+/**
+ * `wa_credentials_access_token` with a deadline: returns within `timeout_ms` milliseconds
+ * (give or take the scheduler), with `WA_ERR_TRANSPORT` (transient) when no token arrived by
+ * then. A cached token is returned at once. `timeout_ms == 0` is `WA_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * As `wa_credentials_access_token`.
+ */
+WA_MUST_USE
+wa_result wa_credentials_access_token_timeout(const wa_credentials *c,
+                                              const char *scopes_or_null,
+                                              uint32_t timeout_ms,
+                                              char **out_token,
+                                              int64_t *out_expires_unix);
+
+/**
+ * `wa_credentials_id_token` with a deadline, as in `wa_credentials_access_token_timeout`.
+ *
+ * # Safety
+ *
+ * As `wa_credentials_id_token`.
+ */
+WA_MUST_USE
+wa_result wa_credentials_id_token_timeout(const wa_credentials *c,
+                                          const char *audience,
+                                          uint32_t timeout_ms,
+                                          char **out_token);
 
 /**
  * An OpenID Connect ID token whose `aud` is `audience` (cached per audience). Free it with
@@ -385,7 +455,10 @@ wa_result wa_credentials_access_token(const wa_credentials *c,
  * `c` must be NULL or a live handle; `audience` NULL or a NUL-terminated string; `out_token`
  * NULL or writable.
  */
-wa_result wa_credentials_id_token(const wa_credentials *c, const char *audience, char **out_token);
+WA_MUST_USE
+wa_result wa_credentials_id_token(const wa_credentials *c,
+                                  const char *audience,
+                                  char **out_token);
 
 /**
  * The value of the `Authorization` header for a Google API request (`Bearer <token>`), from
@@ -395,7 +468,9 @@ wa_result wa_credentials_id_token(const wa_credentials *c, const char *audience,
  *
  * `c` must be NULL or a live handle; `out_value` NULL or writable.
  */
-wa_result wa_credentials_authorization_header(const wa_credentials *c, char **out_value);
+WA_MUST_USE
+wa_result wa_credentials_authorization_header(const wa_credentials *c,
+                                              char **out_value);
 
 /**
  * The quota project (`x-goog-user-project` header value), or `*out_project = NULL` when there
@@ -405,7 +480,7 @@ wa_result wa_credentials_authorization_header(const wa_credentials *c, char **ou
  *
  * `c` must be NULL or a live handle; `out_project` NULL or writable.
  */
-wa_result wa_credentials_quota_project_id(const wa_credentials *c, char **out_project);
+WA_MUST_USE wa_result wa_credentials_quota_project_id(const wa_credentials *c, char **out_project);
 
 /**
  * The project id (environment, credentials file, or the metadata server), or
@@ -416,7 +491,7 @@ wa_result wa_credentials_quota_project_id(const wa_credentials *c, char **out_pr
  *
  * `c` must be NULL or a live handle; `out_project` NULL or writable.
  */
-wa_result wa_credentials_project_id(const wa_credentials *c, char **out_project);
+WA_MUST_USE wa_result wa_credentials_project_id(const wa_credentials *c, char **out_project);
 
 /**
  * Why these credentials: every place ADC looked and what it found, the credential type, where
@@ -427,7 +502,7 @@ wa_result wa_credentials_project_id(const wa_credentials *c, char **out_project)
  *
  * `c` must be NULL or a live handle; `out_json` NULL or writable.
  */
-wa_result wa_credentials_explain_json(const wa_credentials *c, char **out_json);
+WA_MUST_USE wa_result wa_credentials_explain_json(const wa_credentials *c, char **out_json);
 
 /**
  * The credential type: `"metadata_server"`, `"service_account"`, `"authorized_user"`,
@@ -447,7 +522,7 @@ const char *wa_credentials_type(const wa_credentials *c);
  *
  * `c` must be NULL or a live handle.
  */
-wa_result wa_credentials_invalidate(const wa_credentials *c);
+WA_MUST_USE wa_result wa_credentials_invalidate(const wa_credentials *c);
 
 /**
  * Copies the calling thread's last error message into `buf` (at most `len` bytes, always
@@ -490,7 +565,9 @@ const char *wa_result_name(int result);
  *
  * `dir_or_null` must be NULL or a NUL-terminated string; `out` NULL or writable.
  */
-wa_result wa_workload_identity_load(const char *dir_or_null, wa_workload_identity **out);
+WA_MUST_USE
+wa_result wa_workload_identity_load(const char *dir_or_null,
+                                    wa_workload_identity **out);
 
 /**
  * Takes the workload's identity from a SPIFFE Workload API (a SPIRE agent, or
@@ -513,6 +590,7 @@ wa_result wa_workload_identity_from_workload_api(const char *endpoint_or_null,
  *
  * `identity` must be NULL or a live handle; `out_spiffe_id` NULL or writable.
  */
+WA_MUST_USE
 wa_result wa_workload_identity_spiffe_id(const wa_workload_identity *identity,
                                          char **out_spiffe_id);
 
@@ -537,6 +615,7 @@ void wa_workload_identity_free(wa_workload_identity *identity);
  * `identity` must be NULL or a live handle; `policies` NULL or `n_policies` string pointers;
  * `out` NULL or writable.
  */
+WA_MUST_USE
 wa_result wa_verifier_new(const wa_workload_identity *identity,
                           uint32_t peer_role,
                           const char *const *policies,
@@ -556,6 +635,7 @@ wa_result wa_verifier_new(const wa_workload_identity *identity,
  * `v` must be NULL or a live handle; `ders` and `lens` NULL or arrays of `n` entries, each
  * `ders[i]` pointing to `lens[i]` readable bytes; `out_spiffe_id` NULL or writable.
  */
+WA_MUST_USE
 wa_result wa_verifier_verify(const wa_verifier *v,
                              const uint8_t *const *ders,
                              const size_t *lens,
@@ -583,6 +663,7 @@ void wa_verifier_free(wa_verifier *v);
  * `identity` must be NULL or a live handle; `policies` NULL or `n_policies` string pointers;
  * `out` NULL or writable.
  */
+WA_MUST_USE
 wa_result wa_mtls_config_new(const wa_workload_identity *identity,
                              const char *const *policies,
                              size_t n_policies,
@@ -613,7 +694,7 @@ void wa_mtls_config_free(wa_mtls_config *config);
  * `config` must be NULL or a live handle; `fd` an open file descriptor for the duration of the
  * call; `out` NULL or writable.
  */
-wa_result wa_mtls_connect(const wa_mtls_config *config, int fd, wa_mtls_stream **out);
+WA_MUST_USE wa_result wa_mtls_connect(const wa_mtls_config *config, int fd, wa_mtls_stream **out);
 
 /**
  * Completes the server side of the handshake over `fd`, a socket the caller accepted. A client
@@ -625,7 +706,7 @@ wa_result wa_mtls_connect(const wa_mtls_config *config, int fd, wa_mtls_stream *
  *
  * As `wa_mtls_connect`.
  */
-wa_result wa_mtls_accept(const wa_mtls_config *config, int fd, wa_mtls_stream **out);
+WA_MUST_USE wa_result wa_mtls_accept(const wa_mtls_config *config, int fd, wa_mtls_stream **out);
 
 /**
  * Reads up to `len` decrypted bytes into `buf`, blocking until at least one is available, and
@@ -637,7 +718,11 @@ wa_result wa_mtls_accept(const wa_mtls_config *config, int fd, wa_mtls_stream **
  * `stream` must be NULL or a live handle; `buf` NULL or `len` writable bytes; `out_read` NULL or
  * writable.
  */
-wa_result wa_mtls_stream_read(wa_mtls_stream *stream, uint8_t *buf, size_t len, size_t *out_read);
+WA_MUST_USE
+wa_result wa_mtls_stream_read(wa_mtls_stream *stream,
+                              uint8_t *buf,
+                              size_t len,
+                              size_t *out_read);
 
 /**
  * Encrypts and sends all `len` bytes of `buf` (blocking until the socket took them).
@@ -646,7 +731,7 @@ wa_result wa_mtls_stream_read(wa_mtls_stream *stream, uint8_t *buf, size_t len, 
  *
  * `stream` must be NULL or a live handle; `buf` NULL or `len` readable bytes.
  */
-wa_result wa_mtls_stream_write(wa_mtls_stream *stream, const uint8_t *buf, size_t len);
+WA_MUST_USE wa_result wa_mtls_stream_write(wa_mtls_stream *stream, const uint8_t *buf, size_t len);
 
 /**
  * The peer's SPIFFE ID, verified and authorized during the handshake. Free it with
@@ -656,7 +741,9 @@ wa_result wa_mtls_stream_write(wa_mtls_stream *stream, const uint8_t *buf, size_
  *
  * `stream` must be NULL or a live handle; `out_spiffe_id` NULL or writable.
  */
-wa_result wa_mtls_stream_peer_spiffe_id(const wa_mtls_stream *stream, char **out_spiffe_id);
+WA_MUST_USE
+wa_result wa_mtls_stream_peer_spiffe_id(const wa_mtls_stream *stream,
+                                        char **out_spiffe_id);
 
 /**
  * Sends TLS `close_notify` and shuts the connection down for writing, so the peer's reads end
@@ -667,7 +754,7 @@ wa_result wa_mtls_stream_peer_spiffe_id(const wa_mtls_stream *stream, char **out
  *
  * `stream` must be NULL or a live handle.
  */
-wa_result wa_mtls_stream_close(wa_mtls_stream *stream);
+WA_MUST_USE wa_result wa_mtls_stream_close(wa_mtls_stream *stream);
 
 /**
  * Releases a stream and closes its socket (without `close_notify`: call

@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# Installs the workload-auth C library: the shared and static libraries, include/workload_auth.h
-# and a pkg-config file (workload_auth.pc, from workload_auth.pc.in).
-#
-#   bindings/c/install.sh [--prefix DIR] [--libdir DIR] [--profile release|debug] [--no-build]
-#                         [--artifacts DIR]
-#
-# Defaults: --prefix /usr/local, --libdir PREFIX/lib, --profile release. Without --no-build it runs
-# `cargo build -p workload-auth-c` for the profile first. The libraries are taken from --artifacts,
-# else from $CARGO_TARGET_DIR (default: target/ at the workspace root)/PROFILE. Then:
-#   cc app.c $(pkg-config --cflags --libs workload_auth)
-# (add PREFIX/lib/pkgconfig to PKG_CONFIG_PATH when PREFIX is not a standard location).
+# Installs the workload-auth C library; run bindings/c/install.sh --help for its usage.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: bindings/c/install.sh [--prefix DIR] [--libdir DIR] [--profile release|dist|debug]
+                             [--no-build] [--artifacts DIR]
+
+Installs the workload-auth C library:
+  LIBDIR/libworkload_auth.so.VERSION        the shared library (SONAME libworkload_auth.so.MAJOR)
+  LIBDIR/libworkload_auth.so.MAJOR, .so     symbolic links to it
+  LIBDIR/libworkload_auth.a                 the static library
+  PREFIX/include/workload_auth.h            the C header (and workload_auth.hpp, for C++)
+  LIBDIR/pkgconfig/workload_auth.pc         pkg-config file
+  PREFIX/share/workload_auth/valgrind.supp  valgrind suppressions for programs using the library
+
+Options:
+  --prefix DIR      installation prefix (default /usr/local)
+  --libdir DIR      library directory (default PREFIX/lib)
+  --profile NAME    cargo profile to build and install (default release; dist is release
+                    without debug information, stripped)
+  --no-build        do not run `cargo build -p workload-auth-c` first
+  --artifacts DIR   take the libraries from DIR instead of the cargo target directory
+                    ($CARGO_TARGET_DIR, default target/ at the workspace root, then PROFILE/)
+  -h, --help        print this help
+
+Then build programs with
+  cc app.c $(pkg-config --cflags --libs workload_auth)
+(add LIBDIR/pkgconfig to PKG_CONFIG_PATH when PREFIX is not a standard location). The pkg-config
+flags embed LIBDIR as the program's run-time search path, so it runs without LD_LIBRARY_PATH.
+For a system-wide LIBDIR (such as /usr/local/lib), run `ldconfig` after installing instead.
+USAGE
+}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
@@ -26,7 +47,7 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --artifacts) artifacts=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,8 +56,9 @@ includedir=$prefix/include
 target=${CARGO_TARGET_DIR:-$root/target}
 case "$profile" in
   release) out=$target/release; flags=(--release) ;;
+  dist) out=$target/dist; flags=(--profile dist) ;;
   debug) out=$target/debug; flags=() ;;
-  *) echo "install.sh: --profile is release or debug" >&2; exit 2 ;;
+  *) echo "install.sh: --profile is release, dist or debug" >&2; exit 2 ;;
 esac
 
 if [ "$build" = 1 ]; then
@@ -57,10 +79,21 @@ shared=$(find_artifact libworkload_auth.so)
 static=$(find_artifact libworkload_auth.a)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 
-install -d "$libdir/pkgconfig" "$includedir"
-install -m 0755 "$shared" "$libdir/libworkload_auth.so"
+major=${version%%.*}
+install -d "$libdir/pkgconfig" "$includedir" "$prefix/share/workload_auth"
+install -m 0755 "$shared" "$libdir/libworkload_auth.so.$version"
+ln -sfn "libworkload_auth.so.$version" "$libdir/libworkload_auth.so.$major"
+ln -sfn "libworkload_auth.so.$major" "$libdir/libworkload_auth.so"
 install -m 0644 "$static" "$libdir/libworkload_auth.a"
 install -m 0644 "$root/include/workload_auth.h" "$includedir/workload_auth.h"
+if [ -f "$root/include/workload_auth.hpp" ]; then
+  install -m 0644 "$root/include/workload_auth.hpp" "$includedir/workload_auth.hpp"
+fi
+install -m 0644 "$here/valgrind.supp" "$prefix/share/workload_auth/valgrind.supp"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
     -e "s|@VERSION@|$version|" "$here/workload_auth.pc.in" > "$libdir/pkgconfig/workload_auth.pc"
-echo "installed workload-auth $version: $libdir/libworkload_auth.{so,a}, $includedir/workload_auth.h, $libdir/pkgconfig/workload_auth.pc"
+echo "installed workload-auth $version: $libdir/libworkload_auth.{so.$version,so.$major,so,a}, $includedir/workload_auth.h, $libdir/pkgconfig/workload_auth.pc"
+case "$libdir" in
+  /usr/lib|/usr/lib64|/usr/local/lib|/usr/local/lib64|/lib|/lib64)
+    echo "run ldconfig to update the dynamic linker's cache" ;;
+esac

@@ -115,6 +115,43 @@ int main(void) {
     ASSERT(strcmp(wa_result_name(12345), "WA_ERR_UNKNOWN") == 0);
     ASSERT(strcmp(wa_result_name(-1), "WA_ERR_UNKNOWN") == 0);
     ASSERT(strlen(wa_version()) > 0);
+    /* Every code has its own name. */
+    const wa_result all[] = {WA_OK, WA_ERR_CREDENTIALS_NOT_FOUND, WA_ERR_INVALID_CREDENTIALS,
+                             WA_ERR_INVALID_ARGUMENT, WA_ERR_IO, WA_ERR_TRANSPORT, WA_ERR_HTTP,
+                             WA_ERR_MALFORMED_RESPONSE, WA_ERR_REJECTED,
+                             WA_ERR_NOT_ON_GOOGLE_CLOUD, WA_ERR_VERIFICATION,
+                             WA_ERR_NULL_POINTER, WA_ERR_INVALID_UTF8, WA_ERR_PANIC, WA_ERR_OTHER};
+    const size_t n_codes = sizeof all / sizeof all[0];
+    for (size_t i = 0; i < n_codes; i++) {
+        ASSERT(strncmp(wa_result_name(all[i]), "WA_", 3) == 0);
+        ASSERT(strcmp(wa_result_name(all[i]), "WA_ERR_UNKNOWN") != 0);
+        for (size_t j = 0; j < i; j++) {
+            ASSERT(strcmp(wa_result_name(all[i]), wa_result_name(all[j])) != 0);
+        }
+    }
+
+    /* The header's version macros are the library's version. */
+    char version[64];
+    snprintf(version, sizeof version, "%d.%d.%d", WA_VERSION_MAJOR, WA_VERSION_MINOR,
+             WA_VERSION_PATCH);
+    ASSERT(strcmp(version, WA_VERSION_STRING) == 0);
+    ASSERT(strcmp(wa_version(), WA_VERSION_STRING) == 0);
+
+    /* Deadlines: 0 is refused before anything else happens. */
+    CHECK(wa_credentials_new_from_json(USER_JSON, &creds));
+    s = (char *)"sentinel";
+    EXPECT_CODE(wa_credentials_access_token_timeout(creds, NULL, 0, &s, NULL),
+                WA_ERR_INVALID_ARGUMENT);
+    ASSERT(s == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("timeout_ms");
+    EXPECT_CODE(wa_credentials_id_token_timeout(creds, "https://a.example", 0, &s),
+                WA_ERR_INVALID_ARGUMENT);
+    EXPECT_CODE(wa_credentials_access_token_timeout(NULL, NULL, 100, &s, NULL),
+                WA_ERR_NULL_POINTER);
+    EXPECT_CODE(wa_credentials_access_token_timeout(creds, " ", 100, &s, NULL),
+                WA_ERR_INVALID_ARGUMENT);
+    wa_credentials_free(creds);
+    creds = NULL;
 
     printf("bad input: ok\n");
     return 0;

@@ -5,6 +5,7 @@
  *                      token, the Authorization header, project id, explain
  *   token file         a credentials file (WA_TEST_CREDENTIALS_FILE) whose token endpoint is the
  *                      emulator, plus bad files
+ *   token deadline     the emulator answers slowly: calls with deadlines return in time
  *   token unreachable  the metadata server address is a closed port: a transient transport error
  */
 #include <pthread.h>
@@ -136,10 +137,21 @@ static void file(void) {
 
     /* A file that is not there: the error names it. */
     wa_credentials *missing = (wa_credentials *)&creds; /* non-NULL garbage must be cleared */
-    wa_result r = wa_credentials_new_from_file("/nonexistent/wa-test/credentials.json", &missing);
-    ASSERT(r != WA_OK && missing == NULL);
+    EXPECT_CODE(wa_credentials_new_from_file("/nonexistent/wa-test/credentials.json", &missing),
+                WA_ERR_IO);
+    ASSERT(missing == NULL);
     ASSERT_LAST_ERROR_CONTAINS("/nonexistent/wa-test/credentials.json");
     ASSERT(!wa_last_error_is_transient());
+
+    /* So do the typed loaders. */
+    EXPECT_CODE(wa_credentials_new_from_service_account_file(
+                    "/nonexistent/wa-test/credentials.json", &missing),
+                WA_ERR_IO);
+    EXPECT_CODE(wa_credentials_new_from_file_typed("/nonexistent/wa-test/credentials.json",
+                                                   "authorized_user", &missing),
+                WA_ERR_IO);
+    /* A directory is not a credentials file. */
+    EXPECT_CODE(wa_credentials_new_from_file("/", &missing), WA_ERR_INVALID_CREDENTIALS);
 
     /* Malformed JSON and an unknown type are invalid credentials. */
     EXPECT_CODE(wa_credentials_new_from_json("{\"type\": ", &creds), WA_ERR_INVALID_CREDENTIALS);
@@ -161,12 +173,74 @@ static void unreachable(void) {
     printf("unreachable: ok\n");
 }
 
+static int64_t now_ms(void) {
+    struct timespec ts;
+    ASSERT(clock_gettime(CLOCK_MONOTONIC, &ts) == 0);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The emulator delays its next token and identity answers by seconds (WA_TEST_DELAY_MS): calls
+ * with a shorter deadline return a transient transport error within WA_TEST_SLACK_MS of it
+ * (50 natively; more under valgrind, which runs one thread at a time). */
+static void deadline(void) {
+    const int64_t delay = atoll(wa_test_env("WA_TEST_DELAY_MS"));
+    const int64_t slack = atoll(wa_test_env("WA_TEST_SLACK_MS"));
+    const uint32_t limit = 300;
+    wa_credentials *creds = NULL;
+    CHECK(wa_credentials_new_default(&creds));
+    /* Warm up the runtime and the HTTP client on another endpoint first: under valgrind their
+     * first use translates so much code that the waiting thread is not scheduled for seconds. */
+    char *project = NULL;
+    CHECK(wa_credentials_project_id(creds, &project));
+    wa_string_free(project);
+
+    char *token = (char *)"sentinel";
+    int64_t start = now_ms();
+    EXPECT_CODE(wa_credentials_access_token_timeout(creds, NULL, limit, &token, NULL),
+                WA_ERR_TRANSPORT);
+    int64_t took = now_ms() - start;
+    ASSERT(token == NULL);
+    ASSERT(wa_last_error_is_transient());
+    ASSERT_LAST_ERROR_CONTAINS("300 ms");
+    if (took < limit || took > limit + slack) {
+        fprintf(stderr, "access token deadline of %u ms returned after %lld ms\n", limit,
+                (long long)took);
+        exit(1);
+    }
+
+    start = now_ms();
+    EXPECT_CODE(wa_credentials_id_token_timeout(creds, "https://backend.example", limit, &token),
+                WA_ERR_TRANSPORT);
+    took = now_ms() - start;
+    if (took < limit || took > limit + slack) {
+        fprintf(stderr, "ID token deadline of %u ms returned after %lld ms\n", limit,
+                (long long)took);
+        exit(1);
+    }
+
+    /* A deadline longer than the delay: the token arrives. */
+    int64_t expires = 0;
+    CHECK(wa_credentials_access_token_timeout(creds, NULL, (uint32_t)(delay * 3), &token,
+                                              &expires));
+    ASSERT(strlen(token) > 10 && expires > (int64_t)time(NULL));
+    /* Now cached: returned at once even with a 1 ms deadline. */
+    char *cached = NULL;
+    CHECK(wa_credentials_access_token_timeout(creds, NULL, 1, &cached, NULL));
+    ASSERT(strcmp(cached, token) == 0);
+    wa_string_free(cached);
+    wa_string_free(token);
+    wa_credentials_free(creds);
+    printf("deadline: ok\n");
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "metadata";
     if (strcmp(mode, "metadata") == 0) {
         metadata();
     } else if (strcmp(mode, "file") == 0) {
         file();
+    } else if (strcmp(mode, "deadline") == 0) {
+        deadline();
     } else if (strcmp(mode, "unreachable") == 0) {
         unreachable();
     } else {

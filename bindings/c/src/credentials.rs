@@ -1,7 +1,8 @@
 //! `wa_credentials`: Application Default Credentials, access tokens and ID tokens.
 
 use std::ffi::c_char;
-use std::time::UNIX_EPOCH;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, UNIX_EPOCH};
 
 use workload_auth::core::runtime;
 use workload_auth::{
@@ -35,6 +36,25 @@ fn new_credentials(
     Ok(())
 }
 
+/// Like [`new_credentials`] for a credentials file named by the caller: a file that does not exist
+/// is `WA_ERR_IO` (the library calls it "not found" because ADC's search treats it so, but here
+/// the caller named one file and reading it failed).
+fn new_credentials_from_file(
+    builder: CredentialsBuilder,
+    out: OutPtr<'_, wa_credentials>,
+) -> Result<(), crate::error::Failure> {
+    match builder.build() {
+        Ok(inner) => {
+            out.set_boxed(wa_credentials { inner });
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::CredentialsNotFound => {
+            Err(crate::error::Failure::Coded(wa_result::WA_ERR_IO, e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Application Default Credentials from the environment: `GOOGLE_APPLICATION_CREDENTIALS`,
 /// gcloud's credentials file, then the metadata server (`GCE_METADATA_HOST` overrides its
 /// address). Off Google Cloud with nothing configured this fails within milliseconds with
@@ -45,6 +65,7 @@ fn new_credentials(
 /// # Safety
 ///
 /// `out` must be NULL or point to a writable `wa_credentials *`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_default(out: *mut *mut wa_credentials) -> wa_result {
     boundary("wa_credentials_new_default", || {
@@ -55,6 +76,8 @@ pub unsafe extern "C" fn wa_credentials_new_default(out: *mut *mut wa_credential
 }
 
 /// Credentials from the credentials file at `path` (any `type` ADC knows), instead of searching.
+/// A file that does not exist or cannot be read is `WA_ERR_IO`; one that is not a credentials
+/// file is `WA_ERR_INVALID_CREDENTIALS`.
 /// For a file from a source you do not control, use a typed loader
 /// (`wa_credentials_new_from_service_account_file` and the like) or
 /// `wa_credentials_new_from_file_typed`: an `external_account` file makes the library read files,
@@ -63,6 +86,7 @@ pub unsafe extern "C" fn wa_credentials_new_default(out: *mut *mut wa_credential
 /// # Safety
 ///
 /// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_file(
     path: *const c_char,
@@ -73,7 +97,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_file(
         let out = unsafe { OutPtr::ptr(out, "out") }?;
         // SAFETY: forwarded contract.
         let path = unsafe { str_arg(path, "path") }?;
-        new_credentials(CredentialsBuilder::new().with_credentials_file(path), out)
+        new_credentials_from_file(CredentialsBuilder::new().with_credentials_file(path), out)
     })
 }
 
@@ -82,6 +106,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_file(
 /// # Safety
 ///
 /// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_json(
     json: *const c_char,
@@ -115,6 +140,7 @@ fn parse_types(list: &str) -> Result<Vec<CredentialType>, crate::error::Failure>
 ///
 /// `allowed_types` must be NULL or a NUL-terminated string; `out` as in
 /// `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_default_typed(
     allowed_types: *const c_char,
@@ -139,6 +165,7 @@ pub unsafe extern "C" fn wa_credentials_new_default_typed(
 ///
 /// `path` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
 /// `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_file_typed(
     path: *const c_char,
@@ -158,7 +185,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_file_typed(
         let builder = CredentialsBuilder::new()
             .with_credentials_file(path)
             .with_allowed_types(parse_types(types)?);
-        new_credentials(builder, out)
+        new_credentials_from_file(builder, out)
     })
 }
 
@@ -169,6 +196,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_file_typed(
 ///
 /// `json` and `allowed_types` must be NULL or NUL-terminated strings; `out` as in
 /// `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_json_typed(
     json: *const c_char,
@@ -198,6 +226,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_json_typed(
 /// # Safety
 ///
 /// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_service_account_json(
     json: *const c_char,
@@ -221,6 +250,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_service_account_json(
 /// # Safety
 ///
 /// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_service_account_file(
     path: *const c_char,
@@ -234,7 +264,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_service_account_file(
         let builder = CredentialsBuilder::new()
             .with_credentials_file(path)
             .with_allowed_types([CredentialType::ServiceAccount]);
-        new_credentials(builder, out)
+        new_credentials_from_file(builder, out)
     })
 }
 
@@ -244,6 +274,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_service_account_file(
 /// # Safety
 ///
 /// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_json(
     json: *const c_char,
@@ -267,6 +298,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_json(
 /// # Safety
 ///
 /// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_file(
     path: *const c_char,
@@ -280,7 +312,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_file(
         let builder = CredentialsBuilder::new()
             .with_credentials_file(path)
             .with_allowed_types([CredentialType::AuthorizedUser]);
-        new_credentials(builder, out)
+        new_credentials_from_file(builder, out)
     })
 }
 
@@ -290,6 +322,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_authorized_user_file(
 /// # Safety
 ///
 /// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_json(
     json: *const c_char,
@@ -316,6 +349,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_js
 /// # Safety
 ///
 /// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_file(
     path: *const c_char,
@@ -331,7 +365,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_fi
             let builder = CredentialsBuilder::new()
                 .with_credentials_file(path)
                 .with_allowed_types([CredentialType::ImpersonatedServiceAccount]);
-            new_credentials(builder, out)
+            new_credentials_from_file(builder, out)
         },
     )
 }
@@ -342,6 +376,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_impersonated_service_account_fi
 /// # Safety
 ///
 /// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_external_account_json(
     json: *const c_char,
@@ -365,6 +400,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_external_account_json(
 /// # Safety
 ///
 /// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_external_account_file(
     path: *const c_char,
@@ -378,7 +414,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_external_account_file(
         let builder = CredentialsBuilder::new()
             .with_credentials_file(path)
             .with_allowed_types([CredentialType::ExternalAccount]);
-        new_credentials(builder, out)
+        new_credentials_from_file(builder, out)
     })
 }
 
@@ -388,6 +424,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_external_account_file(
 /// # Safety
 ///
 /// `json` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_external_account_authorized_user_json(
     json: *const c_char,
@@ -414,6 +451,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_external_account_authorized_use
 /// # Safety
 ///
 /// `path` must be NULL or a NUL-terminated string; `out` as in `wa_credentials_new_default`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_new_from_external_account_authorized_user_file(
     path: *const c_char,
@@ -429,7 +467,7 @@ pub unsafe extern "C" fn wa_credentials_new_from_external_account_authorized_use
             let builder = CredentialsBuilder::new()
                 .with_credentials_file(path)
                 .with_allowed_types([CredentialType::ExternalAccountAuthorizedUser]);
-            new_credentials(builder, out)
+            new_credentials_from_file(builder, out)
         },
     )
 }
@@ -467,6 +505,7 @@ fn unix_seconds(t: std::time::SystemTime) -> i64 {
 ///
 /// `c` must be NULL or a live handle; `scopes_or_null` NULL or a NUL-terminated string;
 /// `out_token` NULL or writable; `out_expires_unix` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_access_token(
     c: *const wa_credentials,
@@ -494,19 +533,8 @@ pub unsafe extern "C" fn wa_credentials_access_token(
         match scopes {
             // The default scopes: lend the cached token, copy it once into the C string.
             None => publish(&*c.inner.access_token_cached_blocking()?),
-            Some(list) => {
-                let scopes: Vec<String> = list
-                    .split([',', ' ', '\t', '\n'])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if scopes.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::InvalidArgument,
-                        "`scopes_or_null` names no scope; pass NULL for the default scopes",
-                    )
-                    .into());
-                }
+            Some(_) => {
+                let scopes = parse_scopes(scopes)?.unwrap_or_default();
                 let credentials = c.inner.clone();
                 let token = runtime::block_on(async move {
                     let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
@@ -518,6 +546,150 @@ pub unsafe extern "C" fn wa_credentials_access_token(
     })
 }
 
+/// Splits a scope list (commas or whitespace); `None` for NULL (the default scopes).
+fn parse_scopes(list: Option<&str>) -> Result<Option<Vec<String>>, crate::error::Failure> {
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let scopes: Vec<String> = list
+        .split([',', ' ', '\t', '\n'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if scopes.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "`scopes_or_null` names no scope; pass NULL for the default scopes",
+        )
+        .into());
+    }
+    Ok(Some(scopes))
+}
+
+/// The deadline of a `*_timeout` call: 0 is refused (it could only ever fail, which is almost
+/// certainly a unit or initialisation mistake of the caller).
+fn deadline(timeout_ms: u32) -> Result<Duration, crate::error::Failure> {
+    if timeout_ms == 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "`timeout_ms` is 0; give the time the call may take, in milliseconds",
+        )
+        .into());
+    }
+    Ok(Duration::from_millis(u64::from(timeout_ms)))
+}
+
+/// Runs `fetch` on the library's runtime and waits for it at most `limit`, counted from the call
+/// (the calling thread waits on a channel with that timeout, so even a slow first use of the
+/// runtime counts against the deadline). On expiry the wait is abandoned with a transient
+/// `Transport` error; a fetch shared with other callers through the cache goes on for them and
+/// fills the cache for the next call.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &'static str,
+    fetch: impl std::future::Future<Output = workload_auth::Result<T>> + Send + 'static,
+) -> Result<T, crate::error::Failure> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let task = runtime::handle()?.spawn(async move {
+        // The receiver is gone only when the caller stopped waiting.
+        let _ = tx.send(fetch.await);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(result) => Ok(result?),
+        Err(RecvTimeoutError::Timeout) => {
+            task.abort();
+            Err(Error::new(
+                ErrorKind::Transport,
+                format!("{what} did not arrive within {} ms", limit.as_millis()),
+            )
+            .into())
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
+            ErrorKind::Io,
+            "the workload-auth runtime stopped before the operation finished",
+        )
+        .into()),
+    }
+}
+
+/// `wa_credentials_access_token` with a deadline: returns within `timeout_ms` milliseconds
+/// (give or take the scheduler), with `WA_ERR_TRANSPORT` (transient) when no token arrived by
+/// then. A cached token is returned at once. `timeout_ms == 0` is `WA_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+///
+/// As `wa_credentials_access_token`.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_access_token_timeout(
+    c: *const wa_credentials,
+    scopes_or_null: *const c_char,
+    timeout_ms: u32,
+    out_token: *mut *mut c_char,
+    out_expires_unix: *mut i64,
+) -> wa_result {
+    boundary("wa_credentials_access_token_timeout", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out_token, out_expires, c, scopes) = unsafe {
+            (
+                OutPtr::ptr(out_token, "out_token")?,
+                Out::optional(out_expires_unix, "out_expires_unix")?,
+                handle(c, "c")?,
+                opt_str_arg(scopes_or_null, "scopes_or_null")?,
+            )
+        };
+        let limit = deadline(timeout_ms)?;
+        let scopes = parse_scopes(scopes)?;
+        let credentials = c.inner.clone();
+        let token = within(limit, "the access token", async move {
+            match scopes {
+                None => credentials.access_token().await,
+                Some(scopes) => {
+                    let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                    credentials.access_token_with_scopes(&refs).await
+                }
+            }
+        })?;
+        out_token.set_string(token.secret().expose())?;
+        if let Some(out) = out_expires {
+            out.set(unix_seconds(token.expires_at()));
+        }
+        Ok(())
+    })
+}
+
+/// `wa_credentials_id_token` with a deadline, as in `wa_credentials_access_token_timeout`.
+///
+/// # Safety
+///
+/// As `wa_credentials_id_token`.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_id_token_timeout(
+    c: *const wa_credentials,
+    audience: *const c_char,
+    timeout_ms: u32,
+    out_token: *mut *mut c_char,
+) -> wa_result {
+    boundary("wa_credentials_id_token_timeout", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out_token, c, audience) = unsafe {
+            (
+                OutPtr::ptr(out_token, "out_token")?,
+                handle(c, "c")?,
+                str_arg(audience, "audience")?,
+            )
+        };
+        let limit = deadline(timeout_ms)?;
+        let credentials = c.inner.clone();
+        let audience = audience.to_owned();
+        let token = within(limit, "the ID token", async move {
+            credentials.id_token(&audience).await
+        })?;
+        out_token.set_string(token.secret().expose())
+    })
+}
+
 /// An OpenID Connect ID token whose `aud` is `audience` (cached per audience). Free it with
 /// `wa_string_free`.
 ///
@@ -525,6 +697,7 @@ pub unsafe extern "C" fn wa_credentials_access_token(
 ///
 /// `c` must be NULL or a live handle; `audience` NULL or a NUL-terminated string; `out_token`
 /// NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_id_token(
     c: *const wa_credentials,
@@ -551,6 +724,7 @@ pub unsafe extern "C" fn wa_credentials_id_token(
 /// # Safety
 ///
 /// `c` must be NULL or a live handle; `out_value` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_authorization_header(
     c: *const wa_credentials,
@@ -570,6 +744,7 @@ pub unsafe extern "C" fn wa_credentials_authorization_header(
 /// # Safety
 ///
 /// `c` must be NULL or a live handle; `out_project` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_quota_project_id(
     c: *const wa_credentials,
@@ -592,6 +767,7 @@ pub unsafe extern "C" fn wa_credentials_quota_project_id(
 /// # Safety
 ///
 /// `c` must be NULL or a live handle; `out_project` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_project_id(
     c: *const wa_credentials,
@@ -615,6 +791,7 @@ pub unsafe extern "C" fn wa_credentials_project_id(
 /// # Safety
 ///
 /// `c` must be NULL or a live handle; `out_json` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_explain_json(
     c: *const wa_credentials,
@@ -662,6 +839,7 @@ pub unsafe extern "C" fn wa_credentials_type(c: *const wa_credentials) -> *const
 /// # Safety
 ///
 /// `c` must be NULL or a live handle.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_credentials_invalidate(c: *const wa_credentials) -> wa_result {
     boundary("wa_credentials_invalidate", || {

@@ -111,6 +111,9 @@ pub(crate) enum Failure {
     Utf8(&'static str),
     /// An error of the library.
     Library(Error),
+    /// An error of the library reported with a code other than its kind's (a credentials file
+    /// named explicitly that does not exist is `WA_ERR_IO`, as the header promises).
+    Coded(wa_result, Error),
 }
 
 impl From<Error> for Failure {
@@ -159,6 +162,7 @@ impl Failure {
                 format!("{function}: {e}"),
                 e.is_transient(),
             ),
+            Self::Coded(code, e) => record(code, format!("{function}: {e}"), e.is_transient()),
         }
     }
 }

@@ -30,6 +30,7 @@ pub struct wa_workload_identity {
 /// # Safety
 ///
 /// `dir_or_null` must be NULL or a NUL-terminated string; `out` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_workload_identity_load(
     dir_or_null: *const c_char,
@@ -82,6 +83,7 @@ pub unsafe extern "C" fn wa_workload_identity_from_workload_api(
 /// # Safety
 ///
 /// `identity` must be NULL or a live handle; `out_spiffe_id` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_workload_identity_spiffe_id(
     identity: *const wa_workload_identity,
@@ -139,6 +141,7 @@ pub(crate) fn authorizer(policies: &[&str]) -> Result<workload_auth::mtls::Autho
 ///
 /// `identity` must be NULL or a live handle; `policies` NULL or `n_policies` string pointers;
 /// `out` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_verifier_new(
     identity: *const wa_workload_identity,
@@ -189,6 +192,7 @@ pub unsafe extern "C" fn wa_verifier_new(
 ///
 /// `v` must be NULL or a live handle; `ders` and `lens` NULL or arrays of `n` entries, each
 /// `ders[i]` pointing to `lens[i]` readable bytes; `out_spiffe_id` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_verifier_verify(
     v: *const wa_verifier,

@@ -38,6 +38,7 @@ pub struct wa_mtls_stream {
 ///
 /// `identity` must be NULL or a live handle; `policies` NULL or `n_policies` string pointers;
 /// `out` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_config_new(
     identity: *const wa_workload_identity,
@@ -115,6 +116,7 @@ fn own_socket(fd: c_int) -> Result<TcpStream, Failure> {
 ///
 /// `config` must be NULL or a live handle; `fd` an open file descriptor for the duration of the
 /// call; `out` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_connect(
     config: *const wa_mtls_config,
@@ -138,6 +140,7 @@ pub unsafe extern "C" fn wa_mtls_connect(
 /// # Safety
 ///
 /// As `wa_mtls_connect`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_accept(
     config: *const wa_mtls_config,
@@ -161,6 +164,7 @@ pub unsafe extern "C" fn wa_mtls_accept(
 ///
 /// `stream` must be NULL or a live handle; `buf` NULL or `len` writable bytes; `out_read` NULL or
 /// writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_stream_read(
     stream: *mut wa_mtls_stream,
@@ -187,6 +191,7 @@ pub unsafe extern "C" fn wa_mtls_stream_read(
 /// # Safety
 ///
 /// `stream` must be NULL or a live handle; `buf` NULL or `len` readable bytes.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_stream_write(
     stream: *mut wa_mtls_stream,
@@ -212,6 +217,7 @@ pub unsafe extern "C" fn wa_mtls_stream_write(
 /// # Safety
 ///
 /// `stream` must be NULL or a live handle; `out_spiffe_id` NULL or writable.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_stream_peer_spiffe_id(
     stream: *const wa_mtls_stream,
@@ -236,6 +242,7 @@ pub unsafe extern "C" fn wa_mtls_stream_peer_spiffe_id(
 /// # Safety
 ///
 /// `stream` must be NULL or a live handle.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wa_mtls_stream_close(stream: *mut wa_mtls_stream) -> wa_result {
     boundary("wa_mtls_stream_close", || {

@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth_emulator::ca::TrustDomainCa;
 use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_emulator::{
-    Emulator, EmulatorConfig, Endpoint, IdentityConfig, OAuthClient, RefreshTokenGrant,
+    Emulator, EmulatorConfig, Endpoint, Fault, IdentityConfig, OAuthClient, RefreshTokenGrant,
 };
 use workload_auth_mtls::{
     Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, SpiffeId, SvidStore,
@@ -39,6 +40,7 @@ fn library_dir() -> PathBuf {
     let deps = exe.parent().unwrap().to_path_buf();
     for dir in [deps.clone(), deps.parent().unwrap().to_path_buf()] {
         if dir.join("libworkload_auth.so").exists() && dir.join("libworkload_auth.a").exists() {
+            soname_link(&dir);
             return dir;
         }
     }
@@ -46,6 +48,21 @@ fn library_dir() -> PathBuf {
         "libworkload_auth.so/.a not found next to {}; cargo builds them with this test",
         exe.display()
     );
+}
+
+/// Programs linked against `libworkload_auth.so` load it by its SONAME; cargo does not make that
+/// link (install.sh does), so make it next to the library.
+fn soname_link(dir: &Path) {
+    let link = dir.join(format!(
+        "libworkload_auth.so.{}",
+        env!("CARGO_PKG_VERSION_MAJOR")
+    ));
+    // Tests run in parallel: another one may have made it already.
+    match std::os::unix::fs::symlink("libworkload_auth.so", &link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("cannot link {}: {e}", link.display()),
+    }
 }
 
 fn require_tool(tool: &str) {
@@ -101,6 +118,26 @@ fn programs() -> &'static Path {
 /// Runs `program args` under valgrind with only `env` (plus PATH) in its environment; returns
 /// its output after checking it succeeded with no leak and no memory error.
 fn run_checked(program: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let root = workspace_root();
+    run_valgrind(
+        program,
+        args,
+        env,
+        &[
+            root.join("tests/c/valgrind.supp"),
+            // The file installed for users of the library.
+            root.join("bindings/c/valgrind.supp"),
+        ],
+    )
+}
+
+/// [`run_checked`] with the given suppression files only.
+fn run_valgrind(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    suppressions: &[PathBuf],
+) -> Output {
     let home = tempfile::tempdir().unwrap();
     let output = Command::new("valgrind")
         .args([
@@ -112,10 +149,11 @@ fn run_checked(program: &Path, args: &[&str], env: &[(&str, String)]) -> Output 
             "--show-leak-kinds=definite,indirect",
             "--error-exitcode=99",
         ])
-        .arg(format!(
-            "--suppressions={}",
-            workspace_root().join("tests/c/valgrind.supp").display()
-        ))
+        .args(
+            suppressions
+                .iter()
+                .map(|file| format!("--suppressions={}", file.display())),
+        )
         .arg(program)
         .args(args)
         .env_clear()
@@ -198,6 +236,110 @@ fn c_program_uses_a_credentials_file() {
     );
     assert_eq!(stdout_of(&out), "file: ok\n");
     assert_eq!(emu.requests(Endpoint::OAuthToken), 1);
+}
+
+/// Runs `program args` natively (no valgrind): for timing checks.
+fn run_plain(program: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("CLOUDSDK_CONFIG", home.path().join("gcloud"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\n{}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn c_program_token_calls_honour_deadlines() {
+    let delay = Duration::from_millis(4000);
+    // Natively the deadline holds within 50 ms; under valgrind (memory checks, one thread at a
+    // time) within 2 s, still well before the slow answer would have come.
+    for (slack_ms, valgrind) in [(50, false), (2000, true)] {
+        let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
+        emu.inject(Endpoint::Token, Fault::Delay(delay), Some(1));
+        emu.inject(Endpoint::Identity, Fault::Delay(delay), Some(1));
+        let env = [
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_DELAY_MS", delay.as_millis().to_string()),
+            ("WA_TEST_SLACK_MS", slack_ms.to_string()),
+        ];
+        let program = programs().join("token");
+        let out = if valgrind {
+            run_checked(&program, &["deadline"], &env)
+        } else {
+            run_plain(&program, &["deadline"], &env)
+        };
+        assert_eq!(stdout_of(&out), "deadline: ok\n");
+        // The slow answers were asked for: the deadline ran out on real requests.
+        assert!(emu.requests(Endpoint::Token) >= 1);
+        assert_eq!(emu.requests(Endpoint::Identity), 1);
+    }
+}
+
+/// A C file that calls `call;` as a statement, ignoring its result.
+fn compile_ignoring(call: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("ignore.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include \"workload_auth.h\"\nint main(void) {{\n    wa_credentials *c = 0;\n    \
+             {call};\n    wa_credentials_free(c);\n    return 0;\n}}\n"
+        ),
+    )
+    .unwrap();
+    Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-c"])
+        .args(extra)
+        .arg("-I")
+        .arg(workspace_root().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.path().join("ignore.o"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ignoring_a_wa_result_is_a_compiler_warning() {
+    require_tool("cc");
+    let ignored = compile_ignoring("wa_credentials_new_default(&c)", &[]);
+    assert!(!ignored.status.success(), "an ignored wa_result compiled");
+    let stderr = String::from_utf8_lossy(&ignored.stderr);
+    assert!(
+        stderr.contains("unused-result") || stderr.contains("warn_unused_result"),
+        "{stderr}"
+    );
+    // Checked: no warning. Opted out with -DWA_MUST_USE=: no warning.
+    let checked = compile_ignoring("if (wa_credentials_new_default(&c) != WA_OK) return 1", &[]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let opted_out = compile_ignoring("wa_credentials_new_default(&c)", &["-DWA_MUST_USE="]);
+    assert!(
+        opted_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opted_out.stderr)
+    );
+    // Calls that cannot fail are not marked.
+    let infallible = compile_ignoring("wa_last_error_message(0, 0)", &[]);
+    assert!(
+        infallible.status.success(),
+        "{}",
+        String::from_utf8_lossy(&infallible.stderr)
+    );
 }
 
 #[test]
@@ -437,6 +579,143 @@ fn the_header_compiles_as_cpp17_and_links_statically() {
 }
 
 #[test]
+fn cpp_program_uses_the_cpp_header() {
+    require_tool("c++");
+    let root = workspace_root();
+    let lib = library_dir();
+    let out = tempfile::tempdir().unwrap();
+    let binary = out.path().join("cpp_api");
+    let status = Command::new("c++")
+        .args([
+            "-std=c++17",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/cpp_api.cpp"))
+        .arg("-o")
+        .arg(&binary)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lworkload_auth", "-pthread"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "c++ failed on tests/c/cpp_api.cpp");
+    let emu = Emulator::start_in_thread(EmulatorConfig {
+        project_id: "cpp-project".into(),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let delay = Duration::from_millis(1500);
+    emu.inject(Endpoint::Token, Fault::Delay(delay), Some(1));
+    let run = run_checked(
+        &binary,
+        &[],
+        &[
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_PROJECT", "cpp-project".into()),
+            ("WA_TEST_DELAY_MS", delay.as_millis().to_string()),
+        ],
+    );
+    assert_eq!(stdout_of(&run), "c++ api: ok\n");
+    assert_eq!(emu.requests(Endpoint::Identity), 1);
+}
+
+/// The optimised library (the `dist` profile: release code, stripped), as installed: its mTLS
+/// path reports no error under valgrind with only the suppression file installed with it. In
+/// optimised builds ring's AES-GCM assembly makes memcheck report uninitialised values the debug
+/// build does not show. Builds the dist library once (cargo keeps it up to date afterwards).
+#[test]
+fn release_build_mtls_is_clean_under_valgrind_with_the_installed_suppressions() {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "workload-auth-c", "--profile", "dist"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --profile dist failed");
+    // target/<profile>/deps/<test> -> target/dist
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("dist");
+    assert!(
+        lib.join("libworkload_auth.so").is_file(),
+        "{}",
+        lib.display()
+    );
+    soname_link(&lib);
+    let out = tempfile::tempdir().unwrap();
+    let binary = out.path().join("mtls");
+    let status = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            "-g",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/mtls.c"))
+        .arg("-o")
+        .arg(&binary)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lworkload_auth", "-pthread"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cc failed on tests/c/mtls.c");
+    let f = fixtures();
+    let run = run_valgrind(
+        &binary,
+        &["local"],
+        &identity_env(&f),
+        &[root.join("bindings/c/valgrind.supp")],
+    );
+    assert_eq!(stdout_of(&run), "mtls local: ok\n");
+}
+
+#[test]
+fn install_script_help_prints_usage() {
+    let out = Command::new("bash")
+        .arg(workspace_root().join("bindings/c/install.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.starts_with("Usage: "), "{help}");
+    for option in [
+        "--prefix",
+        "--libdir",
+        "--profile",
+        "--no-build",
+        "--artifacts",
+        "ldconfig",
+    ] {
+        assert!(
+            help.contains(option),
+            "--help does not mention {option}:\n{help}"
+        );
+    }
+    // Usage, not the script's own lines.
+    assert!(!help.contains("set -e") && !help.contains("esac"), "{help}");
+}
+
+#[test]
 fn install_script_and_pkg_config_file_work() {
     require_tool("pkg-config");
     require_tool("cc");
@@ -453,6 +732,37 @@ fn install_script_and_pkg_config_file_work() {
         .status()
         .unwrap();
     assert!(status.success(), "install.sh failed");
+    // The real file, named by version; the SONAME link; the link the linker uses.
+    let libdir = prefix.path().join("lib");
+    let version = env!("CARGO_PKG_VERSION");
+    let soname = format!("libworkload_auth.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let real = format!("libworkload_auth.so.{version}");
+    assert!(libdir.join(&real).symlink_metadata().unwrap().is_file());
+    assert_eq!(
+        std::fs::read_link(libdir.join(&soname)).unwrap(),
+        Path::new(&real)
+    );
+    assert_eq!(
+        std::fs::read_link(libdir.join("libworkload_auth.so")).unwrap(),
+        Path::new(&soname)
+    );
+    assert!(prefix.path().join("include/workload_auth.h").is_file());
+    assert!(
+        prefix
+            .path()
+            .join("share/workload_auth/valgrind.supp")
+            .is_file()
+    );
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(libdir.join(&real))
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
+    );
     let pc_dir = prefix.path().join("lib/pkgconfig");
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "workload_auth"])
@@ -466,6 +776,7 @@ fn install_script_and_pkg_config_file_work() {
     );
     let flags = String::from_utf8(flags.stdout).unwrap();
     assert!(flags.contains("-lworkload_auth"), "{flags}");
+    assert!(flags.contains("-Wl,-rpath,"), "{flags}");
     let binary = prefix.path().join("bad_input");
     let status = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
@@ -478,14 +789,25 @@ fn install_script_and_pkg_config_file_work() {
         .status()
         .unwrap();
     assert!(status.success(), "cc with pkg-config flags failed");
+    // No LD_LIBRARY_PATH: the pkg-config flags gave the program the library's directory.
     let run = Command::new(&binary)
-        .env("LD_LIBRARY_PATH", prefix.path().join("lib"))
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    let needed = Command::new("readelf")
+        .arg("-d")
+        .arg(&binary)
+        .output()
+        .unwrap();
+    let needed = String::from_utf8_lossy(&needed.stdout);
+    assert!(
+        needed.contains(&format!("Shared library: [{soname}]")),
+        "{needed}"
     );
     let version = Command::new("pkg-config")
         .args(["--modversion", "workload_auth"])

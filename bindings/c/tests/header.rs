@@ -12,7 +12,18 @@ use std::path::PathBuf;
 
 fn generate() -> String {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap();
+    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap();
+    // The version macros come from the package version, so a release cannot forget them.
+    let version = format!(
+        "\n\n/* The version of this header; wa_version() gives the library's at run time. */\n\
+         #define WA_VERSION_MAJOR {}\n#define WA_VERSION_MINOR {}\n#define WA_VERSION_PATCH {}\n\
+         #define WA_VERSION_STRING \"{}\"",
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+        env!("CARGO_PKG_VERSION"),
+    );
+    config.after_includes = Some(config.after_includes.unwrap_or_default() + &version);
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(crate_dir.join("src/lib.rs"))

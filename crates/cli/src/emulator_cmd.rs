@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use clap::Args;
-use workload_auth_emulator::{Emulator, EmulatorConfig};
+use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
+use workload_auth_emulator::credentials_dir::{
+    CredentialsContents, CredentialsDirWriter, Rotation,
+};
+use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint, Fault};
 
 use crate::output::say;
 
@@ -30,11 +34,185 @@ pub(crate) struct EmulatorArgs {
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long)]
     token_lifetime: Option<u64>,
+    /// A configuration file, TOML (`.toml`) or JSON: project, project_number, email, scopes,
+    /// universe_domain, token_lifetime_secs and `[[faults]]` (endpoint, and one of status,
+    /// delay_ms, reset; optional times). Options given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Write a SPIFFE credentials directory (as the node agent does) under DIR, issued by the
+    /// emulator's CA for --trust-domain, which also serves the metadata server's workload
+    /// certificate endpoints.
+    #[arg(long, value_name = "DIR", requires_all = ["trust_domain", "spiffe_id"])]
+    workload_identity: Option<std::path::PathBuf>,
+    /// The trust domain of the emulator's CA (`example.test`).
+    #[arg(long, value_name = "TD", requires = "workload_identity")]
+    trust_domain: Option<String>,
+    /// The SPIFFE ID of the workload (`spiffe://TD/ns/NS/sa/SA`).
+    #[arg(long, value_name = "ID", requires = "workload_identity")]
+    spiffe_id: Option<String>,
+    /// Issue a new certificate and rewrite the directory this often (`30s`, `5m`; not 0).
+    #[arg(long, value_name = "DUR", requires = "workload_identity",
+          value_parser = crate::token_cmd::parse_timeout)]
+    rotate_every: Option<Duration>,
+}
+
+/// What `--workload-identity` serves, checked before the emulator starts.
+struct WorkloadIdentityPlan {
+    dir: std::path::PathBuf,
+    ca: std::sync::Arc<TrustDomainCa>,
+    spiffe_id: String,
+    first: IssuedSvid,
 }
 
 impl EmulatorArgs {
-    fn config(&self) -> EmulatorConfig {
+    fn workload_identity(&self) -> Result<Option<WorkloadIdentityPlan>, String> {
+        let (Some(dir), Some(td), Some(id)) =
+            (&self.workload_identity, &self.trust_domain, &self.spiffe_id)
+        else {
+            return Ok(None);
+        };
+        let in_domain = id
+            .strip_prefix("spiffe://")
+            .and_then(|rest| rest.strip_prefix(td.as_str()))
+            .is_some_and(|path| path.starts_with('/') && path.len() > 1);
+        if !in_domain {
+            return Err(format!(
+                "--spiffe-id {id} is not in --trust-domain {td}\nuse spiffe://{td}/PATH"
+            ));
+        }
+        let ca = TrustDomainCa::new(td)
+            .map_err(|e| format!("--trust-domain {td}: {}", crate::token_cmd::report(&e)))?;
+        let first = ca
+            .issue(id)
+            .map_err(|e| format!("--spiffe-id {id}: {}", crate::token_cmd::report(&e)))?;
+        Ok(Some(WorkloadIdentityPlan {
+            dir: dir.clone(),
+            ca: std::sync::Arc::new(ca),
+            spiffe_id: id.clone(),
+            first,
+        }))
+    }
+}
+
+/// The `--config` file. Unknown keys and wrong types are refused before the emulator starts.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    project: Option<String>,
+    project_number: Option<u64>,
+    email: Option<String>,
+    scopes: Option<Vec<String>>,
+    universe_domain: Option<String>,
+    token_lifetime_secs: Option<u64>,
+    #[serde(default)]
+    faults: Vec<FaultSpec>,
+}
+
+/// One fault of the `--config` file: on `endpoint`, for `times` requests (every one if absent).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSpec {
+    endpoint: String,
+    status: Option<u16>,
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    reset: bool,
+    times: Option<u64>,
+}
+
+/// The endpoints a `--config` fault may name.
+const FAULT_ENDPOINTS: &[(&str, Endpoint)] = &[
+    ("root", Endpoint::Root),
+    ("token", Endpoint::Token),
+    ("identity", Endpoint::Identity),
+    ("email", Endpoint::Email),
+    ("scopes", Endpoint::Scopes),
+    ("project_id", Endpoint::ProjectId),
+    ("numeric_project_id", Endpoint::NumericProjectId),
+    ("universe_domain", Endpoint::UniverseDomain),
+    ("oauth_token", Endpoint::OAuthToken),
+    ("sts_token", Endpoint::StsToken),
+    (
+        "iam_generate_access_token",
+        Endpoint::IamGenerateAccessToken,
+    ),
+    ("iam_generate_id_token", Endpoint::IamGenerateIdToken),
+];
+
+impl FaultSpec {
+    fn resolve(&self, i: usize) -> Result<(Endpoint, Fault, Option<u64>), String> {
+        let at = format!("faults[{i}]");
+        let endpoint = FAULT_ENDPOINTS
+            .iter()
+            .find(|(name, _)| *name == self.endpoint)
+            .map(|(_, e)| *e)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FAULT_ENDPOINTS.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "{at}: unknown endpoint `{}`\nknown endpoints: {}",
+                    self.endpoint,
+                    names.join(", ")
+                )
+            })?;
+        let fault = match (self.status, self.delay_ms, self.reset) {
+            (Some(status), None, false) if (100..=599).contains(&status) => Fault::Status(status),
+            (Some(status), None, false) => {
+                return Err(format!("{at}: status {status} is not an HTTP status"));
+            }
+            (None, Some(ms), false) => Fault::Delay(Duration::from_millis(ms)),
+            (None, None, true) => Fault::Reset,
+            _ => return Err(format!("{at}: give exactly one of status, delay_ms, reset")),
+        };
+        if self.times == Some(0) {
+            return Err(format!("{at}: times = 0 would never apply"));
+        }
+        Ok((endpoint, fault, self.times))
+    }
+}
+
+/// Reads and checks the `--config` file.
+fn read_config(path: &std::path::Path) -> Result<ConfigFile, String> {
+    let bytes = workload_auth_core::fs::read_bounded(
+        path,
+        workload_auth_core::fs::MAX_SMALL_FILE_BYTES,
+        "the --config file",
+    )
+    .map_err(|e| crate::token_cmd::report(&e))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("--config {}: not UTF-8 text", path.display()))?;
+    let toml = path.extension().is_some_and(|e| e == "toml");
+    let parsed = if toml {
+        toml::from_str::<ConfigFile>(text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str::<ConfigFile>(text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| {
+        let e = e.trim_end().replace('\n', "\n  ");
+        format!("--config {}: {e}", path.display())
+    })
+}
+
+impl EmulatorArgs {
+    fn config(&self, file: &ConfigFile) -> EmulatorConfig {
         let mut config = EmulatorConfig::default();
+        if let Some(project) = &file.project {
+            config.project_id.clone_from(project);
+        }
+        if let Some(number) = file.project_number {
+            config.numeric_project_id = number;
+        }
+        if let Some(email) = &file.email {
+            config.email.clone_from(email);
+        }
+        if let Some(scopes) = &file.scopes {
+            config.scopes.clone_from(scopes);
+        }
+        if file.universe_domain.is_some() {
+            config.universe_domain.clone_from(&file.universe_domain);
+        }
+        if let Some(secs) = file.token_lifetime_secs {
+            config.token_lifetime = Duration::from_secs(secs);
+        }
         if let Some(project) = &self.project {
             config.project_id.clone_from(project);
         }
@@ -58,10 +236,42 @@ impl EmulatorArgs {
 }
 
 pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
-    let emulator = Emulator::start_on(args.listen, args.config())
+    // Everything in the file is checked before the emulator listens.
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
+    };
+    let faults = file
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.resolve(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
+            format!("--config {}: {e}", path.display())
+        })?;
+    let identity = args.workload_identity()?;
+    let mut config = args.config(&file);
+    if let Some(plan) = &identity {
+        config.workload_certificates = Some(plan.first.workload_certificates([&*plan.ca]));
+    }
+    let emulator = Emulator::start_on(args.listen, config)
         .await
-        .map_err(|e| format!("{e}; pick another address with --listen"))?;
+        // The emulator's hint already says what to do; name the option that does it.
+        .map_err(|e| {
+            crate::token_cmd::report(
+                &e.with_hint("choose another address with --listen, or free the port"),
+            )
+        })?;
+    for (endpoint, fault, times) in faults {
+        emulator.inject(endpoint, fault, times);
+    }
     say(&format!("listening on {}", emulator.addr()));
+    let _rotation = match identity {
+        None => None,
+        Some(plan) => Some(write_credentials(plan, args.rotate_every)?),
+    };
     say(&format!(
         "point clients at it with: export GCE_METADATA_HOST={} GCE_METADATA_IP={}",
         emulator.host(),
@@ -70,6 +280,35 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
     wait_for_shutdown().await;
     emulator.shutdown().await;
     Ok(())
+}
+
+/// Writes the credentials directory now (and every `rotate_every`); the rotation stops when the
+/// returned handle is dropped.
+fn write_credentials(
+    plan: WorkloadIdentityPlan,
+    rotate_every: Option<Duration>,
+) -> Result<Option<Rotation>, String> {
+    let writer = CredentialsDirWriter::new(&plan.dir);
+    writer
+        .write(&CredentialsContents::new(&plan.first, &plan.ca, []))
+        .map_err(|e| crate::token_cmd::report(&e))?;
+    say(&format!(
+        "workload credentials for {} in {}",
+        plan.spiffe_id,
+        writer.link_path().display()
+    ));
+    let Some(interval) = rotate_every else {
+        return Ok(None);
+    };
+    let (ca, id) = (plan.ca, plan.spiffe_id);
+    // The rotation writes a fresh generation at once, then every `interval`.
+    let rotation = writer
+        .rotate_every(interval, move || {
+            let svid = ca.issue(&id)?;
+            Ok(CredentialsContents::new(&svid, &ca, []))
+        })
+        .map_err(|e| crate::token_cmd::report(&e))?;
+    Ok(Some(rotation))
 }
 
 async fn wait_for_shutdown() {

@@ -1,7 +1,8 @@
 //! The `workload-auth` command.
 //!
 //! Every subcommand exits 0 on success; on failure it prints one line on standard error naming what
-//! failed and what to do, and exits non-zero.
+//! failed and what to do (`--verbose` adds the causes below it), and exits non-zero. Arguments are
+//! checked before anything is looked up or any connection is made.
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
@@ -25,6 +26,9 @@ use crate::output::fail;
     about = "Prove a workload's identity to Google APIs (ADC tokens) and to other workloads (SPIFFE mTLS)"
 )]
 struct Cli {
+    /// On failure, print the details (causes) under the first line.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +53,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

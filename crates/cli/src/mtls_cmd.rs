@@ -225,6 +225,17 @@ async fn report_reloads(store: SvidStore) {
 }
 
 async fn connect(args: ConnectArgs) -> Result<(), String> {
+    // Checked before any file is read or name resolved.
+    let port = args.addr.rsplit_once(':').and_then(|(host, port)| {
+        (!host.is_empty()).then_some(())?;
+        port.parse::<u16>().ok().filter(|p| *p != 0)
+    });
+    if port.is_none() {
+        return Err(format!(
+            "`{}` is not an address like server.example:8443",
+            args.addr
+        ));
+    }
     let authorizer = args.identity.authorizer()?;
     let store = args.identity.load().await?;
     let connector = MtlsConnector::from_config(&MtlsConfig::new(store, authorizer))

@@ -2,11 +2,25 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Prints `workload-auth: MESSAGE` as one line on stderr and returns the failure exit code.
+/// Whether `--verbose` was given: failures then show their details, not only their first line.
+pub(crate) static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Prints `workload-auth: FIRST LINE` on stderr (and, with `--verbose`, the following lines of
+/// `message`: causes and details) and returns the failure exit code.
 pub(crate) fn fail(message: &str) -> ExitCode {
-    let one_line = message.replace('\n', " ");
-    let _ = writeln!(std::io::stderr(), "workload-auth: {one_line}");
+    let mut lines = message.lines();
+    let first = lines.next().unwrap_or("failed");
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "workload-auth: {first}");
+    if VERBOSE.load(Ordering::Relaxed) {
+        for line in lines {
+            let _ = writeln!(err, "  {line}");
+        }
+    } else if lines.next().is_some() {
+        let _ = writeln!(err, "  (--verbose shows the details)");
+    }
     ExitCode::FAILURE
 }
 

@@ -14,14 +14,13 @@ struct EmulatorProcess {
 
 impl EmulatorProcess {
     fn start() -> Self {
+        Self::start_with(&["--project", "cli-project"])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--project",
-                "cli-project",
-            ])
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -161,6 +160,374 @@ fn bad_arguments_are_refused() {
     assert!(stderr(&out).contains("--audience"));
     let out = run(&["emulator", "--listen", "not-an-address"], &[]);
     assert!(!out.status.success());
+}
+
+/// Every subcommand with bad arguments, run in a network namespace of its own with only
+/// loopback up, where `GCE_METADATA_HOST` is a listener that counts connections: each must fail
+/// on its arguments (exit code, first line of stderr) without connecting anywhere.
+#[test]
+fn bad_arguments_are_refused_before_any_connection() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["token", "--scopes", ""], 1, "--scopes has an empty scope"),
+        (
+            &["token", "--scopes", "a,,b"],
+            1,
+            "--scopes has an empty scope",
+        ),
+        (&["token", "--scopes", "a b"], 1, "contains whitespace"),
+        (&["token", "--timeout", "0"], 2, "a timeout of 0"),
+        (&["token", "--timeout", "soon"], 2, "not a duration"),
+        (&["token", "--format", "yaml"], 2, "--format"),
+        (
+            &["token", "--json", "--format", "raw"],
+            2,
+            "cannot be used with",
+        ),
+        (&["id-token", "--audience", " "], 1, "--audience is empty"),
+        (
+            &[
+                "id-token",
+                "--audience",
+                "https://a.example",
+                "--timeout",
+                "0ms",
+            ],
+            2,
+            "a timeout of 0",
+        ),
+        (&["id-token"], 2, "--audience"),
+        (&["explain", "--bogus"], 2, "--bogus"),
+        (
+            &["emulator", "--listen", "not-an-address"],
+            2,
+            "not an address",
+        ),
+        (
+            &["mtls", "connect", "no-port", "--allow", "any"],
+            1,
+            "not an address",
+        ),
+        (
+            &["mtls", "connect", "127.0.0.1:1", "--allow", "bogus:x"],
+            1,
+            "invalid --allow",
+        ),
+        (
+            &["mtls", "serve", "--listen", "nowhere", "--allow", "any"],
+            2,
+            "not an address",
+        ),
+        (&["no-such-command"], 2, "no-such-command"),
+    ];
+    let script = r#"
+import json, os, socket, subprocess, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+listener.setblocking(False)
+host = "127.0.0.1:%d" % listener.getsockname()[1]
+results = []
+for args in json.loads(sys.argv[2]):
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ["WA_TEST_HOME"],
+           "GCE_METADATA_HOST": host, "GCE_METADATA_IP": host}
+    p = subprocess.run([sys.argv[1]] + args, env=env, capture_output=True, text=True, timeout=60)
+    results.append({"code": p.returncode, "stderr": p.stderr, "stdout": p.stdout})
+accepted = 0
+while True:
+    try:
+        listener.accept()[0].close()
+        accepted += 1
+    except BlockingIOError:
+        break
+print(json.dumps({"accepted": accepted, "results": results}))
+"#;
+    let home = tempfile::tempdir().unwrap();
+    let args: Vec<&[&str]> = cases.iter().map(|(a, _, _)| *a).collect();
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$@\"", "x"])
+        .args(["python3", "-c", script, BIN])
+        .arg(serde_json::to_string(&args).unwrap())
+        .env("WA_TEST_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ((args, code, needle), result) in cases.iter().zip(report["results"].as_array().unwrap()) {
+        let err = result["stderr"].as_str().unwrap();
+        assert_eq!(result["code"], *code, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        assert_eq!(result["stdout"], "", "{args:?}");
+        if *code == 1 {
+            assert!(err.starts_with("workload-auth: "), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(report["accepted"], 0, "a connection was made: {report}");
+}
+
+#[test]
+fn token_formats_and_timeout() {
+    let emu = EmulatorProcess::start();
+    let env = [("GCE_METADATA_HOST", emu.host.as_str())];
+    let raw = run(&["token", "--timeout", "10s"], &env);
+    assert!(raw.status.success(), "{}", stderr(&raw));
+    let token = stdout(&raw).trim().to_owned();
+    assert!(token.starts_with("ya29."), "{token}");
+    let header = run(&["token", "--format", "header"], &env);
+    assert!(header.status.success(), "{}", stderr(&header));
+    assert!(stdout(&header).starts_with("Authorization: Bearer ya29."));
+    assert_eq!(stdout(&header).lines().count(), 1);
+    for json in [&["token", "--format", "json"][..], &["token", "--json"][..]] {
+        let out = run(json, &env);
+        let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert!(value["access_token"].as_str().unwrap().starts_with("ya29."));
+    }
+    // A server that accepts and never answers: --timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let start = std::time::Instant::now();
+    let out = run(
+        &["token", "--timeout", "700ms"],
+        &[("GCE_METADATA_HOST", &host)],
+    );
+    let took = start.elapsed();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("700 ms"), "{}", stderr(&out));
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn errors_have_a_short_first_line_and_details_with_verbose() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = port.local_addr().unwrap().to_string();
+    let out = run(&["emulator", "--listen", &addr], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let first = err.lines().next().unwrap();
+    assert!(first.starts_with("workload-auth: "), "{err}");
+    // The advice is given once.
+    assert_eq!(err.matches("another address").count(), 1, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    let verbose = run(&["--verbose", "emulator", "--listen", &addr], &[]);
+    let verbose = stderr(&verbose);
+    assert!(verbose.lines().count() > 1, "{verbose}");
+    assert!(verbose.contains("caused by"), "{verbose}");
+    assert_eq!(verbose.lines().next().unwrap(), first);
+}
+
+#[test]
+fn emulator_config_file_sets_the_project_and_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("emulator.toml");
+    std::fs::write(
+        &toml,
+        "project = \"from-file\"\ntoken_lifetime_secs = 600\n\n\
+         [[faults]]\nendpoint = \"token\"\nstatus = 503\ntimes = 1\n",
+    )
+    .unwrap();
+    let emu = EmulatorProcess::start_with(&["--config", toml.to_str().unwrap()]);
+    let env = [("GCE_METADATA_HOST", emu.host.as_str())];
+    // The one 503 is retried by the library; the token then has the file's lifetime.
+    let out = run(&["token", "--json"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let expires_in = json["expires_in"].as_u64().unwrap();
+    assert!((500..=600).contains(&expires_in), "{expires_in}");
+    let out = run(&["explain", "--json"], &env);
+    assert!(stdout(&out).contains("from-file"), "{}", stdout(&out));
+
+    // JSON works too; unknown keys, wrong types and bad faults are refused before listening.
+    let json = dir.path().join("emulator.json");
+    for (text, needle) in [
+        (r#"{"project": "p", "projekt": "typo"}"#, "projekt"),
+        (r#"{"project_number": "twelve"}"#, "expected u64"),
+        (
+            r#"{"faults": [{"endpoint": "nowhere", "status": 500}]}"#,
+            "nowhere",
+        ),
+        (
+            r#"{"faults": [{"endpoint": "token", "status": 500, "reset": true}]}"#,
+            "exactly one",
+        ),
+        (
+            r#"{"faults": [{"endpoint": "token", "status": 42}]}"#,
+            "not an HTTP status",
+        ),
+    ] {
+        std::fs::write(&json, text).unwrap();
+        let out = run(
+            &[
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                json.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(stdout(&out).is_empty(), "{text}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("workload-auth: --config"), "{err}");
+        let verbose = run(
+            &[
+                "-v",
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                json.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            stderr(&verbose).contains(needle),
+            "{text}: {}",
+            stderr(&verbose)
+        );
+    }
+    let out = run(&["emulator", "--config", "/nonexistent/emulator.toml"], &[]);
+    assert!(
+        stderr(&out).contains("/nonexistent/emulator.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A raw HTTP/1.1 GET with `headers`; returns the whole answer.
+fn http_get(host: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn emulator_shows_recorded_requests_redacted() {
+    let emu = EmulatorProcess::start();
+    let out = run(&["token"], &[("GCE_METADATA_HOST", emu.host.as_str())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = http_get(
+        &emu.host,
+        "/computeMetadata/v1/project/project-id",
+        "Metadata-Flavor: Google\r\nAuthorization: Bearer very-secret-value\r\n",
+    );
+    let answer = http_get(&emu.host, "/emulator/requests", "");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("very-secret-value"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let requests = json["requests"].as_array().unwrap();
+    assert!(requests.iter().any(|r| r["endpoint"] == "Token"), "{json}");
+    let last = requests.last().unwrap();
+    assert_eq!(last["path"], "/computeMetadata/v1/project/project-id");
+    assert!(
+        last["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["authorization", "[redacted]"])),
+        "{last}"
+    );
+    // The view itself is not recorded, and it is read-only.
+    assert!(!body.contains("/emulator/requests"), "{body}");
+    let answer = http_get(&emu.host, "/emulator/requests", "");
+    assert!(!answer.contains("\"/emulator/requests\""), "{answer}");
+}
+
+#[test]
+fn emulator_writes_and_rotates_a_workload_identity_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "spiffe://dev.test/ns/local/sa/app";
+    let mut child = Command::new(BIN)
+        .args(["emulator", "--listen", "127.0.0.1:0", "--workload-identity"])
+        .arg(dir.path())
+        .args([
+            "--trust-domain",
+            "dev.test",
+            "--spiffe-id",
+            id,
+            "--rotate-every",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout_pipe = child.stdout.take().unwrap();
+    // Killed even when an assertion fails.
+    let child = EmulatorProcess {
+        child,
+        host: String::new(),
+    };
+    let mut lines = BufReader::new(stdout_pipe).lines();
+    let first = lines.next().unwrap().unwrap();
+    let host = first.strip_prefix("listening on ").unwrap().to_owned();
+    let written = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("workload credentials"))
+        .unwrap();
+    let link = dir.path().join("workload-spiffe-credentials");
+    assert!(
+        written.contains(id) && written.contains(link.to_str().unwrap()),
+        "{written}"
+    );
+    let cert = std::fs::read_to_string(link.join("certificates.pem")).unwrap();
+    let ca = std::fs::read_to_string(link.join("ca_certificates.pem")).unwrap();
+    // The metadata server's workload certificate endpoints come from the same CA.
+    let answer = http_get(
+        &host,
+        "/computeMetadata/v1/instance/gce-workload-certificates/trust-anchors",
+        "Metadata-Flavor: Google\r\n",
+    );
+    let ca_line = ca.lines().nth(1).unwrap();
+    assert!(
+        answer.contains("dev.test") && answer.contains(ca_line),
+        "{answer}"
+    );
+    // Rotated within a few intervals: a new certificate, the same CA.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = std::fs::read_to_string(link.join("certificates.pem")).unwrap_or_default();
+        if !now.is_empty() && now != cert {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never rotated");
+    }
+    assert_eq!(
+        std::fs::read_to_string(link.join("ca_certificates.pem")).unwrap(),
+        ca
+    );
+    drop(child);
+
+    // A SPIFFE ID outside the trust domain is refused before anything starts.
+    let out = run(
+        &[
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--workload-identity",
+            dir.path().to_str().unwrap(),
+            "--trust-domain",
+            "dev.test",
+            "--spiffe-id",
+            "spiffe://other.test/x",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("not in --trust-domain"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -17,6 +17,32 @@ pub(crate) enum Reply {
     Reset,
 }
 
+/// The read-only JSON view of the recent requests (credential headers redacted), for a developer
+/// or another language's tests to see what a client sent.
+pub(crate) const REQUESTS_PATH: &str = "/emulator/requests";
+
+fn recorded_requests(state: &State, request: &Request) -> Response {
+    if request.method != "GET" && !request.is_head() {
+        return Response::new(405, "text/plain", "GET only\n".to_owned());
+    }
+    let entries: Vec<serde_json::Value> = state
+        .log
+        .snapshot()
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "endpoint": format!("{:?}", r.endpoint),
+                "method": r.method,
+                "path": r.path,
+                "query": r.query,
+                "headers": r.headers,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "requests": entries }).to_string();
+    Response::new(200, "application/json", body)
+}
+
 /// Where a path leads.
 #[derive(Debug)]
 enum Route {
@@ -83,6 +109,10 @@ impl Route {
 
 /// Counts the request, applies the endpoint's next fault, and answers.
 pub(crate) async fn respond(state: &State, request: &Request) -> Reply {
+    if request.path == REQUESTS_PATH {
+        // The emulator's own view: neither counted nor recorded, never faulted.
+        return Reply::Send(recorded_requests(state, request), Framing::Full);
+    }
     let route = Route::of(&request.path);
     let endpoint = route.endpoint();
     state.counters.record(endpoint);
