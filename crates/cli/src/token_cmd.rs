@@ -31,7 +31,7 @@ pub(crate) struct TokenArgs {
     #[arg(long, requires = "downscope")]
     client_side: bool,
     /// With --downscope: the Security Token Service's token URL (default:
-    /// https://sts.UNIVERSE/v1/token).
+    /// `https://sts.UNIVERSE/v1/token`).
     #[arg(long, value_name = "URL", requires = "downscope")]
     sts_endpoint: Option<String>,
     /// Give up after this long (`500ms`, `10s`, `1m`; not 0).
