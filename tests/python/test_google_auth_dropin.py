@@ -86,7 +86,10 @@ def test_with_scopes_if_required_passes_a_clients_scopes_on(emulator: Emulator) 
 def test_transient_failures_are_retried_by_api_core(proxy: FaultyProxy) -> None:
     wa = workload_auth.default(metadata_host=proxy.host)
     creds = google_auth.Credentials(wa)
-    # The library itself tries 5 times; 8 failures outlast the first refresh, not the second.
+    # The library tries 5 times, then remembers the transient failure for a short, growing,
+    # jittered backoff: a caller that retries meanwhile gets the error at once, without a request.
+    # 8 failures outlast the first refresh and a few backoffs; api-core keeps retrying until the
+    # token arrives.
     proxy.faults.extend([("status", 503)] * 8)
     errors = []
 
@@ -102,13 +105,17 @@ def test_transient_failures_are_retried_by_api_core(proxy: FaultyProxy) -> None:
     retrying = api_retry.Retry(predicate=api_retry.if_transient_error, initial=0.01, maximum=0.05)
     token = retrying(refresh)()
     assert token == wa.token()
-    assert len(errors) == 1
-    error = errors[0]
-    assert isinstance(error, google_exceptions.TransportError)
-    assert isinstance(error, google_exceptions.RefreshError)
-    assert isinstance(error, workload_auth.HttpError) and error.status == 503
-    assert error.transient and error.retryable is True
-    assert api_retry.if_transient_error(error)
+    assert errors, "the injected failures were not reported"
+    for error in errors:
+        assert isinstance(error, google_exceptions.TransportError)
+        assert isinstance(error, google_exceptions.RefreshError)
+        assert isinstance(error, workload_auth.HttpError) and error.status == 503
+        assert error.transient and error.retryable is True
+        assert api_retry.if_transient_error(error)
+    # However often api-core retried, the metadata server saw the 8 failures and one success (and
+    # at most one request more, if a background refresh raced the last call): no hot loop.
+    token_requests = proxy.counts["/computeMetadata/v1/instance/service-accounts/default/token"]
+    assert 9 <= token_requests <= 10, token_requests
 
 
 def test_an_unreachable_server_is_a_google_transport_error() -> None:
