@@ -236,10 +236,10 @@ impl Credentials {
             return Ok(self.inner.clone());
         }
         let mut rebuilt = self.rebuilt.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((built_in, credentials)) = rebuilt.as_ref() {
-            if *built_in == generation {
-                return Ok(credentials.clone());
-            }
+        if let Some((built_in, credentials)) = rebuilt.as_ref()
+            && *built_in == generation
+        {
+            return Ok(credentials.clone());
         }
         let fresh = self.recipe.clone().build(py)?.inner;
         *rebuilt = Some((generation, fresh.clone()));

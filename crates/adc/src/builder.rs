@@ -716,16 +716,15 @@ impl Builder {
         }
         // Workload identity federation: google-auth asks Cloud Resource Manager, only with scopes.
         if let (None, Some(_), Source::External(external)) = (&decided, &self.scopes, &found.source)
+            && let Some(number) = external.project_number()
         {
-            if let Some(number) = external.project_number() {
-                let lookup = crate::project_lookup::ResourceManager::new(
-                    number,
-                    self.resource_manager.as_deref(),
-                    &external.universe_domain,
-                    crate::http::Http::new(&self.roots, None, self.timeout),
-                )?;
-                return Ok((ProjectState::resource_manager(lookup), steps));
-            }
+            let lookup = crate::project_lookup::ResourceManager::new(
+                number,
+                self.resource_manager.as_deref(),
+                &external.universe_domain,
+                crate::http::Http::new(&self.roots, None, self.timeout),
+            )?;
+            return Ok((ProjectState::resource_manager(lookup), steps));
         }
         Ok((ProjectState::Known(decided), steps))
     }
@@ -903,12 +902,12 @@ fn gcloud_config_project(env: &EnvSource) -> (Option<String>, Option<String>) {
         let line = line.trim();
         if line.starts_with('[') && line.ends_with(']') {
             in_core = line[1..line.len() - 1].trim() == "core";
-        } else if in_core {
-            if let Some((key, value)) = line.split_once(['=', ':']) {
-                if key.trim() == "project" && !value.trim().is_empty() {
-                    return (Some(value.trim().to_owned()), place);
-                }
-            }
+        } else if in_core
+            && let Some((key, value)) = line.split_once(['=', ':'])
+            && key.trim() == "project"
+            && !value.trim().is_empty()
+        {
+            return (Some(value.trim().to_owned()), place);
         }
     }
     (None, place)

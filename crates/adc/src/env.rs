@@ -151,10 +151,10 @@ impl EnvSource {
         if let Some(dir) = self.nonempty(CLOUDSDK_CONFIG_ENV) {
             return Some(PathBuf::from(dir));
         }
-        if self.windows {
-            if let Some(appdata) = self.nonempty("APPDATA") {
-                return Some(PathBuf::from(appdata).join("gcloud"));
-            }
+        if self.windows
+            && let Some(appdata) = self.nonempty("APPDATA")
+        {
+            return Some(PathBuf::from(appdata).join("gcloud"));
         }
         self.home_dir().map(|h| h.join(".config").join("gcloud"))
     }

@@ -296,13 +296,11 @@ impl Regional {
         let now = Instant::now();
         let mut m = this.lock();
         let (value, start) = decide(&mut m, now, &this.timing);
-        if start {
-            if let Ok(handle) = workload_auth_core::runtime::handle() {
-                m.in_flight = true;
-                let weak = Arc::downgrade(this);
-                let token = token.clone();
-                handle.spawn(lookup_task(weak, token));
-            }
+        if start && let Ok(handle) = workload_auth_core::runtime::handle() {
+            m.in_flight = true;
+            let weak = Arc::downgrade(this);
+            let token = token.clone();
+            handle.spawn(lookup_task(weak, token));
         }
         value
     }

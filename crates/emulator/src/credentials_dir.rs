@@ -170,11 +170,11 @@ impl CredentialsDirWriter {
             .map_err(|e| io_error("cannot create the temporary symlink", &tmp_link, e))?;
         let link = self.link_path();
         fs::rename(&tmp_link, &link).map_err(|e| io_error("cannot swap the symlink", &link, e))?;
-        if let Some(old) = old {
-            if old != dir {
-                fs::remove_dir_all(&old)
-                    .map_err(|e| io_error("cannot remove the old directory", &old, e))?;
-            }
+        if let Some(old) = old
+            && old != dir
+        {
+            fs::remove_dir_all(&old)
+                .map_err(|e| io_error("cannot remove the old directory", &old, e))?;
         }
         Ok(dir)
     }

@@ -92,10 +92,10 @@ where
     // within the header timeout.
     let mut deadline = (!buf.is_empty()).then(|| Instant::now() + limits.header_timeout);
     let (mut request, head_len) = loop {
-        if !buf.is_empty() {
-            if let Some(parsed) = parse_head(buf, limits)? {
-                break parsed;
-            }
+        if !buf.is_empty()
+            && let Some(parsed) = parse_head(buf, limits)?
+        {
+            break parsed;
         }
         let until = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
         read_more(stream, buf, until, deadline.is_some()).await?;

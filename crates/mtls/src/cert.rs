@@ -70,10 +70,10 @@ pub(crate) fn check_leaf_usage(
     leaf: &X509Certificate<'_>,
     needed: Purpose,
 ) -> Result<(), VerificationError> {
-    if let Some(bc) = leaf.basic_constraints().map_err(malformed)? {
-        if bc.value.ca {
-            return Err(VerificationError::LeafIsCa);
-        }
+    if let Some(bc) = leaf.basic_constraints().map_err(malformed)?
+        && bc.value.ca
+    {
+        return Err(VerificationError::LeafIsCa);
     }
     let Some(ku) = leaf.key_usage().map_err(malformed)? else {
         return Err(VerificationError::MissingDigitalSignature);

@@ -335,10 +335,9 @@ impl VerifiedChainCache {
             .entries
             .iter()
             .position(|(_, e)| e.hash == entry.hash && e.chain == entry.chain)
+            && let Some((_, old)) = staged.entries.remove(i)
         {
-            if let Some((_, old)) = staged.entries.remove(i) {
-                staged.bytes = staged.bytes.saturating_sub(old.size());
-            }
+            staged.bytes = staged.bytes.saturating_sub(old.size());
         }
         while staged.entries.len() >= self.inner.per_shard
             || staged.bytes.saturating_add(size) > self.inner.per_shard_bytes

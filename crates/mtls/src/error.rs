@@ -138,17 +138,15 @@ impl VerificationError {
             }
             if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
                 e.downcast_ref::<rustls::Error>()
+                && let Some(v) = other.0.downcast_ref::<Self>()
             {
-                if let Some(v) = other.0.downcast_ref::<Self>() {
-                    return Some(v);
-                }
+                return Some(v);
             }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if let Some(inner) = io.get_ref() {
-                    if let Some(v) = Self::find(inner) {
-                        return Some(v);
-                    }
-                }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && let Some(inner) = io.get_ref()
+                && let Some(v) = Self::find(inner)
+            {
+                return Some(v);
             }
             current = e.source();
         }

@@ -256,12 +256,12 @@ fn check_rule(i: usize, rule: &AccessBoundaryRule) -> Result<()> {
             )));
         }
     }
-    if let Some(condition) = &rule.availability_condition {
-        if condition.expression.trim().is_empty() {
-            return Err(invalid(format!(
-                "access boundary rule {i}: `availabilityCondition.expression` is empty"
-            )));
-        }
+    if let Some(condition) = &rule.availability_condition
+        && condition.expression.trim().is_empty()
+    {
+        return Err(invalid(format!(
+            "access boundary rule {i}: `availabilityCondition.expression` is empty"
+        )));
     }
     Ok(())
 }

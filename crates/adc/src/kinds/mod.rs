@@ -357,10 +357,10 @@ pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) ->
         }
     };
     // The allow-list is checked before anything else in the file is read.
-    if let Some(allowed) = &ctx.allowed_types {
-        if !file_type(kind).is_some_and(|t| allowed.contains(&t)) {
-            return Err(type_not_allowed(kind, allowed).with_endpoint(place.to_owned()));
-        }
+    if let Some(allowed) = &ctx.allowed_types
+        && !file_type(kind).is_some_and(|t| allowed.contains(&t))
+    {
+        return Err(type_not_allowed(kind, allowed).with_endpoint(place.to_owned()));
     }
     match kind {
         "service_account" => Ok(Source::ServiceAccount(Arc::new(

@@ -202,10 +202,10 @@ pub(crate) fn verify_subject_token(
         return Err(bad("x-amz-date does not match the credential scope"));
     }
     let signed_at = parse_amz_date(amz_date).ok_or_else(|| bad("x-amz-date is malformed"))?;
-    if let Some(expected) = &aws.session_token {
-        if headers.get("x-amz-security-token").map(String::as_str) != Some(expected.expose()) {
-            return Err(bad("the session token is missing or wrong"));
-        }
+    if let Some(expected) = &aws.session_token
+        && headers.get("x-amz-security-token").map(String::as_str) != Some(expected.expose())
+    {
+        return Err(bad("the session token is missing or wrong"));
     }
     let mut canonical_headers = String::new();
     for name in signed_headers.split(';') {

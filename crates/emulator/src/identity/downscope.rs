@@ -237,16 +237,15 @@ fn check_boundary(boundary: &Value) -> Result<(), String> {
                 ));
             }
         }
-        if let Some(condition) = rule.get("availabilityCondition") {
-            if condition
+        if let Some(condition) = rule.get("availabilityCondition")
+            && condition
                 .get("expression")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
-            {
-                return Err(format!(
-                    "Rule {i}: availabilityCondition.expression is required."
-                ));
-            }
+        {
+            return Err(format!(
+                "Rule {i}: availabilityCondition.expression is required."
+            ));
         }
     }
     Ok(())

@@ -74,10 +74,10 @@ fn jwt_bearer(
     else {
         return oauth_error(400, "invalid_grant", "Invalid grant: account not found");
     };
-    if let (Some(expected), Some(kid)) = (&account.key_id, jwt.kid()) {
-        if expected != kid {
-            return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
-        }
+    if let (Some(expected), Some(kid)) = (&account.key_id, jwt.kid())
+        && expected != kid
+    {
+        return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
     }
     if !jwt.verify(&account.public_key) {
         return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
