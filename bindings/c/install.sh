@@ -21,8 +21,9 @@ Options:
   --profile NAME    cargo profile to build and install (default release; dist is release
                     without debug information, stripped)
   --no-build        do not run `cargo build -p workload-auth-c` first
-  --artifacts DIR   take the libraries from DIR instead of the cargo target directory
-                    ($CARGO_TARGET_DIR, default target/ at the workspace root, then PROFILE/)
+  --artifacts DIR   take the libraries cargo built (libworkload_auth_c.so and .a) from DIR
+                    instead of the cargo target directory ($CARGO_TARGET_DIR, default target/
+                    at the workspace root, then PROFILE/)
   -h, --help        print this help
 
 Then build programs with
@@ -75,8 +76,9 @@ find_artifact() {
   echo "install.sh: $1 not found under $out (build it: cargo build -p workload-auth-c)" >&2
   return 1
 }
-shared=$(find_artifact libworkload_auth.so)
-static=$(find_artifact libworkload_auth.a)
+# Cargo names them after the Rust library (workload_auth_c); they are installed under the C name.
+shared=$(find_artifact libworkload_auth_c.so)
+static=$(find_artifact libworkload_auth_c.a)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 
 major=${version%%.*}
