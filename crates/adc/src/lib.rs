@@ -77,6 +77,7 @@ pub mod fuzzing;
 mod http;
 mod kinds;
 mod project_lookup;
+mod proxy;
 mod regional;
 pub mod signing;
 mod time;
