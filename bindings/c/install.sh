@@ -13,6 +13,7 @@ Installs the workload-auth C library:
   LIBDIR/libworkload_auth.a                 the static library
   PREFIX/include/workload_auth.h            the C header (and workload_auth.hpp, for C++)
   LIBDIR/pkgconfig/workload_auth.pc         pkg-config file
+  LIBDIR/cmake/workload_auth/               CMake package (find_package(workload_auth))
   PREFIX/share/workload_auth/valgrind.supp  valgrind suppressions for programs using the library
 
 Options:
@@ -28,8 +29,11 @@ Options:
 
 Then build programs with
   cc app.c $(pkg-config --cflags --libs workload_auth)
-(add LIBDIR/pkgconfig to PKG_CONFIG_PATH when PREFIX is not a standard location). The pkg-config
-flags embed LIBDIR as the program's run-time search path, so it runs without LD_LIBRARY_PATH.
+(add LIBDIR/pkgconfig to PKG_CONFIG_PATH when PREFIX is not a standard location), or with CMake:
+  find_package(workload_auth 0.1 REQUIRED)
+  target_link_libraries(app PRIVATE workload_auth::workload_auth)
+(-DCMAKE_PREFIX_PATH=PREFIX when PREFIX is not a standard location). The pkg-config flags embed
+LIBDIR as the program's run-time search path, so it runs without LD_LIBRARY_PATH.
 For a system-wide LIBDIR (such as /usr/local/lib), run `ldconfig` after installing instead.
 USAGE
 }
@@ -82,7 +86,7 @@ static=$(find_artifact libworkload_auth_c.a)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 
 major=${version%%.*}
-install -d "$libdir/pkgconfig" "$includedir" "$prefix/share/workload_auth"
+install -d "$libdir/pkgconfig" "$libdir/cmake/workload_auth" "$includedir" "$prefix/share/workload_auth"
 install -m 0755 "$shared" "$libdir/libworkload_auth.so.$version"
 ln -sfn "libworkload_auth.so.$version" "$libdir/libworkload_auth.so.$major"
 ln -sfn "libworkload_auth.so.$major" "$libdir/libworkload_auth.so"
@@ -94,7 +98,11 @@ fi
 install -m 0644 "$here/valgrind.supp" "$prefix/share/workload_auth/valgrind.supp"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
     -e "s|@VERSION@|$version|" "$here/workload_auth.pc.in" > "$libdir/pkgconfig/workload_auth.pc"
-echo "installed workload-auth $version: $libdir/libworkload_auth.{so.$version,so.$major,so,a}, $includedir/workload_auth.h, $libdir/pkgconfig/workload_auth.pc"
+for cmake in workload_auth-config workload_auth-config-version; do
+  sed -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" -e "s|@VERSION@|$version|" \
+      -e "s|@MAJOR@|$major|" "$here/$cmake.cmake.in" > "$libdir/cmake/workload_auth/$cmake.cmake"
+done
+echo "installed workload-auth $version: $libdir/libworkload_auth.{so.$version,so.$major,so,a}, $includedir/workload_auth.h, $libdir/pkgconfig/workload_auth.pc, $libdir/cmake/workload_auth"
 case "$libdir" in
   /usr/lib|/usr/lib64|/usr/local/lib|/usr/local/lib64|/lib|/lib64)
     echo "run ldconfig to update the dynamic linker's cache" ;;

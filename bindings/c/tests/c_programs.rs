@@ -2,7 +2,7 @@
 //! package just built, and runs each under valgrind (no leak, no memory error) against real peers:
 //! the emulator started here, credentials directories written here, a Rust mTLS server.
 //!
-//! Needs `cc`, `c++`, `pkg-config` and `valgrind` (scripts/test.sh installs them).
+//! Needs `cc`, `c++`, `pkg-config`, `cmake` and `valgrind` (scripts/test.sh installs them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -85,7 +85,7 @@ fn require_tool(tool: &str) {
     assert!(
         found,
         "`{tool}` is needed to build and check the C programs: install it (scripts/test.sh does: \
-         apt-get install gcc g++ pkg-config valgrind)"
+         apt-get install gcc g++ pkg-config cmake valgrind)"
     );
 }
 
@@ -828,5 +828,75 @@ fn install_script_and_pkg_config_file_work() {
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
         env!("CARGO_PKG_VERSION")
+    );
+}
+
+/// The CMake package install.sh writes: a user's project (`tests/c/cmake`) finds the library with
+/// `find_package(workload_auth 0.1)`, links the shared and the static target, and its program
+/// runs without `LD_LIBRARY_PATH`; a version the library cannot satisfy is refused.
+#[test]
+fn cmake_projects_find_the_installed_library() {
+    require_tool("cmake");
+    let root = workspace_root();
+    let prefix = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .arg(root.join("bindings/c/install.sh"))
+        .arg("--prefix")
+        .arg(prefix.path())
+        .arg("--artifacts")
+        .arg(built_dir())
+        .arg("--no-build")
+        .status()
+        .unwrap();
+    assert!(status.success(), "install.sh failed");
+    let configure = |build: &Path, version: &str| {
+        Command::new("cmake")
+            .arg("-S")
+            .arg(root.join("tests/c/cmake"))
+            .arg("-B")
+            .arg(build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.path().display()))
+            .arg(format!("-DWA_FIND_VERSION={version}"))
+            .output()
+            .unwrap()
+    };
+    let build = tempfile::tempdir().unwrap();
+    let out = configure(build.path(), "0.1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("cmake")
+        .arg("--build")
+        .arg(build.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for program in ["bad_input_shared", "bad_input_static"] {
+        let run = Command::new(build.path().join(program))
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(stdout_of(&run), "bad input: ok\n");
+    }
+    // 0.x: another minor version is another ABI.
+    let other = tempfile::tempdir().unwrap();
+    let out = configure(other.path(), "0.2");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("workload_auth"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -400,7 +400,12 @@ impl Http {
         if self.inner.roots.given.is_some() && self.inner.identity.is_none() {
             return error;
         }
-        match self.inner.roots.proxy_settings().and_then(|p| p.for_url(url)) {
+        match self
+            .inner
+            .roots
+            .proxy_settings()
+            .and_then(|p| p.for_url(url))
+        {
             None => error,
             Some(proxy) => error.with_hint(format!(
                 "the request went through the proxy {}: check that it runs and lets this host \

@@ -106,7 +106,9 @@ impl ProxySettings {
             return Ok(None);
         }
         let parse = |found: Option<(&'static str, String)>| {
-            found.map(|(name, value)| parse_proxy(name, &value)).transpose()
+            found
+                .map(|(name, value)| parse_proxy(name, &value))
+                .transpose()
         };
         let no_proxy = first_set(env, &["NO_PROXY", "no_proxy"])
             .map(|(_, v)| NoProxy::parse(&v))
@@ -190,7 +192,8 @@ impl NoProxy {
             let name = entry.rsplit_once(':').map_or(entry, |(h, _)| h);
             let name = name.trim_start_matches("*.").trim_start_matches('.');
             if !name.is_empty() {
-                out.domains.push(name.trim_end_matches('.').to_ascii_lowercase());
+                out.domains
+                    .push(name.trim_end_matches('.').to_ascii_lowercase());
             }
         }
         out
@@ -206,7 +209,10 @@ impl NoProxy {
                     || d.strip_suffix(n.as_str())
                         .is_some_and(|prefix| prefix.ends_with('.'))
             }),
-            Host::Ip(ip) => self.ranges.iter().any(|(net, bits)| in_range(*ip, *net, *bits)),
+            Host::Ip(ip) => self
+                .ranges
+                .iter()
+                .any(|(net, bits)| in_range(*ip, *net, *bits)),
         }
     }
 }
@@ -240,9 +246,12 @@ mod tests {
     #[test]
     fn variables_choose_the_proxy_by_scheme() {
         assert!(settings(&[]).unwrap().is_none());
-        let s = settings(&[("https_proxy", "proxy.corp:3128"), ("ALL_PROXY", "http://all:1")])
-            .unwrap()
-            .unwrap();
+        let s = settings(&[
+            ("https_proxy", "proxy.corp:3128"),
+            ("ALL_PROXY", "http://all:1"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(
             proxied(&s, "https://oauth2.googleapis.com/token").as_deref(),
             Some("http://proxy.corp:3128 (https_proxy)")
@@ -260,7 +269,10 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(proxied(&s, "https://x.example/").as_deref(), Some("http://a:1 (HTTPS_PROXY)"));
+        assert_eq!(
+            proxied(&s, "https://x.example/").as_deref(),
+            Some("http://a:1 (HTTPS_PROXY)")
+        );
         assert_eq!(proxied(&s, "http://x.example/"), None);
     }
 
@@ -269,7 +281,10 @@ mod tests {
         let s = settings(&[
             ("HTTPS_PROXY", "http://p:1"),
             ("HTTP_PROXY", "http://p:1"),
-            ("NO_PROXY", " .corp.example, 10.0.0.0/8 ,localhost:8080, [::1], sts.googleapis.com."),
+            (
+                "NO_PROXY",
+                " .corp.example, 10.0.0.0/8 ,localhost:8080, [::1], sts.googleapis.com.",
+            ),
         ])
         .unwrap()
         .unwrap();

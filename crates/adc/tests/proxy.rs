@@ -164,8 +164,7 @@ fn builder_with(
     let file = user_file(home, tls, host);
     let mut all = vars.to_vec();
     all.push(("GOOGLE_APPLICATION_CREDENTIALS", file.display().to_string()));
-    builder(home, &all)
-        .with_tls_root_certificates([root(tls)])
+    builder(home, &all).with_tls_root_certificates([root(tls)])
 }
 
 async fn tls_emulator() -> (Emulator, MtlsListener) {
@@ -257,7 +256,11 @@ async fn metadata_requests_never_go_through_the_proxy() {
     creds.id_token("https://backend.example").await.unwrap();
     assert!(creds.project_id().await.unwrap().is_some());
     assert!(emu.requests(Endpoint::Token) >= 1);
-    assert_eq!(proxy.connections(), 0, "the metadata server is reached directly");
+    assert_eq!(
+        proxy.connections(),
+        0,
+        "the metadata server is reached directly"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,11 +288,20 @@ async fn a_proxy_that_refuses_hangs_or_denies_is_a_clear_error_in_time() {
         let took = started.elapsed();
         assert_eq!(err.kind(), ErrorKind::Transport, "{what}: {err}");
         let text = err.to_string();
-        assert!(text.contains("through the proxy http://127.0.0.1:"), "{what}: {text}");
-        assert!(text.contains("(HTTPS_PROXY)") && text.contains("NO_PROXY"), "{text}");
+        assert!(
+            text.contains("through the proxy http://127.0.0.1:"),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains("(HTTPS_PROXY)") && text.contains("NO_PROXY"),
+            "{text}"
+        );
         assert!(!format!("{text} {err:?}").contains("hunter2"), "{err:?}");
         // Three attempts (the test cache's retry policy), each bounded by the timeout.
-        assert!(took < timeout * 3 + Duration::from_secs(2), "{what}: {took:?}");
+        assert!(
+            took < timeout * 3 + Duration::from_secs(2),
+            "{what}: {took:?}"
+        );
     }
     assert!(hanging.connections() >= 1 && denying.connections() >= 1);
 }

@@ -70,7 +70,9 @@ pub mod mtls {
     pub use workload_auth_mtls::*;
 }
 
-/// The SPIFFE Workload API: an agent serving this workload's X.509 material to SPIFFE clients.
+/// The SPIFFE Workload API: an agent serving this workload's X.509 material to SPIFFE clients
+/// (feature `workload-api`).
+#[cfg(feature = "workload-api")]
 pub mod workload_api {
     pub use workload_auth_workload_api::*;
 }
