@@ -690,12 +690,12 @@ fn emulator_config_file_sets_oauth_clients_and_refresh_tokens() {
         ),
         (
             r#"{"oauth_clients": [{"client_id": "c", "client_secret": 7}]}"#,
-            "oauth_clients",
+            "expected a string",
         ),
         (r#"{"token_lifetime_secs": 0}"#, "token_lifetime_secs = 0"),
         (
             r#"{"projects": [{"number": "x", "project_id": "p"}]}"#,
-            "projects",
+            "expected u64",
         ),
         (r#"{"impersonable": ["not-an-email"]}"#, "impersonable[0]"),
     ] {
