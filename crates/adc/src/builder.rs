@@ -264,6 +264,13 @@ impl Builder {
     /// The trust anchors and route of token requests: the caller's client, or the proxies the
     /// environment names (checked here, so a bad proxy variable fails the build).
     fn network(&self) -> Result<TlsRoots> {
+        if self.timeout.is_zero() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "Builder::with_http_timeout: a timeout of zero would fail every request",
+            )
+            .with_hint("give a positive duration (the default is 30 s)"));
+        }
         let proxy = crate::proxy::ProxySettings::from_env(&self.env)?;
         Ok(self
             .roots

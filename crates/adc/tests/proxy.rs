@@ -334,6 +334,22 @@ fn unusable_proxy_variables_fail_the_build() {
     }
 }
 
+#[test]
+fn a_zero_http_timeout_fails_the_build() {
+    let home = TempDir::new("zero-timeout");
+    let file = home.write_json(
+        "user.json",
+        &json!({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                "refresh_token": "r"}),
+    );
+    let err = builder_for(&home, &file)
+        .with_http_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.message().contains("zero"), "{err}");
+}
+
 /// A reqwest client builder trusting `roots` only, on the ring provider.
 fn client_builder(roots: &[CertificateDer<'static>]) -> reqwest::ClientBuilder {
     let mut store = rustls::RootCertStore::empty();
