@@ -49,6 +49,10 @@ impl MtlsConnector {
         &self,
         addr: impl ToSocketAddrs,
     ) -> Result<(client::TlsStream<TcpStream>, SpiffeId)> {
+        // Refused before a packet is sent, not after the peer was dialled.
+        if let Some(store) = &self.store {
+            check_private_key(store)?;
+        }
         let tcp = TcpStream::connect(addr).await.map_err(|e| {
             Error::new(ErrorKind::Transport, "cannot connect to the peer").with_source(e)
         })?;
