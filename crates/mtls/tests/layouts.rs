@@ -363,16 +363,17 @@ async fn a_hidden_key_refuses_tls_with_a_typed_error() {
     }
 }
 
-/// A store that held a key rotates to a generation without one: the connector made before
-/// refuses the next handshake with the typed error, not a TLS failure.
+/// A generation without the key after one with it is a broken rotation for the watcher: it keeps
+/// the last good key (handshakes go on) and records why. Material swapped in by hand without a key
+/// makes the connector made earlier refuse its next handshake with the typed error.
 #[tokio::test]
-async fn rotating_to_a_hidden_key_refuses_the_next_handshake() {
+async fn losing_the_key_in_a_rotation_keeps_the_last_good_one() {
     let ca = TrustDomainCa::new(TD).unwrap();
     let server_svid = ca
         .issue("spiffe://pool.global.123.workload.id.goog/ns/prod/sa/api")
         .unwrap();
     let server = MtlsConfig::new(store(&server_svid, &[&ca]), Authorizer::any());
-    let (addr, mut results) = echo_server(&server, 2).await;
+    let (addr, mut results) = echo_server(&server, 3).await;
 
     let svid = ca.issue(ME).unwrap();
     let tmp = TempDir::new("to-no-key");
@@ -393,20 +394,40 @@ async fn rotating_to_a_hidden_key_refuses_the_next_handshake() {
     connector.connect(addr).await.unwrap();
     assert_eq!(results.recv().await.unwrap().unwrap(), id(ME));
 
-    let mut rx = client_store.subscribe();
+    let next = ca.issue(ME).unwrap();
     writer
         .write(&CredentialsContents::with_layout(
             Layout::NoKey,
-            &svid,
+            &next,
             &ca,
             [],
         ))
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|g| *g >= 1))
-        .await
-        .unwrap()
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client_store.status().failures == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let status = client_store.status();
+    let last = status.last_error.unwrap();
+    assert_eq!(credential_error(&last), CredentialError::PrivateKeyHidden);
+    assert!(last.hint().unwrap().contains("stay in use"), "{last}");
+    assert_eq!(client_store.generation(), 0);
+    assert_eq!(
+        watcher.store().current().svid().leaf().as_ref(),
+        svid.leaf_der()
+    );
+    connector.connect(addr).await.unwrap();
+    assert_eq!(results.recv().await.unwrap().unwrap(), id(ME));
+
+    // Replaced by hand, the connector refuses before dialling.
+    drop(watcher);
+    let keyless = CredentialsDir::new(writer.link_path())
+        .load_blocking()
         .unwrap();
-    assert!(!watcher.store().current().svid().has_private_key());
+    client_store.replace(keyless);
     let err = connector.connect(addr).await.unwrap_err();
     assert_eq!(credential_error(&err), CredentialError::PrivateKeyHidden);
 }
