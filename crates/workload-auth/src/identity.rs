@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use workload_auth_core::{Result, runtime};
 use workload_auth_mtls::{
-    Authorizer, CredentialLayout, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, ReloadStatus, SpiffeId,
-    SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher, X509Material,
+    Authorizer, CredentialLayout, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector,
+    ReloadStatus, SpiffeId, SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher,
+    X509Material,
 };
 use workload_auth_workload_api::{Endpoint, WorkloadApiOptions, WorkloadApiSource};
 
