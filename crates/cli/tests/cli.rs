@@ -624,6 +624,19 @@ fn the_demo_runs_the_whole_story() {
         text.contains("frontend (identity from the agent) -> backend: verified"),
         "{text}"
     );
+    // Section 5: every layout is found; the hidden key names the workload but does not handshake.
+    for layout in ["gke", "combined", "spiffe-fs"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(layout) && l.contains(": verified spiffe://")),
+            "{layout}: {text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("no-key")
+            && l.contains("from certificates.pem: no handshake: the platform keeps")),
+        "{text}"
+    );
     assert!(text.contains("demo complete"), "{text}");
 }
 
