@@ -341,8 +341,8 @@ fn stat_marker(dir: &Path) -> u64 {
     h.finish()
 }
 
-/// The `<trust domain>.spiffe-trust-bundle.pem` files of `dir`, sorted by trust domain. A file
-/// whose name is not a valid trust domain is an error naming it.
+/// The `<trust domain>.spiffe-trust-bundle.pem` files of `dir`, sorted by trust domain; hidden
+/// (dot) files are left out. A file whose name is not a valid trust domain is an error naming it.
 fn trust_bundle_files(dir: &Path) -> Result<Vec<(TrustDomain, PathBuf)>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::new(ErrorKind::Io, "cannot list the credentials directory")
@@ -352,8 +352,10 @@ fn trust_bundle_files(dir: &Path) -> Result<Vec<(TrustDomain, PathBuf)>> {
     let mut files = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
+        // Hidden names are a writer's temporary files or a Kubernetes volume's own entries.
         let Some(domain) = name
             .to_str()
+            .filter(|n| !n.starts_with('.'))
             .and_then(|n| n.strip_suffix(SPIFFE_TRUST_BUNDLE_SUFFIX))
         else {
             continue;

@@ -477,3 +477,50 @@ async fn every_layout_rotates_under_both_atomic_writers() {
         }
     }
 }
+
+/// A SPIFFE credential folder kept by a writer that renames each new file over the old one (no
+/// symlinks): the watcher picks the new bundle up, and a new federated trust bundle file too.
+#[tokio::test]
+async fn a_spiffe_folder_updated_by_renames_is_picked_up() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let partner = TrustDomainCa::new("partner.example").unwrap();
+    let tmp = TempDir::new("spiffe-renames");
+    let folder = tmp.path().join("folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    let replace = |name: &str, text: &str| {
+        let part = folder.join(format!(".{name}.part"));
+        std::fs::write(&part, text).unwrap();
+        std::fs::rename(&part, folder.join(name)).unwrap();
+    };
+    let bundle_of = |svid: &workload_auth_emulator::ca::IssuedSvid| {
+        format!("{}{}", svid.private_key_pem().expose(), svid.chain_pem())
+    };
+    let first = ca.issue(ME).unwrap();
+    replace(SPIFFE_CREDENTIAL_BUNDLE_FILE, &bundle_of(&first));
+    replace(&format!("{TD}{SPIFFE_TRUST_BUNDLE_SUFFIX}"), ca.root_pem());
+
+    let dir = CredentialsDir::spiffe_credential_folder(&folder);
+    let store = SvidStore::new(dir.load_blocking().unwrap());
+    assert_eq!(store.current().bundles().len(), 1);
+    let _watcher = Watcher::spawn(store.clone(), Arc::new(dir), fast()).unwrap();
+    let mut rx = store.subscribe();
+
+    let next = ca.issue(ME).unwrap();
+    replace(SPIFFE_CREDENTIAL_BUNDLE_FILE, &bundle_of(&next));
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|g| *g >= 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.current().svid().leaf().as_ref(), next.leaf_der());
+
+    replace(
+        &format!("partner.example{SPIFFE_TRUST_BUNDLE_SUFFIX}"),
+        partner.root_pem(),
+    );
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|g| *g >= 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.current().bundles().for_id(&id(PEER)).is_some());
+    assert_eq!(store.status().failures, 0, "{:?}", store.status());
+}
