@@ -524,3 +524,53 @@ async fn a_spiffe_folder_updated_by_renames_is_picked_up() {
     assert!(store.current().bundles().for_id(&id(PEER)).is_some());
     assert_eq!(store.status().failures, 0, "{:?}", store.status());
 }
+
+/// The key may sit anywhere among the combined file's sections; exactly one key loads (to the
+/// very SVID the parts came from), any other count is the typed error for it.
+mod combined_order {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parts() -> &'static (String, String, String, String, Vec<u8>) {
+        static PARTS: OnceLock<(String, String, String, String, Vec<u8>)> = OnceLock::new();
+        PARTS.get_or_init(|| {
+            let ca = TrustDomainCa::new(TD).unwrap();
+            let svid = ca.issue(ME).unwrap();
+            let other = ca.issue(ME).unwrap();
+            (
+                svid.leaf_pem(),
+                ca.intermediate_pem().to_owned(),
+                svid.private_key_pem().expose().to_owned(),
+                other.private_key_pem().expose().to_owned(),
+                svid.leaf_der().to_vec(),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_key_position_and_count(position in 0usize..3, extra in 0usize..3, none in any::<bool>()) {
+            let (leaf, intermediate, key, other_key, leaf_der) = parts();
+            let mut sections = vec![leaf.clone(), intermediate.clone()];
+            let keys = if none { 0 } else { 1 + extra };
+            for i in 0..keys {
+                let k = if i == 0 { key.clone() } else { other_key.clone() };
+                sections.insert(position.min(sections.len()), k);
+            }
+            let result = X509Svid::from_combined_pem(sections.concat().as_bytes());
+            match keys {
+                1 => {
+                    let svid = result.unwrap();
+                    prop_assert_eq!(svid.leaf().as_ref(), leaf_der.as_slice());
+                    prop_assert!(svid.certified_key().keys_match().is_ok());
+                }
+                0 => prop_assert_eq!(result.unwrap_err(), CredentialError::NoPrivateKey),
+                n => prop_assert_eq!(result.unwrap_err(), CredentialError::MultiplePrivateKeys(n)),
+            }
+        }
+    }
+}
