@@ -113,6 +113,12 @@ typedef enum {
    */
   WA_ERR_VERIFICATION = 10,
   /**
+   * The platform keeps the workload's private key hidden (its credentials directory holds a
+   * certificate but no key): the identity loads and names the workload, but no TLS
+   * configuration or handshake can be made with it.
+   */
+  WA_ERR_PRIVATE_KEY_HIDDEN = 11,
+  /**
    * A required pointer argument was NULL.
    */
   WA_ERR_NULL_POINTER = 100,
@@ -557,9 +563,14 @@ bool wa_last_error_is_transient(void);
 const char *wa_result_name(int result);
 
 /**
- * Loads the credentials directory `dir_or_null` (NULL: the standard
- * `/var/run/secrets/workload-spiffe-credentials`) and watches it for rotations until the handle
+ * Loads the credentials directory `dir_or_null` and watches it for rotations until the handle
  * is freed. Release it with `wa_workload_identity_free`.
+ *
+ * NULL means the SPIFFE filesystem delivery directory `SPIFFE_CREDENTIAL_FOLDER` names when it
+ * is set, else the standard `/var/run/secrets/workload-spiffe-credentials`. The directory's
+ * layout is detected (`wa_workload_identity_layout` says which); a directory whose private key
+ * the platform keeps hidden loads, and `wa_mtls_config_new` then fails with
+ * `WA_ERR_PRIVATE_KEY_HIDDEN`.
  *
  * # Safety
  *
@@ -593,6 +604,29 @@ wa_result wa_workload_identity_from_workload_api(const char *endpoint_or_null,
 WA_MUST_USE
 wa_result wa_workload_identity_spiffe_id(const wa_workload_identity *identity,
                                          char **out_spiffe_id);
+
+/**
+ * Which files the identity's current certificate was read from, as a static string: `"gke"`
+ * (`certificates.pem` and `private_key.pem`), `"combined"`
+ * (`x509.credential-bundle.private-key.pem`), `"spiffe-fs"` (SPIFFE filesystem delivery) or
+ * `"no-key"` (the platform keeps the key hidden). NULL for an identity from the Workload API, or
+ * a NULL handle. Do not free it.
+ *
+ * # Safety
+ *
+ * `identity` must be NULL or a live handle.
+ */
+const char *wa_workload_identity_layout(const wa_workload_identity *identity);
+
+/**
+ * 1 when the identity's current certificate came with its private key (handshakes can be
+ * made), 0 when the platform keeps the key hidden or `identity` is NULL.
+ *
+ * # Safety
+ *
+ * `identity` must be NULL or a live handle.
+ */
+int wa_workload_identity_has_private_key(const wa_workload_identity *identity);
 
 /**
  * Releases an identity and stops watching its directory. `NULL` is a no-op. Configurations and

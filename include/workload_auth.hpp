@@ -323,7 +323,8 @@ class credentials {
     std::unique_ptr<wa_credentials, detail::credentials_deleter> handle_;
 };
 
-/* This workload's SPIFFE identity, from a credentials directory (NULL: the default one). */
+/* This workload's SPIFFE identity, from a credentials directory in any layout (NULL:
+ * SPIFFE_CREDENTIAL_FOLDER when set, else the default one). */
 class workload_identity {
   public:
     static workload_identity load(std::optional<std::string> dir = std::nullopt) {
@@ -343,6 +344,18 @@ class workload_identity {
         char *raw = nullptr;
         detail::check(wa_workload_identity_spiffe_id(handle_.get(), &raw));
         return detail::take(raw);
+    }
+
+    /* The credentials layout found: "gke", "combined", "spiffe-fs" or "no-key" (empty for an
+     * identity from the Workload API). */
+    std::string layout() const {
+        const char *name = wa_workload_identity_layout(handle_.get());
+        return name ? std::string(name) : std::string();
+    }
+
+    /* False when the platform keeps the private key hidden: no mTLS can be made with it. */
+    bool has_private_key() const noexcept {
+        return wa_workload_identity_has_private_key(handle_.get()) != 0;
     }
 
     wa_workload_identity *get() const noexcept { return handle_.get(); }

@@ -7,6 +7,8 @@
  *   WA_TEST_PEER_DIR          leaf.der + intermediate.der of a peer of the same trust domain,
  *                             whose SPIFFE ID is WA_TEST_PEER_ID
  *   WA_TEST_FOREIGN_DIR       leaf.der + intermediate.der issued by a CA nobody trusts
+ *   WA_TEST_LAYOUTS_DIR       gke/, combined/, spiffe-fs/ and no-key/: the identity of
+ *                             WA_TEST_SPIFFE_ID in each credentials layout
  */
 #include "wa_test.h"
 
@@ -138,6 +140,35 @@ int main(void) {
                 WA_ERR_NULL_POINTER);
     wa_mtls_config *config = NULL;
     EXPECT_CODE(wa_mtls_config_new(identity, NULL, 0, &config), WA_ERR_INVALID_ARGUMENT);
+
+    /* Each layout loads and says which it is; a hidden key refuses mTLS with its own code. */
+    const char *layouts[] = {"gke", "combined", "spiffe-fs", "no-key"};
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", wa_test_env("WA_TEST_LAYOUTS_DIR"), layouts[i]);
+        wa_workload_identity *each = NULL;
+        CHECK(wa_workload_identity_load(path, &each));
+        ASSERT(strcmp(wa_workload_identity_layout(each), layouts[i]) == 0);
+        CHECK(wa_workload_identity_spiffe_id(each, &id));
+        ASSERT(strcmp(id, wa_test_env("WA_TEST_SPIFFE_ID")) == 0);
+        wa_string_free(id);
+        const int hidden = strcmp(layouts[i], "no-key") == 0;
+        ASSERT(wa_workload_identity_has_private_key(each) == !hidden);
+        const char *any[] = {"any"};
+        config = NULL;
+        if (hidden) {
+            EXPECT_CODE(wa_mtls_config_new(each, any, 1, &config), WA_ERR_PRIVATE_KEY_HIDDEN);
+            ASSERT(config == NULL);
+            ASSERT_LAST_ERROR_CONTAINS("private key hidden");
+            ASSERT(strcmp(wa_result_name(WA_ERR_PRIVATE_KEY_HIDDEN), "WA_ERR_PRIVATE_KEY_HIDDEN") == 0);
+        } else {
+            CHECK(wa_mtls_config_new(each, any, 1, &config));
+            wa_mtls_config_free(config);
+        }
+        wa_workload_identity_free(each);
+    }
+    ASSERT(wa_workload_identity_layout(NULL) == NULL);
+    ASSERT(wa_workload_identity_has_private_key(NULL) == 0);
 
     free_chain(&peer);
     free_chain(&foreign);

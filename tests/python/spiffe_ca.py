@@ -162,3 +162,32 @@ def write_credentials_dir(
             f.write(content)
     os.chmod(os.path.join(directory, "private_key.pem"), 0o600)
     return directory
+
+
+def write_layout_dir(directory: str, svid: Svid, local: TrustDomainCa, layout: str) -> str:
+    """Writes `svid` in one of the other credential layouts, independently of the emulator:
+    ``combined`` (GKE's x509.credential-bundle.private-key.pem, chain then key), ``spiffe-fs``
+    (SPIFFE filesystem delivery: PKCS#8 key first, then the chain without the root, and
+    ``<td>.spiffe-trust-bundle.pem``) or ``no-key`` (the certificate without its key)."""
+    os.makedirs(directory, exist_ok=True)
+    root_pem = local.root.public_bytes(serialization.Encoding.PEM)
+    if layout == "combined":
+        files = {
+            "x509.credential-bundle.private-key.pem": svid.chain_pem + svid.key_pem,
+            "ca_certificates.pem": root_pem,
+        }
+    elif layout == "spiffe-fs":
+        files = {
+            "credential-bundle.private-key.pem": svid.key_pem + svid.chain_pem,
+            f"{local.trust_domain}.spiffe-trust-bundle.pem": root_pem,
+        }
+    elif layout == "no-key":
+        files = {"certificates.pem": svid.chain_pem, "ca_certificates.pem": root_pem}
+    else:
+        raise ValueError(layout)
+    for name, content in files.items():
+        path = os.path.join(directory, name)
+        with open(path, "wb") as f:
+            f.write(content)
+        os.chmod(path, 0o600)
+    return directory

@@ -370,3 +370,49 @@ def test_send_and_sendall_take_any_bytes_like_buffer(spiffe: Spiffe) -> None:
         assert "peer_spiffe_id='" in repr(stream) and "closed=False" in repr(stream)
     echo.join()
     assert echo.error is None
+
+
+@pytest.mark.parametrize("layout", ["combined", "spiffe-fs", "no-key"])
+def test_each_credential_layout_written_by_python(spiffe: Spiffe, tmp_path, layout: str) -> None:  # type: ignore[no-untyped-def]
+    from spiffe_ca import write_layout_dir
+
+    directory = write_layout_dir(
+        str(tmp_path / layout), spiffe.ca.issue(spiffe.client_id), spiffe.ca, layout
+    )
+    identity = workload_auth.WorkloadIdentity.from_directory(directory)
+    assert identity.layout == layout
+    assert identity.spiffe_id == spiffe.client_id
+    assert identity.has_private_key == (layout != "no-key")
+    if layout == "no-key":
+        with pytest.raises(workload_auth.PrivateKeyHiddenError) as hidden:
+            workload_auth.MtlsClient(identity, spiffe.server_id)
+        assert isinstance(hidden.value, workload_auth.InvalidCredentialsError)
+        assert "hidden" in str(hidden.value)
+        with pytest.raises(workload_auth.PrivateKeyHiddenError):
+            workload_auth.MtlsServer(identity, "any")
+        return
+    server_identity = workload_auth.WorkloadIdentity.from_directory(spiffe.server_dir)
+    echo = EchoServer(workload_auth.MtlsServer(server_identity, spiffe.client_id))
+    with workload_auth.MtlsClient(identity, spiffe.server_id).connect(
+        ("127.0.0.1", echo.port), timeout=10
+    ) as stream:
+        assert stream.peer_spiffe_id == spiffe.server_id
+        stream.sendall(b"layout")
+        assert recv_exactly(stream, 6) == b"layout"
+    echo.join()
+    assert echo.error is None, echo.error
+    assert echo.peer == spiffe.client_id
+
+
+def test_spiffe_credential_folder_is_the_default_directory(
+    spiffe: Spiffe, tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    from spiffe_ca import write_layout_dir
+
+    directory = write_layout_dir(
+        str(tmp_path / "folder"), spiffe.ca.issue(spiffe.client_id), spiffe.ca, "spiffe-fs"
+    )
+    monkeypatch.setenv("SPIFFE_CREDENTIAL_FOLDER", directory)
+    identity = workload_auth.WorkloadIdentity.from_directory()
+    assert identity.layout == "spiffe-fs"
+    assert identity.spiffe_id == spiffe.client_id

@@ -36,6 +36,10 @@ pub enum wa_result {
     WA_ERR_NOT_ON_GOOGLE_CLOUD = 9,
     /// A peer's certificate or identity failed verification or authorization.
     WA_ERR_VERIFICATION = 10,
+    /// The platform keeps the workload's private key hidden (its credentials directory holds a
+    /// certificate but no key): the identity loads and names the workload, but no TLS
+    /// configuration or handshake can be made with it.
+    WA_ERR_PRIVATE_KEY_HIDDEN = 11,
     /// A required pointer argument was NULL.
     WA_ERR_NULL_POINTER = 100,
     /// A string argument was not valid UTF-8.
@@ -63,6 +67,16 @@ impl wa_result {
         }
     }
 
+    /// The code of a library error: its kind's, except for the reasons that have a code of
+    /// their own.
+    fn of_error(e: &Error) -> Self {
+        use workload_auth::mtls::CredentialError;
+        match CredentialError::find(e) {
+            Some(CredentialError::PrivateKeyHidden) => Self::WA_ERR_PRIVATE_KEY_HIDDEN,
+            _ => Self::from_kind(e.kind()),
+        }
+    }
+
     fn name(self) -> &'static std::ffi::CStr {
         match self {
             Self::WA_OK => c"WA_OK",
@@ -76,6 +90,7 @@ impl wa_result {
             Self::WA_ERR_REJECTED => c"WA_ERR_REJECTED",
             Self::WA_ERR_NOT_ON_GOOGLE_CLOUD => c"WA_ERR_NOT_ON_GOOGLE_CLOUD",
             Self::WA_ERR_VERIFICATION => c"WA_ERR_VERIFICATION",
+            Self::WA_ERR_PRIVATE_KEY_HIDDEN => c"WA_ERR_PRIVATE_KEY_HIDDEN",
             Self::WA_ERR_NULL_POINTER => c"WA_ERR_NULL_POINTER",
             Self::WA_ERR_INVALID_UTF8 => c"WA_ERR_INVALID_UTF8",
             Self::WA_ERR_PANIC => c"WA_ERR_PANIC",
@@ -83,7 +98,7 @@ impl wa_result {
         }
     }
 
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 16] = [
         Self::WA_OK,
         Self::WA_ERR_CREDENTIALS_NOT_FOUND,
         Self::WA_ERR_INVALID_CREDENTIALS,
@@ -95,6 +110,7 @@ impl wa_result {
         Self::WA_ERR_REJECTED,
         Self::WA_ERR_NOT_ON_GOOGLE_CLOUD,
         Self::WA_ERR_VERIFICATION,
+        Self::WA_ERR_PRIVATE_KEY_HIDDEN,
         Self::WA_ERR_NULL_POINTER,
         Self::WA_ERR_INVALID_UTF8,
         Self::WA_ERR_PANIC,
@@ -158,7 +174,7 @@ impl Failure {
                 false,
             ),
             Self::Library(e) => record(
-                wa_result::from_kind(e.kind()),
+                wa_result::of_error(&e),
                 format!("{function}: {e}"),
                 e.is_transient(),
             ),

@@ -1,7 +1,7 @@
 //! `wa_workload_identity` (the workload's X509-SVID, kept current as it rotates) and
 //! `wa_verifier` (SPIFFE verification of a peer's chain for programs with their own TLS stack).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::path::Path;
 
 use workload_auth::mtls::rustls_pki_types::{CertificateDer, UnixTime};
@@ -23,9 +23,14 @@ pub struct wa_workload_identity {
     pub(crate) inner: WorkloadIdentity,
 }
 
-/// Loads the credentials directory `dir_or_null` (NULL: the standard
-/// `/var/run/secrets/workload-spiffe-credentials`) and watches it for rotations until the handle
+/// Loads the credentials directory `dir_or_null` and watches it for rotations until the handle
 /// is freed. Release it with `wa_workload_identity_free`.
+///
+/// NULL means the SPIFFE filesystem delivery directory `SPIFFE_CREDENTIAL_FOLDER` names when it
+/// is set, else the standard `/var/run/secrets/workload-spiffe-credentials`. The directory's
+/// layout is detected (`wa_workload_identity_layout` says which); a directory whose private key
+/// the platform keeps hidden loads, and `wa_mtls_config_new` then fails with
+/// `WA_ERR_PRIVATE_KEY_HIDDEN`.
 ///
 /// # Safety
 ///
@@ -98,6 +103,54 @@ pub unsafe extern "C" fn wa_workload_identity_spiffe_id(
             )
         };
         out.set_string(identity.inner.spiffe_id().as_str())
+    })
+}
+
+/// Which files the identity's current certificate was read from, as a static string: `"gke"`
+/// (`certificates.pem` and `private_key.pem`), `"combined"`
+/// (`x509.credential-bundle.private-key.pem`), `"spiffe-fs"` (SPIFFE filesystem delivery) or
+/// `"no-key"` (the platform keeps the key hidden). NULL for an identity from the Workload API, or
+/// a NULL handle. Do not free it.
+///
+/// # Safety
+///
+/// `identity` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_workload_identity_layout(
+    identity: *const wa_workload_identity,
+) -> *const c_char {
+    crate::error::boundary_value(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live handle.
+        let Ok(identity) = (unsafe { handle(identity, "identity") }) else {
+            return std::ptr::null();
+        };
+        let name: &'static std::ffi::CStr = match identity.inner.layout().map(|l| l.name()) {
+            Some("gke") => c"gke",
+            Some("combined") => c"combined",
+            Some("spiffe-fs") => c"spiffe-fs",
+            Some("no-key") => c"no-key",
+            _ => return std::ptr::null(),
+        };
+        name.as_ptr()
+    })
+}
+
+/// 1 when the identity's current certificate came with its private key (handshakes can be
+/// made), 0 when the platform keeps the key hidden or `identity` is NULL.
+///
+/// # Safety
+///
+/// `identity` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_workload_identity_has_private_key(
+    identity: *const wa_workload_identity,
+) -> c_int {
+    crate::error::boundary_value(0, || {
+        // SAFETY: the caller passes NULL or a live handle.
+        match unsafe { handle(identity, "identity") } {
+            Ok(identity) => c_int::from(identity.inner.has_private_key()),
+            Err(_) => 0,
+        }
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
 use workload_auth_emulator::{
     Emulator, EmulatorConfig, Endpoint, Fault, IdentityConfig, OAuthClient, RefreshTokenGrant,
 };
@@ -433,6 +433,18 @@ fn c_program_loads_an_identity_and_verifies_peer_chains() {
         ("WA_TEST_PEER_ID", PEER_ID.into()),
         ("WA_TEST_FOREIGN_DIR", f.foreign_chain.display().to_string()),
     ]);
+    // The client's identity in each credentials layout, under the layout's name.
+    let layouts = f._dir.path().join("layouts");
+    let ca = TrustDomainCa::new(TRUST_DOMAIN).unwrap();
+    let svid = ca.issue(CLIENT_ID).unwrap();
+    for layout in Layout::ALL {
+        let writer = CredentialsDirWriter::new(layouts.join(format!("{layout}-parent")));
+        writer
+            .write(&CredentialsContents::with_layout(layout, &svid, &ca, []))
+            .unwrap();
+        std::os::unix::fs::symlink(writer.link_path(), layouts.join(layout.name())).unwrap();
+    }
+    env.push(("WA_TEST_LAYOUTS_DIR", layouts.display().to_string()));
     // A Workload API agent serving the client's directory, on its own runtime.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let socket = f._dir.path().join("agent.sock");

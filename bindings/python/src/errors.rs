@@ -24,7 +24,13 @@ fn class_of(kind: ErrorKind) -> (&'static str, &'static str) {
 }
 
 fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
-    let (class, kind) = class_of(e.kind());
+    let (mut class, kind) = class_of(e.kind());
+    // A reason with an exception of its own (a subclass of its kind's).
+    if let Some(workload_auth::mtls::CredentialError::PrivateKeyHidden) =
+        workload_auth::mtls::CredentialError::find(e)
+    {
+        class = "PrivateKeyHiddenError";
+    }
     let class = py.import("workload_auth._errors")?.getattr(class)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("kind", kind)?;

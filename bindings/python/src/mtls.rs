@@ -28,8 +28,9 @@ pub(crate) struct WorkloadIdentity {
 
 #[pymethods]
 impl WorkloadIdentity {
-    /// Loads the credentials directory (default: `/var/run/secrets/workload-spiffe-credentials`)
-    /// and watches it for rotations while the object lives.
+    /// Loads the credentials directory, in any layout, and watches it for rotations while the
+    /// object lives. Default: the directory `SPIFFE_CREDENTIAL_FOLDER` names, else
+    /// `/var/run/secrets/workload-spiffe-credentials`.
     #[staticmethod]
     #[pyo3(signature = (path=None))]
     fn from_directory(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
@@ -68,6 +69,20 @@ impl WorkloadIdentity {
     #[getter]
     fn trust_domain(&self) -> String {
         self.inner.spiffe_id().trust_domain_name().to_owned()
+    }
+
+    /// Which files the certificate was read from: `gke`, `combined`, `spiffe-fs` or `no-key`;
+    /// `None` for an identity from the Workload API.
+    #[getter]
+    fn layout(&self) -> Option<&'static str> {
+        self.inner.layout().map(|l| l.name())
+    }
+
+    /// False when the platform keeps the private key hidden: `MtlsClient` and `MtlsServer` then
+    /// raise `PrivateKeyHiddenError`.
+    #[getter]
+    fn has_private_key(&self) -> bool {
+        self.inner.has_private_key()
     }
 
     fn __repr__(&self) -> String {

@@ -7,6 +7,10 @@
 //!    the server's policy, is refused; certificates rotate mid-run without a failed handshake.
 //! 4. A SPIFFE agent serves the frontend's credentials over the Workload API on a Unix socket; a
 //!    Workload API client takes its identity from there and completes the same handshake.
+//! 5. The frontend's certificate in each credential layout a platform delivers (the node agent's
+//!    files, the combined file, SPIFFE filesystem delivery, a hidden key): each is found and
+//!    handshakes, except the hidden key, which still names the workload and is refused with a
+//!    clear error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +26,7 @@ use workload_auth::workload_api::{
 };
 use workload_auth::{CredentialsBuilder, EnvSource, WorkloadIdentity};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
 use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint};
 
 use crate::output::say;
@@ -350,6 +354,51 @@ async fn workloads(root: &std::path::Path) -> Result<(), String> {
     ));
     let _ = stop_agent.send(());
     let _ = agent_task.await;
+    layouts(&ca, root, addr, &backend_id).await?;
     server.abort();
+    Ok(())
+}
+
+/// Section 5: the frontend's identity written in each layout, loaded, and used against the
+/// backend still serving at `addr`.
+async fn layouts(
+    ca: &TrustDomainCa,
+    root: &std::path::Path,
+    addr: std::net::SocketAddr,
+    backend_id: &SpiffeId,
+) -> Result<(), String> {
+    say("\n-- 5. Credential layouts: the same identity however the platform delivers it --");
+    for layout in Layout::ALL {
+        let writer = CredentialsDirWriter::new(root.join("layouts").join(layout.name()));
+        let svid = ca
+            .issue(&id("frontend"))
+            .map_err(err("issuing a certificate"))?;
+        writer
+            .write(&CredentialsContents::with_layout(layout, &svid, ca, []))
+            .map_err(err("writing a credentials directory"))?;
+        let identity = WorkloadIdentity::from_directory(Some(&writer.link_path()))
+            .map_err(err("loading a credentials directory"))?;
+        let found = identity.layout().map_or("(none)", |l| l.certificate_file());
+        let outcome = match identity.connector(Authorizer::exact(backend_id.clone())) {
+            Ok(connector) => {
+                let (mut tls, peer) = connector.connect(addr).await.map_err(|e| e.to_string())?;
+                tls.write_all(b"ping").await.map_err(|e| e.to_string())?;
+                let mut reply = String::new();
+                let _ = tls.read_to_string(&mut reply).await;
+                format!("verified {peer}")
+            }
+            Err(e) if !identity.has_private_key() => {
+                let reason = workload_auth::mtls::CredentialError::find(&e)
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                format!("no handshake: {reason}")
+            }
+            Err(e) => return Err(format!("layout {layout}: {e}")),
+        };
+        say(&format!(
+            "   {:<9} {} from {found}: {outcome}",
+            layout.name(),
+            identity.spiffe_id()
+        ));
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
 use workload_auth_emulator::credentials_dir::{
-    CredentialsContents, CredentialsDirWriter, Rotation,
+    CredentialsContents, CredentialsDirWriter, Layout, Rotation,
 };
 use workload_auth_emulator::{
     Emulator, EmulatorConfig, Endpoint, Fault, OAuthClient, RefreshTokenGrant,
@@ -59,6 +59,21 @@ pub(crate) struct EmulatorArgs {
     #[arg(long, value_name = "DUR", requires = "workload_identity",
           value_parser = crate::token_cmd::parse_timeout)]
     rotate_every: Option<Duration>,
+    /// Which files to write the credentials as: `gke` (the node agent's `certificates.pem`,
+    /// `private_key.pem` and the rest), `combined` (`x509.credential-bundle.private-key.pem`),
+    /// `spiffe-fs` (SPIFFE filesystem delivery: `credential-bundle.private-key.pem` and
+    /// `<td>.spiffe-trust-bundle.pem`) or `no-key` (the certificate without its key, as a
+    /// platform that keeps the key hidden delivers it).
+    #[arg(long, value_name = "LAYOUT", default_value = "gke", requires = "workload_identity",
+          value_parser = parse_layout)]
+    layout: Layout,
+}
+
+fn parse_layout(name: &str) -> Result<Layout, String> {
+    Layout::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Layout::ALL.iter().map(|l| l.name()).collect();
+        format!("unknown layout {name:?}; one of {}", names.join(", "))
+    })
 }
 
 /// What `--workload-identity` serves, checked before the emulator starts.
@@ -67,6 +82,7 @@ struct WorkloadIdentityPlan {
     ca: std::sync::Arc<TrustDomainCa>,
     spiffe_id: String,
     first: IssuedSvid,
+    layout: Layout,
 }
 
 impl EmulatorArgs {
@@ -95,6 +111,7 @@ impl EmulatorArgs {
             ca: std::sync::Arc::new(ca),
             spiffe_id: id.clone(),
             first,
+            layout: self.layout,
         }))
     }
 }
@@ -427,11 +444,17 @@ fn write_credentials(
     rotate_every: Option<Duration>,
 ) -> Result<Option<Rotation>, String> {
     let writer = CredentialsDirWriter::new(&plan.dir);
+    let layout = plan.layout;
     writer
-        .write(&CredentialsContents::new(&plan.first, &plan.ca, []))
+        .write(&CredentialsContents::with_layout(
+            layout,
+            &plan.first,
+            &plan.ca,
+            [],
+        ))
         .map_err(|e| crate::token_cmd::report(&e))?;
     say(&format!(
-        "workload credentials for {} in {}",
+        "workload credentials for {} in {} (layout {layout})",
         plan.spiffe_id,
         writer.link_path().display()
     ));
@@ -443,7 +466,7 @@ fn write_credentials(
     let rotation = writer
         .rotate_every(interval, move || {
             let svid = ca.issue(&id)?;
-            Ok(CredentialsContents::new(&svid, &ca, []))
+            Ok(CredentialsContents::with_layout(layout, &svid, &ca, []))
         })
         .map_err(|e| crate::token_cmd::report(&e))?;
     Ok(Some(rotation))

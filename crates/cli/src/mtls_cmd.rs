@@ -18,9 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use workload_auth::core::Error;
 use workload_auth::mtls::{
-    Authorizer, CredentialsDir, DEFAULT_CREDENTIALS_DIR, MtlsAcceptor, MtlsConfig, MtlsConnector,
-    SvidSource, SvidStore, VerificationError, VerifiedChainCache, WatchOptions, Watcher,
-    handshake_error,
+    Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, SvidSource, SvidStore,
+    VerificationError, VerifiedChainCache, WatchOptions, Watcher, handshake_error,
 };
 
 use workload_auth_emulator::credentials_dir::rfc3339;
@@ -46,9 +45,12 @@ enum MtlsCommand {
 
 #[derive(Debug, Args)]
 struct Identity {
-    /// The credentials directory (the node agent's `workload-spiffe-credentials`).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_CREDENTIALS_DIR)]
-    credentials: PathBuf,
+    /// The credentials directory, in any layout (the node agent's files, the combined
+    /// `x509.credential-bundle.private-key.pem`, SPIFFE filesystem delivery, or a certificate
+    /// whose key the platform keeps hidden). Default: the directory `SPIFFE_CREDENTIAL_FOLDER`
+    /// names, else the node agent's `/var/run/secrets/workload-spiffe-credentials`.
+    #[arg(long, value_name = "DIR")]
+    credentials: Option<PathBuf>,
     /// Which peers to accept: `any`, a SPIFFE ID, `td:TRUST_DOMAIN` or `prefix:SPIFFE_ID`.
     /// Repeat to accept a peer that any of them allows.
     #[arg(long, value_name = "POLICY", required = true)]
@@ -102,15 +104,19 @@ impl Identity {
     }
 
     fn dir(&self) -> CredentialsDir {
-        CredentialsDir::new(&self.credentials)
+        match &self.credentials {
+            Some(dir) => CredentialsDir::new(dir),
+            None => CredentialsDir::from_environment(),
+        }
     }
 
     async fn load(&self) -> Result<SvidStore, String> {
-        let material = self.dir().load().await.map_err(|e| {
+        let dir = self.dir();
+        let material = dir.load().await.map_err(|e| {
             format!(
                 "cannot load X.509 credentials from {}: {e}; pass the credentials directory with \
                  --credentials DIR",
-                self.credentials.display()
+                dir.path().display()
             )
         })?;
         for warning in material.warnings() {
@@ -147,6 +153,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "serving as {}",
         store.current().svid().spiffe_id()
     ));
+    let current = store.current();
+    if let Some(layout) = current.layout() {
+        say(&format!(
+            "credentials layout {layout} ({}) in {}",
+            layout.certificate_file(),
+            current.origin()
+        ));
+    }
 
     let shutdown = wait_for_shutdown();
     tokio::pin!(shutdown);

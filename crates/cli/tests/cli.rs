@@ -530,6 +530,87 @@ fn emulator_writes_and_rotates_a_workload_identity_directory() {
     );
 }
 
+/// `--layout` writes each layout the platforms deliver; a name it does not know is refused.
+#[test]
+fn emulator_writes_each_credential_layout() {
+    let present = |dir: &std::path::Path, name: &str| dir.join(name).exists();
+    for (layout, want, absent) in [
+        (
+            "combined",
+            &[
+                "x509.credential-bundle.private-key.pem",
+                "ca_certificates.pem",
+            ][..],
+            &["certificates.pem", "private_key.pem"][..],
+        ),
+        (
+            "spiffe-fs",
+            &[
+                "credential-bundle.private-key.pem",
+                "dev.test.spiffe-trust-bundle.pem",
+            ][..],
+            &["certificates.pem", "private_key.pem", "ca_certificates.pem"][..],
+        ),
+        (
+            "no-key",
+            &["certificates.pem", "ca_certificates.pem"][..],
+            &["private_key.pem", "x509.credential-bundle.private-key.pem"][..],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["emulator", "--listen", "127.0.0.1:0", "--workload-identity"])
+            .arg(dir.path())
+            .args(["--trust-domain", "dev.test", "--spiffe-id"])
+            .args(["spiffe://dev.test/ns/local/sa/app", "--layout", layout])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout_pipe = child.stdout.take().unwrap();
+        let _child = EmulatorProcess {
+            child,
+            host: String::new(),
+        };
+        let written = BufReader::new(stdout_pipe)
+            .lines()
+            .map(Result::unwrap)
+            .find(|l| l.starts_with("workload credentials"))
+            .unwrap();
+        assert!(
+            written.ends_with(&format!("(layout {layout})")),
+            "{written}"
+        );
+        let link = dir.path().join("workload-spiffe-credentials");
+        for name in want {
+            assert!(present(&link, name), "{layout}: {name} missing");
+        }
+        for name in absent {
+            assert!(!present(&link, name), "{layout}: {name} written");
+        }
+    }
+    let out = run(
+        &[
+            "emulator",
+            "--workload-identity",
+            "/nonexistent",
+            "--trust-domain",
+            "dev.test",
+            "--spiffe-id",
+            "spiffe://dev.test/x",
+            "--layout",
+            "pkcs12",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("gke, combined, spiffe-fs, no-key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn the_demo_runs_the_whole_story() {
     let out = run(&["demo"], &[]);
@@ -541,6 +622,19 @@ fn the_demo_runs_the_whole_story() {
     assert!(text.contains("0 failed"), "{text}");
     assert!(
         text.contains("frontend (identity from the agent) -> backend: verified"),
+        "{text}"
+    );
+    // Section 5: every layout is found; the hidden key names the workload but does not handshake.
+    for layout in ["gke", "combined", "spiffe-fs"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(layout) && l.contains(": verified spiffe://")),
+            "{layout}: {text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("no-key")
+            && l.contains("from certificates.pem: no handshake: the platform keeps")),
         "{text}"
     );
     assert!(text.contains("demo complete"), "{text}");

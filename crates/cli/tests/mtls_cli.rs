@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-auth");
 const TD: &str = "prod.example";
@@ -508,4 +508,104 @@ fn finding_10_a_key_readable_by_others_is_a_warning_on_stderr() {
     assert!(c.status.success(), "stderr: {}", c.stderr);
     assert_eq!(c.stdout, "pong");
     assert!(c.stderr.is_empty(), "no warning for 0600: {}", c.stderr);
+}
+
+/// A credentials directory in `layout`, key files readable by their owner only.
+fn layout_creds(layout: Layout, ca: &TrustDomainCa, id: &str) -> Creds {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = CredentialsDirWriter::new(tmp.path());
+    let svid = ca.issue(id).unwrap();
+    let dir = writer
+        .write(&CredentialsContents::with_layout(layout, &svid, ca, []))
+        .unwrap();
+    for name in [
+        "private_key.pem",
+        "x509.credential-bundle.private-key.pem",
+        "credential-bundle.private-key.pem",
+    ] {
+        if dir.join(name).exists() {
+            set_mode(&dir.join(name), 0o600);
+        }
+    }
+    Creds { _tmp: tmp, writer }
+}
+
+#[test]
+fn each_layout_serves_and_the_server_says_which_it_found() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let client_creds = Creds::new(&ca, CLIENT, &[]);
+    for (layout, file) in [
+        (Layout::Gke, "certificates.pem"),
+        (Layout::Combined, "x509.credential-bundle.private-key.pem"),
+        (Layout::SpiffeFs, "credential-bundle.private-key.pem"),
+    ] {
+        let server_creds = layout_creds(layout, &ca, SERVER);
+        let mut server = Server::start(&server_creds.path(), &[CLIENT]);
+        let line = server.stdout.wait_for("credentials layout");
+        assert!(
+            line.starts_with(&format!("credentials layout {layout} ({file}) in ")),
+            "{line}"
+        );
+        let c = connect(&server.addr, &client_creds.path(), &[SERVER], b"hi");
+        assert!(c.status.success(), "{layout}: {}", c.stderr);
+        assert_eq!(c.stdout, "hi");
+    }
+}
+
+/// Without `--credentials`, `SPIFFE_CREDENTIAL_FOLDER` names a SPIFFE filesystem delivery
+/// directory.
+#[test]
+fn spiffe_credential_folder_is_where_connect_looks_by_default() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let server_creds = Creds::new(&ca, SERVER, &[]);
+    let client_creds = layout_creds(Layout::SpiffeFs, &ca, CLIENT);
+    let mut server = Server::start(&server_creds.path(), &[CLIENT]);
+    let out = Command::new(BIN)
+        .args(["mtls", "connect", &server.addr, "--allow", SERVER])
+        .env("SPIFFE_CREDENTIAL_FOLDER", client_creds.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stdout.wait_for(&format!("peer {CLIENT} connected"));
+
+    // The folder must hold the SPIFFE layout: the node agent's files there are not guessed at.
+    let out = Command::new(BIN)
+        .args(["mtls", "connect", &server.addr, "--allow", SERVER])
+        .env("SPIFFE_CREDENTIAL_FOLDER", server_creds.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("credential-bundle.private-key.pem"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_hidden_key_directory_fails_with_one_line_saying_so() {
+    let ca = TrustDomainCa::new(TD).unwrap();
+    let server_creds = Creds::new(&ca, SERVER, &[]);
+    let client_creds = layout_creds(Layout::NoKey, &ca, CLIENT);
+    let _server = Server::start(&server_creds.path(), &[CLIENT]);
+    let c = connect(&_server.addr, &client_creds.path(), &[SERVER], b"hi");
+    assert_one_line_error(&c, "keeps this workload's private key hidden");
+
+    let out = Command::new(BIN)
+        .args(["mtls", "serve", "--listen", "127.0.0.1:0", "--allow", "any"])
+        .arg("--credentials")
+        .arg(client_creds.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hidden"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
 }

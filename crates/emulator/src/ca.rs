@@ -68,6 +68,9 @@ pub struct CaOptions {
     /// leave out `keyCertSign` to make a signing certificate the SPIFFE X509-SVID specification
     /// forbids.
     pub intermediate_key_usages: Vec<KeyUsage>,
+    /// Whether the root carries its trust domain's SPIFFE ID (`spiffe://<td>`) as a URI SAN, as
+    /// the X509-SVID specification lets a signing certificate do. Default: no.
+    pub root_spiffe_id: bool,
 }
 
 impl Default for CaOptions {
@@ -82,6 +85,7 @@ impl Default for CaOptions {
                 KeyUsage::CrlSign,
                 KeyUsage::DigitalSignature,
             ],
+            root_spiffe_id: false,
         }
     }
 }
@@ -114,6 +118,13 @@ impl TrustDomainCa {
         root_params.not_before = options.root_validity.0.into();
         root_params.not_after = options.root_validity.1.into();
         root_params.serial_number = Some(random_serial()?);
+        if options.root_spiffe_id {
+            let uri = format!("spiffe://{trust_domain}")
+                .as_str()
+                .try_into()
+                .map_err(|e| ca_error("root URI SAN", e))?;
+            root_params.subject_alt_names.push(SanType::URI(uri));
+        }
         let root_cert = root_params
             .self_signed(&root_key)
             .map_err(|e| ca_error("root certificate", e))?;

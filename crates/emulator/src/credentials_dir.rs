@@ -1,9 +1,14 @@
-//! Writes a credentials directory exactly as the GCE/GKE node agent does.
+//! Writes a credentials directory exactly as the GCE/GKE node agent does, in each layout the
+//! credentials are delivered in ([`Layout`]).
 //!
 //! Each write creates `workload-spiffe-contents-<RFC3339 time>` (mode 0755) beside the link, fills
 //! it (files mode 0644), points a temporary symlink at it, renames that symlink over
 //! `workload-spiffe-credentials` (an atomic swap) and deletes the directory the link pointed to
 //! before. A reader that resolves the link once always sees one complete generation.
+//!
+//! [`CredentialsDirWriter::kubernetes`] writes the way a Kubernetes volume's atomic writer does
+//! instead: the directory itself stays, each generation is a `..<time>` directory inside it, a
+//! `..data` symlink is swapped to it, and each file is a symlink through `..data`.
 //!
 //! ```
 //! # fn main() -> workload_auth_core::Result<()> {
@@ -36,6 +41,58 @@ pub const LINK_NAME: &str = "workload-spiffe-credentials";
 /// The prefix of each generation's directory.
 pub const CONTENTS_PREFIX: &str = "workload-spiffe-contents-";
 
+/// The SPIFFE filesystem delivery's chain-and-key file.
+pub const SPIFFE_CREDENTIAL_BUNDLE_FILE: &str = "credential-bundle.private-key.pem";
+/// The suffix of the SPIFFE filesystem delivery's per-trust-domain bundle files.
+pub const SPIFFE_TRUST_BUNDLE_SUFFIX: &str = ".spiffe-trust-bundle.pem";
+
+/// Which files a generation holds, as each platform delivers them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Layout {
+    /// What the GCE/GKE node agent writes: `certificates.pem`, `private_key.pem`, the combined
+    /// `x509.credential-bundle.private-key.pem`, `ca_certificates.pem`, `trust_bundles.json`,
+    /// `config_status`.
+    #[default]
+    Gke,
+    /// Only the combined `x509.credential-bundle.private-key.pem` (chain, then key) for the SVID,
+    /// with `ca_certificates.pem`, `trust_bundles.json` and `config_status`.
+    Combined,
+    /// SPIFFE filesystem delivery: `credential-bundle.private-key.pem` (PKCS#8 key first, then
+    /// the chain without the root) and one `<trust domain>.spiffe-trust-bundle.pem` per trust
+    /// domain.
+    SpiffeFs,
+    /// The platform keeps the key hidden: `certificates.pem` without any key, with
+    /// `ca_certificates.pem`, `trust_bundles.json` and `config_status`.
+    NoKey,
+}
+
+impl Layout {
+    /// Every layout.
+    pub const ALL: [Self; 4] = [Self::Gke, Self::Combined, Self::SpiffeFs, Self::NoKey];
+
+    /// The name the CLI takes (`--layout`): `gke`, `combined`, `spiffe-fs`, `no-key`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gke => "gke",
+            Self::Combined => "combined",
+            Self::SpiffeFs => "spiffe-fs",
+            Self::NoKey => "no-key",
+        }
+    }
+
+    /// The layout named `name` (see [`Layout::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The files of one generation. `None` leaves a file out (to test a source without it).
 #[derive(Clone)]
 pub struct CredentialsContents {
@@ -51,6 +108,10 @@ pub struct CredentialsContents {
     pub trust_bundles_json: Option<String>,
     /// `config_status`.
     pub config_status: Option<String>,
+    /// `credential-bundle.private-key.pem` (SPIFFE filesystem delivery): key, then chain.
+    pub spiffe_credential_bundle_pem: Option<SecretString>,
+    /// `<trust domain>.spiffe-trust-bundle.pem` files: (trust domain, root certificates PEM).
+    pub spiffe_trust_bundles: Vec<(String, String)>,
 }
 
 impl CredentialsContents {
@@ -70,7 +131,65 @@ impl CredentialsContents {
             ca_certificates_pem: Some(local.root_pem().to_owned()),
             trust_bundles_json: Some(bundle_map_json(domains)),
             config_status: Some(r#"{"partnerMetadataConfigsErrors":{}}"#.to_owned()),
+            spiffe_credential_bundle_pem: None,
+            spiffe_trust_bundles: Vec::new(),
         }
+    }
+
+    /// What a platform delivering `layout` writes for `svid` issued by `local`, trusting `local`
+    /// and `federated`.
+    pub fn with_layout<'a>(
+        layout: Layout,
+        svid: &IssuedSvid,
+        local: &'a TrustDomainCa,
+        federated: impl IntoIterator<Item = &'a TrustDomainCa>,
+    ) -> Self {
+        let federated: Vec<&TrustDomainCa> = federated.into_iter().collect();
+        let mut contents = Self::new(svid, local, federated.iter().copied());
+        match layout {
+            Layout::Gke => {}
+            Layout::Combined => {
+                contents.certificates_pem = None;
+                contents.private_key_pem = None;
+            }
+            Layout::NoKey => {
+                contents.private_key_pem = None;
+                contents.combined_pem = None;
+            }
+            Layout::SpiffeFs => {
+                let key_first = format!("{}{}", svid.private_key_pem().expose(), svid.chain_pem());
+                contents = Self {
+                    certificates_pem: None,
+                    private_key_pem: None,
+                    combined_pem: None,
+                    ca_certificates_pem: None,
+                    trust_bundles_json: None,
+                    config_status: None,
+                    spiffe_credential_bundle_pem: Some(SecretString::new(key_first)),
+                    spiffe_trust_bundles: std::iter::once(local)
+                        .chain(federated)
+                        .map(|ca| (ca.trust_domain().to_owned(), ca.root_pem().to_owned()))
+                        .collect(),
+                };
+            }
+        }
+        contents
+    }
+
+    /// Every file of the generation: (file name, contents).
+    fn all_files(&self) -> Vec<(String, &str)> {
+        let mut files: Vec<(String, &str)> = self
+            .files()
+            .into_iter()
+            .filter_map(|(name, content)| Some((name.to_owned(), content?)))
+            .collect();
+        if let Some(bundle) = &self.spiffe_credential_bundle_pem {
+            files.push((SPIFFE_CREDENTIAL_BUNDLE_FILE.to_owned(), bundle.expose()));
+        }
+        for (td, pem) in &self.spiffe_trust_bundles {
+            files.push((format!("{td}{SPIFFE_TRUST_BUNDLE_SUFFIX}"), pem.as_str()));
+        }
+        files
     }
 
     fn files(&self) -> [(&'static str, Option<&str>); 6] {
@@ -93,12 +212,7 @@ impl CredentialsContents {
 
 impl fmt::Debug for CredentialsContents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let present: Vec<&str> = self
-            .files()
-            .iter()
-            .filter(|(_, c)| c.is_some())
-            .map(|(n, _)| *n)
-            .collect();
+        let present: Vec<String> = self.all_files().into_iter().map(|(n, _)| n).collect();
         f.debug_struct("CredentialsContents")
             .field("files", &present)
             .finish()
@@ -109,6 +223,7 @@ impl fmt::Debug for CredentialsContents {
 #[derive(Clone, Debug)]
 pub struct CredentialsDirWriter {
     parent: PathBuf,
+    kubernetes: bool,
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
@@ -122,17 +237,42 @@ impl CredentialsDirWriter {
     pub fn new(parent: impl Into<PathBuf>) -> Self {
         Self {
             parent: parent.into(),
+            kubernetes: false,
         }
     }
 
-    /// The symlink readers open: `parent/workload-spiffe-credentials`.
+    /// A writer that keeps `dir` itself as a Kubernetes volume's atomic writer does:
+    /// `dir/..<time>/` generations, a `dir/..data` symlink swapped to the newest, and each file
+    /// `dir/<name>` a symlink to `..data/<name>`. Readers open [`CredentialsDirWriter::link_path`],
+    /// which is `dir`.
+    pub fn kubernetes(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            parent: dir.into(),
+            kubernetes: true,
+        }
+    }
+
+    /// The path readers open: `parent/workload-spiffe-credentials` (the directory itself for a
+    /// [`CredentialsDirWriter::kubernetes`] writer).
     pub fn link_path(&self) -> PathBuf {
-        self.parent.join(LINK_NAME)
+        if self.kubernetes {
+            self.parent.clone()
+        } else {
+            self.parent.join(LINK_NAME)
+        }
+    }
+
+    fn swapped_link(&self) -> PathBuf {
+        if self.kubernetes {
+            self.parent.join("..data")
+        } else {
+            self.link_path()
+        }
     }
 
     /// The directory the link points at now, if any.
     pub fn current_dir(&self) -> Option<PathBuf> {
-        fs::read_link(self.link_path())
+        fs::read_link(self.swapped_link())
             .ok()
             .map(|target| self.parent.join(target))
     }
@@ -146,8 +286,8 @@ impl CredentialsDirWriter {
             .map_err(|e| io_error("cannot create the parent directory", &self.parent, e))?;
 
         let (name, dir) = self.new_generation_dir()?;
-        for (file, content) in contents.files() {
-            let Some(content) = content else { continue };
+        let files = contents.all_files();
+        for (file, content) in &files {
             let path = dir.join(file);
             let mut f = fs::OpenOptions::new()
                 .write(true)
@@ -164,12 +304,19 @@ impl CredentialsDirWriter {
         }
 
         let old = self.current_dir();
-        let tmp_link = self.parent.join(format!("{LINK_NAME}.tmp"));
-        let _ = fs::remove_file(&tmp_link);
-        std::os::unix::fs::symlink(&name, &tmp_link)
-            .map_err(|e| io_error("cannot create the temporary symlink", &tmp_link, e))?;
-        let link = self.link_path();
-        fs::rename(&tmp_link, &link).map_err(|e| io_error("cannot swap the symlink", &link, e))?;
+        let link = self.swapped_link();
+        swap_symlink(&name, &link)?;
+        if self.kubernetes {
+            // Each file is a symlink through `..data`; made once and left in place (a file a
+            // later generation lacks dangles, as it does on Kubernetes).
+            for (file, _) in &files {
+                let path = self.parent.join(file);
+                if fs::symlink_metadata(&path).is_err() {
+                    std::os::unix::fs::symlink(format!("..data/{file}"), &path)
+                        .map_err(|e| io_error("cannot create a file symlink", &path, e))?;
+                }
+            }
+        }
         if let Some(old) = old
             && old != dir
         {
@@ -181,10 +328,15 @@ impl CredentialsDirWriter {
 
     fn new_generation_dir(&self) -> Result<(String, PathBuf)> {
         let now = SystemTime::now();
-        let mut name = format!("{CONTENTS_PREFIX}{}", rfc3339(now, false));
+        let prefix = if self.kubernetes {
+            ".."
+        } else {
+            CONTENTS_PREFIX
+        };
+        let mut name = format!("{prefix}{}", rfc3339(now, false));
         if self.parent.join(&name).exists() {
             // Two generations within one second: keep the names distinct with a fraction.
-            name = format!("{CONTENTS_PREFIX}{}", rfc3339(now, true));
+            name = format!("{prefix}{}", rfc3339(now, true));
         }
         let dir = self.parent.join(&name);
         fs::DirBuilder::new()
@@ -232,6 +384,17 @@ impl CredentialsDirWriter {
             writer: self,
         })
     }
+}
+
+/// Points `link` at `target` atomically: a temporary symlink renamed over it.
+fn swap_symlink(target: &str, link: &Path) -> Result<()> {
+    let mut tmp_name = link.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp_link = PathBuf::from(tmp_name);
+    let _ = fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(target, &tmp_link)
+        .map_err(|e| io_error("cannot create the temporary symlink", &tmp_link, e))?;
+    fs::rename(&tmp_link, link).map_err(|e| io_error("cannot swap the symlink", link, e))
 }
 
 #[derive(Debug, Default)]

@@ -163,3 +163,38 @@ impl Purpose {
         }
     }
 }
+
+/// The algorithm family of a certificate's public key (`ECDSA`, `Ed25519`, `RSA`), as the private
+/// key's is named, or `None` for any other.
+pub(crate) fn key_algorithm(cert: &X509Certificate<'_>) -> Option<&'static str> {
+    use x509_parser::oid_registry::{
+        OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+    };
+    let oid = &cert.public_key().algorithm.algorithm;
+    if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        Some("ECDSA")
+    } else if *oid == OID_PKCS1_RSAENCRYPTION {
+        Some("RSA")
+    } else if *oid == OID_SIG_ED25519 {
+        Some("Ed25519")
+    } else {
+        None
+    }
+}
+
+/// The trust domains named by the SPIFFE IDs among a certificate's URI SANs. A SPIFFE signing
+/// certificate may carry its trust domain's ID (`spiffe://td`); most carry none.
+pub(crate) fn uri_trust_domains(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => SpiffeId::parse(uri).ok(),
+            _ => None,
+        })
+        .map(|id| id.trust_domain_name().to_owned())
+        .collect()
+}

@@ -237,6 +237,36 @@ pub enum CredentialError {
         /// The ID in the certificate.
         certificate: String,
     },
+    /// The platform keeps the workload's private key hidden (the credentials hold a certificate
+    /// but no key): the certificate can still be presented for token binding or inspected, but
+    /// no TLS handshake can be made with it.
+    #[error(
+        "the platform keeps this workload's private key hidden (no private key was delivered): \
+         its certificate can be used for token binding and inspection, but not for a TLS handshake"
+    )]
+    PrivateKeyHidden,
+    /// A file meant to hold one private key holds several (which one signs is ambiguous).
+    #[error("found {0} private keys where exactly one is expected")]
+    MultiplePrivateKeys(usize),
+    /// The private key is of another algorithm than the leaf certificate's public key.
+    #[error("the private key is {key} but the leaf certificate holds an {certificate} public key")]
+    KeyTypeMismatch {
+        /// The key's algorithm (`ECDSA`, `Ed25519`, `RSA`).
+        key: &'static str,
+        /// The certificate's public key algorithm.
+        certificate: &'static str,
+    },
+    /// A trust bundle file named for one trust domain holds a root that names another.
+    #[error(
+        "trust bundle file for {file_domain} holds a root certificate of trust domain \
+         {certificate_domain}"
+    )]
+    TrustDomainMismatch {
+        /// The trust domain the file is named for.
+        file_domain: String,
+        /// The trust domain in the root's SPIFFE ID (URI SAN).
+        certificate_domain: String,
+    },
     /// A root certificate cannot be used as a trust anchor.
     #[error("trust bundle for {trust_domain} has an unusable root: {detail}")]
     BadRoot {

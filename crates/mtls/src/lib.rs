@@ -60,8 +60,9 @@ pub use bundle::{TrustBundle, TrustBundleSet};
 pub use cert::Purpose;
 pub use chain_cache::{ChainCacheStats, VerifiedChainCache};
 pub use credentials_dir::{
-    CA_CERTIFICATES_FILE, CERTIFICATES_FILE, COMBINED_FILE, CONFIG_STATUS_FILE, CredentialsDir,
-    DEFAULT_CREDENTIALS_DIR, PRIVATE_KEY_FILE, TRUST_BUNDLES_FILE,
+    CA_CERTIFICATES_FILE, CERTIFICATES_FILE, COMBINED_FILE, CONFIG_STATUS_FILE, CredentialLayout,
+    CredentialsDir, DEFAULT_CREDENTIALS_DIR, PRIVATE_KEY_FILE, SPIFFE_CREDENTIAL_BUNDLE_FILE,
+    SPIFFE_CREDENTIAL_FOLDER_ENV, SPIFFE_TRUST_BUNDLE_SUFFIX, TRUST_BUNDLES_FILE,
 };
 pub use error::{ChainPosition, CredentialError, VerificationError};
 pub use metadata_source::MetadataSource;

@@ -42,3 +42,22 @@ pub(crate) fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, Credenti
         Err(e) => Err(pem_error(e)),
     }
 }
+
+/// How many private key sections (of any of the kinds [`private_key`] reads) `pem` holds.
+pub(crate) fn count_private_keys(pem: &[u8]) -> Result<usize, CredentialError> {
+    let mut keys = 0usize;
+    for section in <(pem::SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem) {
+        // The bytes may be a key: zeroed when dropped.
+        let (kind, der) = section.map_err(pem_error)?;
+        drop(zeroize::Zeroizing::new(der));
+        if matches!(
+            kind,
+            pem::SectionKind::PrivateKey
+                | pem::SectionKind::EcPrivateKey
+                | pem::SectionKind::RsaPrivateKey
+        ) {
+            keys = keys.saturating_add(1);
+        }
+    }
+    Ok(keys)
+}

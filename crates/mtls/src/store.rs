@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use workload_auth_core::Error;
 
 use crate::bundle::TrustBundleSet;
+use crate::credentials_dir::CredentialLayout;
 use crate::svid::X509Svid;
 
 /// One consistent set of credentials: the workload's SVID, the trust bundles to verify peers with,
@@ -20,6 +21,7 @@ pub struct X509Material {
     config_status: Option<String>,
     origin: String,
     warnings: Vec<String>,
+    layout: Option<CredentialLayout>,
 }
 
 impl X509Material {
@@ -31,6 +33,7 @@ impl X509Material {
             config_status: None,
             origin: "in-memory".into(),
             warnings: Vec::new(),
+            layout: None,
         }
     }
 
@@ -53,6 +56,19 @@ impl X509Material {
     pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
         self.warnings = warnings;
         self
+    }
+
+    /// Records which files the material was read from (see [`X509Material::layout`]).
+    #[must_use]
+    pub fn with_layout(mut self, layout: CredentialLayout) -> Self {
+        self.layout = Some(layout);
+        self
+    }
+
+    /// The layout of the directory the material was read from, when it came from one
+    /// ([`CredentialsDir`](crate::CredentialsDir)); `None` for material from elsewhere.
+    pub fn layout(&self) -> Option<CredentialLayout> {
+        self.layout
     }
 
     /// Problems that do not stop the material from working but that an operator should fix,
@@ -93,6 +109,7 @@ impl fmt::Debug for X509Material {
             .field("config_status", &self.config_status)
             .field("origin", &self.origin)
             .field("warnings", &self.warnings)
+            .field("layout", &self.layout)
             .finish()
     }
 }

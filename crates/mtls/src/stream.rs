@@ -13,12 +13,15 @@ use workload_auth_core::{Error, ErrorKind, Result, Retry};
 
 use crate::error::VerificationError;
 use crate::spiffe_id::SpiffeId;
-use crate::tls::{MtlsConfig, peer_spiffe_id};
+use crate::store::SvidStore;
+use crate::tls::{MtlsConfig, check_private_key, peer_spiffe_id};
 
 /// Opens mutual-TLS connections.
 #[derive(Clone)]
 pub struct MtlsConnector {
     connector: TlsConnector,
+    /// The store of the config it was made from, checked for a hidden key before each handshake.
+    store: Option<SvidStore>,
 }
 
 impl MtlsConnector {
@@ -26,12 +29,16 @@ impl MtlsConnector {
     pub fn new(config: Arc<ClientConfig>) -> Self {
         Self {
             connector: TlsConnector::from(config),
+            store: None,
         }
     }
 
-    /// A connector from an [`MtlsConfig`].
+    /// A connector from an [`MtlsConfig`]. Each handshake first checks that the SVID current
+    /// then still has its private key (see [`MtlsConfig::check_private_key`]).
     pub fn from_config(config: &MtlsConfig) -> Result<Self> {
-        Ok(Self::new(Arc::new(config.client_config()?)))
+        let mut connector = Self::new(Arc::new(config.client_config()?));
+        connector.store = Some(config.store().clone());
+        Ok(connector)
     }
 
     /// Connects over TCP to `addr` and completes the handshake.
@@ -42,6 +49,10 @@ impl MtlsConnector {
         &self,
         addr: impl ToSocketAddrs,
     ) -> Result<(client::TlsStream<TcpStream>, SpiffeId)> {
+        // Refused before a packet is sent, not after the peer was dialled.
+        if let Some(store) = &self.store {
+            check_private_key(store)?;
+        }
         let tcp = TcpStream::connect(addr).await.map_err(|e| {
             Error::new(ErrorKind::Transport, "cannot connect to the peer").with_source(e)
         })?;
@@ -62,6 +73,9 @@ impl MtlsConnector {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        if let Some(store) = &self.store {
+            check_private_key(store)?;
+        }
         let stream = self
             .connector
             .connect(server_name, io)
@@ -82,6 +96,8 @@ impl fmt::Debug for MtlsConnector {
 #[derive(Clone)]
 pub struct MtlsAcceptor {
     acceptor: TlsAcceptor,
+    /// The store of the config it was made from, checked for a hidden key before each handshake.
+    store: Option<SvidStore>,
 }
 
 impl MtlsAcceptor {
@@ -89,12 +105,16 @@ impl MtlsAcceptor {
     pub fn new(config: Arc<ServerConfig>) -> Self {
         Self {
             acceptor: TlsAcceptor::from(config),
+            store: None,
         }
     }
 
-    /// An acceptor from an [`MtlsConfig`].
+    /// An acceptor from an [`MtlsConfig`]. Each handshake first checks that the SVID current
+    /// then still has its private key (see [`MtlsConfig::check_private_key`]).
     pub fn from_config(config: &MtlsConfig) -> Result<Self> {
-        Ok(Self::new(Arc::new(config.server_config()?)))
+        let mut acceptor = Self::new(Arc::new(config.server_config()?));
+        acceptor.store = Some(config.store().clone());
+        Ok(acceptor)
     }
 
     /// Completes the server side of the handshake. On a refused client the error carries the
@@ -103,6 +123,9 @@ impl MtlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        if let Some(store) = &self.store {
+            check_private_key(store)?;
+        }
         let stream = self.acceptor.accept(io).await.map_err(handshake_error)?;
         let id = peer_spiffe_id(stream.get_ref().1).ok_or_else(missing_peer_id)?;
         Ok((stream, id))

@@ -35,6 +35,7 @@ use workload_auth_core::{Error, ErrorKind, Result};
 use crate::authorize::Authorizer;
 use crate::cert::Purpose;
 use crate::chain_cache::VerifiedChainCache;
+use crate::error::CredentialError;
 use crate::spiffe_id::SpiffeId;
 use crate::store::SvidStore;
 use crate::verify::{SpiffeVerifier, spiffe_id_of};
@@ -167,9 +168,13 @@ impl SvidResolver {
         Self { store }
     }
 
-    fn current(&self) -> Arc<CertifiedKey> {
-        self.store
-            .with_current(|m| m.svid().certified_key().clone())
+    /// The current chain and key; `None` when the platform keeps the key hidden (the config
+    /// builders and the connector refuse that case first, with a typed error).
+    fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.store.with_current(|m| {
+            let svid = m.svid();
+            svid.has_private_key().then(|| svid.certified_key().clone())
+        })
     }
 }
 
@@ -179,7 +184,7 @@ impl ResolvesClientCert for SvidResolver {
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+        self.current()
     }
 
     fn has_certs(&self) -> bool {
@@ -189,7 +194,7 @@ impl ResolvesClientCert for SvidResolver {
 
 impl ResolvesServerCert for SvidResolver {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+        self.current()
     }
 }
 
@@ -279,12 +284,26 @@ impl MtlsConfig {
         }
     }
 
+    /// Fails with [`CredentialError::PrivateKeyHidden`] (naming where the material came from)
+    /// when the current SVID has no private key, so a handshake is refused before it starts
+    /// rather than failing inside rustls for a reason the peer cannot explain.
+    pub fn check_private_key(&self) -> Result<()> {
+        check_private_key(&self.store)
+    }
+
+    pub(crate) fn store(&self) -> &SvidStore {
+        &self.store
+    }
+
     fn provider() -> Arc<CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
     }
 
     /// A client config: presents the current SVID, verifies the server as a SPIFFE peer.
+    ///
+    /// Fails with [`CredentialError::PrivateKeyHidden`] when the SVID has no private key.
     pub fn client_config(&self) -> Result<ClientConfig> {
+        self.check_private_key()?;
         let mut config = ClientConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(self.versions.versions())
             .map_err(config_error)?
@@ -299,7 +318,10 @@ impl MtlsConfig {
     }
 
     /// A server config: presents the current SVID, requires and verifies a client SVID.
+    ///
+    /// Fails with [`CredentialError::PrivateKeyHidden`] when the SVID has no private key.
     pub fn server_config(&self) -> Result<ServerConfig> {
+        self.check_private_key()?;
         let mut config = ServerConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(self.versions.versions())
             .map_err(config_error)?
@@ -310,6 +332,23 @@ impl MtlsConfig {
         config.alpn_protocols = self.alpn.clone();
         Ok(config)
     }
+}
+
+/// [`CredentialError::PrivateKeyHidden`] at the material's origin when `store`'s SVID has no key.
+pub(crate) fn check_private_key(store: &SvidStore) -> Result<()> {
+    store.with_current(|m| {
+        if m.svid().has_private_key() {
+            return Ok(());
+        }
+        Err(CredentialError::PrivateKeyHidden
+            .at(m.origin().to_owned())
+            .with_hint(format!(
+                "the platform delivered the certificate of {} without its private key; use it \
+                 for certificate-bound tokens, or run where the key is delivered to make mTLS \
+                 connections",
+                m.svid().spiffe_id()
+            )))
+    })
 }
 
 fn config_error(e: rustls::Error) -> Error {

@@ -8,8 +8,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use workload_auth_core::{Error, ErrorKind, Result};
 
+use crate::error::CredentialError;
 use crate::source::SvidSource;
-use crate::store::SvidStore;
+use crate::store::{SvidStore, X509Material};
 
 /// How often the [`Watcher`] looks.
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +98,7 @@ impl fmt::Debug for Watcher {
 }
 
 async fn reload(store: &SvidStore, source: &dyn SvidSource) -> Result<()> {
-    match source.load().await {
+    match source.load().await.and_then(|m| keeps_the_key(store, m)) {
         Ok(material) => {
             tracing::info!(
                 spiffe_id = %material.svid().spiffe_id(),
@@ -112,6 +113,23 @@ async fn reload(store: &SvidStore, source: &dyn SvidSource) -> Result<()> {
             Err(e)
         }
     }
+}
+
+/// A generation without the private key after one with it is treated as broken (a key file not
+/// written yet, or lost), not as the platform starting to hide the key: swapping it in would turn
+/// every handshake into an error while the last good key still works. Material that never had a
+/// key rotates as usual.
+fn keeps_the_key(store: &SvidStore, material: X509Material) -> Result<X509Material> {
+    let had_key = store.with_current(|m| m.svid().has_private_key());
+    if had_key && !material.svid().has_private_key() {
+        return Err(CredentialError::PrivateKeyHidden
+            .at(material.origin().to_owned())
+            .with_hint(
+                "the new credentials have a certificate but no private key; the last ones with \
+                 a key stay in use",
+            ));
+    }
+    Ok(material)
 }
 
 async fn run(

@@ -175,8 +175,10 @@ fn each_broken_directory_names_its_problem() {
         "{err}"
     );
 
-    // No key anywhere; config_status explains why.
+    // No certificate anywhere; config_status explains why. (A certificate without a key is the
+    // platform keeping the key hidden: see tests/layouts.rs.)
     let mut c = CredentialsContents::new(&svid, &ca, []);
+    c.certificates_pem = None;
     c.private_key_pem = None;
     c.combined_pem = None;
     c.config_status = Some(r#"{"partnerMetadataConfigsErrors":{"x":"CA pool not found"}}"#.into());

@@ -50,7 +50,12 @@ pub(crate) fn render(material: &X509Material, hint: &str) -> Result<Rendered> {
             "the SVID's leaf certificate cannot be parsed",
         )
     })?;
-    let key = crate::der::pkcs8_key(svid.private_key(), leaf.public_key().raw)?;
+    // A Workload API response carries the key; there is none to hand out when the platform
+    // keeps it hidden.
+    let private_key = svid.try_private_key().ok_or_else(|| {
+        workload_auth_mtls::CredentialError::PrivateKeyHidden.at(material.origin().to_owned())
+    })?;
+    let key = crate::der::pkcs8_key(private_key, leaf.public_key().raw)?;
 
     let mut federated = HashMap::new();
     let mut all = HashMap::new();

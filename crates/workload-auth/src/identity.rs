@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use workload_auth_core::{Result, runtime};
 use workload_auth_mtls::{
-    Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, ReloadStatus, SpiffeId,
-    SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher, X509Material,
+    Authorizer, CredentialLayout, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector,
+    ReloadStatus, SpiffeId, SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher,
+    X509Material,
 };
 #[cfg(feature = "workload-api")]
 use workload_auth_workload_api::{Endpoint, WorkloadApiOptions, WorkloadApiSource};
@@ -33,8 +34,15 @@ impl fmt::Debug for WorkloadIdentity {
 }
 
 impl WorkloadIdentity {
-    /// Loads the credentials directory (`None`: `/var/run/secrets/workload-spiffe-credentials`) and
-    /// watches it for rotations with the default [`WatchOptions`]. Blocks briefly; needs no runtime.
+    /// Loads the credentials directory and watches it for rotations with the default
+    /// [`WatchOptions`]. Blocks briefly; needs no runtime.
+    ///
+    /// `None` means the SPIFFE filesystem delivery directory `SPIFFE_CREDENTIAL_FOLDER` names when
+    /// it is set, else `/var/run/secrets/workload-spiffe-credentials`. Any layout is read (see
+    /// [`CredentialLayout`](workload_auth_mtls::CredentialLayout) and
+    /// [`WorkloadIdentity::layout`]); when the platform keeps the key hidden the identity loads,
+    /// but [`WorkloadIdentity::connector`] and [`WorkloadIdentity::acceptor`] fail with
+    /// [`CredentialError::PrivateKeyHidden`](workload_auth_mtls::CredentialError::PrivateKeyHidden).
     pub fn from_directory(dir: Option<&Path>) -> Result<Self> {
         Self::from_directory_with(dir, WatchOptions::default())
     }
@@ -43,7 +51,7 @@ impl WorkloadIdentity {
     pub fn from_directory_with(dir: Option<&Path>, options: WatchOptions) -> Result<Self> {
         let dir = match dir {
             Some(path) => CredentialsDir::new(path),
-            None => CredentialsDir::default_location(),
+            None => CredentialsDir::from_environment(),
         };
         let store = SvidStore::new(dir.load_blocking()?);
         let source: Arc<dyn SvidSource> = Arc::new(dir);
@@ -125,6 +133,18 @@ impl WorkloadIdentity {
     /// is well. Shown by `workload-auth mtls` on standard error.
     pub fn warnings(&self) -> Vec<String> {
         self.store.with_current(|m| m.warnings().to_vec())
+    }
+
+    /// Which files the current material was read from, when it came from a credentials directory.
+    pub fn layout(&self) -> Option<CredentialLayout> {
+        self.store.with_current(|m| m.layout())
+    }
+
+    /// Whether the current certificate came with its private key, so handshakes can be made;
+    /// `false` when the platform keeps the key hidden (the certificate still names the workload
+    /// and can be presented for token binding).
+    pub fn has_private_key(&self) -> bool {
+        self.store.with_current(|m| m.svid().has_private_key())
     }
 
     /// The store holding the current material; it changes atomically on rotation.

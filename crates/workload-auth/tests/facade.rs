@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth::mtls::{Authorizer, SpiffeId, WatchOptions};
 use workload_auth::{CredentialType, CredentialsBuilder, EnvSource, ErrorKind, WorkloadIdentity};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
 use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint};
 
 /// ADC that sees nothing but the emulator: an empty environment and an empty home directory.
@@ -195,5 +195,46 @@ fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
             authorizer_from_policies([policy]).unwrap().allows(&web),
             "{policy}"
         );
+    }
+}
+
+/// Every layout loads through the facade and says which it is; a hidden key still names the
+/// workload but refuses to make mTLS clients or servers, with the typed reason.
+#[test]
+fn each_credential_layout_through_the_facade() {
+    let ca = TrustDomainCa::new("prod.example").unwrap();
+    let svid = ca.issue("spiffe://prod.example/ns/a/sa/b").unwrap();
+    for layout in Layout::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = CredentialsDirWriter::new(tmp.path());
+        writer
+            .write(&CredentialsContents::with_layout(layout, &svid, &ca, []))
+            .unwrap();
+        let identity = WorkloadIdentity::from_directory(Some(&writer.link_path())).unwrap();
+        assert_eq!(
+            identity.layout().map(|l| l.name()),
+            Some(layout.name()),
+            "{layout}"
+        );
+        assert_eq!(
+            identity.spiffe_id(),
+            SpiffeId::parse("spiffe://prod.example/ns/a/sa/b").unwrap()
+        );
+        let hidden = layout == Layout::NoKey;
+        assert_eq!(identity.has_private_key(), !hidden, "{layout}");
+        let connector = identity.connector(Authorizer::any());
+        let acceptor = identity.acceptor(Authorizer::any());
+        if hidden {
+            for err in [connector.unwrap_err(), acceptor.unwrap_err()] {
+                assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
+                assert_eq!(
+                    workload_auth::mtls::CredentialError::find(&err),
+                    Some(&workload_auth::mtls::CredentialError::PrivateKeyHidden)
+                );
+            }
+        } else {
+            connector.unwrap();
+            acceptor.unwrap();
+        }
     }
 }

@@ -61,6 +61,11 @@ class InvalidCredentialsError(WorkloadAuthError):
     """A credentials file, its JSON, or X.509 material is malformed or unusable."""
 
 
+class PrivateKeyHiddenError(InvalidCredentialsError):
+    """The platform keeps the workload's private key hidden: its certificate names the workload
+    (and can be presented for token binding), but no mutual TLS can be made with it."""
+
+
 class InvalidArgumentError(WorkloadAuthError, ValueError):
     """An argument is invalid: an empty audience, a bad scope or policy, a closed stream."""
 

@@ -255,8 +255,9 @@ class WorkloadIdentity:
 
     @staticmethod
     def from_directory(path: Union[str, "os.PathLike[str]", None] = None) -> WorkloadIdentity:
-        """Loads the credentials directory (default /var/run/secrets/workload-spiffe-credentials)
-        and watches it for rotations while the object lives."""
+        """Loads the credentials directory, in any layout, and watches it for rotations while the
+        object lives (default: ``SPIFFE_CREDENTIAL_FOLDER`` when set, else
+        /var/run/secrets/workload-spiffe-credentials)."""
     @staticmethod
     def from_workload_api(endpoint: Optional[str] = None) -> WorkloadIdentity:
         """Takes the identity from a SPIFFE Workload API (``unix:///path`` or ``tcp://IP:port``,
@@ -265,6 +266,13 @@ class WorkloadIdentity:
     def spiffe_id(self) -> str: ...
     @property
     def trust_domain(self) -> str: ...
+    @property
+    def layout(self) -> Optional[str]:
+        """``"gke"``, ``"combined"``, ``"spiffe-fs"`` or ``"no-key"``; None for an identity from
+        the Workload API."""
+    @property
+    def has_private_key(self) -> bool:
+        """False when the platform keeps the key hidden (mTLS raises PrivateKeyHiddenError)."""
     @property
     def warnings(self) -> List[str]:
         """Warnings an operator should act on (e.g. a private key file readable by group or
