@@ -329,6 +329,26 @@ impl BoundCertificate {
         self.key.as_deref()
     }
 
+    /// The private key as PEM (`PRIVATE KEY`, `EC PRIVATE KEY` or `RSA PRIVATE KEY`), for a
+    /// transport outside Rust (Python's `ssl`, a C TLS library) that must present this
+    /// certificate. A secret: never log it.
+    pub fn private_key_pem(&self) -> Option<workload_auth_core::SecretString> {
+        let key = self.key.as_deref()?;
+        let label = match key {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        let b64 = zeroize::Zeroizing::new(STANDARD.encode(key.secret_der()));
+        let mut pem = format!("-----BEGIN {label}-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str(&format!("-----END {label}-----\n"));
+        Some(workload_auth_core::SecretString::new(pem))
+    }
+
     /// A rustls client configuration (ring, TLS 1.3) presenting this certificate and trusting
     /// `roots` (the platform's when empty): the only channel a bound token is good for.
     pub fn rustls_config(

@@ -543,6 +543,14 @@ fn the_demo_runs_the_whole_story() {
         text.contains("frontend (identity from the agent) -> backend: verified"),
         "{text}"
     );
+    assert!(
+        text.contains("token binding: bound to certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("with its own certificate: HTTP 200; with another agent's: HTTP 401"),
+        "{text}"
+    );
     assert!(text.contains("demo complete"), "{text}");
 }
 

@@ -44,7 +44,7 @@ pub(crate) fn of_request(request: &Request) -> Result<Option<Binding>, String> {
         .map(normalize_fingerprint)
         .transpose()?;
     let from_body = if request.method == "POST" && !request.body.is_empty() {
-        Some(from_chain_body(&request.body)?)
+        from_chain_body(&request.body)?
     } else {
         None
     };
@@ -68,12 +68,15 @@ pub(crate) fn of_request(request: &Request) -> Result<Option<Binding>, String> {
     }
 }
 
-/// The leaf's fingerprint from `{"certificate_chain": "<PEM>"}`.
-fn from_chain_body(body: &[u8]) -> Result<String, String> {
+/// The leaf's fingerprint from `{"certificate_chain": "<PEM>"}` (`None` for a body without
+/// that field: a POST asking for nothing bound).
+fn from_chain_body(body: &[u8]) -> Result<Option<String>, String> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|_| "the request body is not JSON".to_owned())?;
-    let Some(pem) = doc.get("certificate_chain").and_then(Value::as_str) else {
-        return Err("the request body has no certificate_chain string".to_owned());
+    let pem = match doc.get("certificate_chain") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(pem)) => pem,
+        Some(_) => return Err("certificate_chain is not a string".to_owned()),
     };
     if pem.contains("PRIVATE KEY") {
         return Err("the certificate_chain holds a private key".to_owned());
@@ -82,7 +85,7 @@ fn from_chain_body(body: &[u8]) -> Result<String, String> {
         .next()
         .ok_or_else(|| "the certificate_chain holds no PEM certificate".to_owned())?
         .map_err(|_| "the certificate_chain is not valid PEM".to_owned())?;
-    Ok(fingerprint(leaf.as_ref()))
+    Ok(Some(fingerprint(leaf.as_ref())))
 }
 
 /// Any accepted encoding of a SHA-256 fingerprint, as base64url without padding.

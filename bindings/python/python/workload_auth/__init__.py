@@ -36,6 +36,7 @@ from ._errors import (
 )
 from ._native import (
     AccessToken,
+    BoundAccessToken,
     Credentials,
     Explanation,
     ExplanationStep,
@@ -50,6 +51,7 @@ from ._native import (
 __all__ = [
     "CredentialsFileNotFoundError",
     "AccessToken",
+    "BoundAccessToken",
     "Credentials",
     "CredentialsNotFoundError",
     "DeadlineExceededError",
