@@ -237,13 +237,19 @@ fn c_program_gets_bound_tokens_only_with_their_certificate() {
         ),
     )
     .unwrap();
-    let (fp1, fp2) = (fingerprint(first.leaf_der()), fingerprint(second.leaf_der()));
+    let (fp1, fp2) = (
+        fingerprint(first.leaf_der()),
+        fingerprint(second.leaf_der()),
+    );
     let out = run_checked(
         &programs().join("bound"),
         &[],
         &[
             ("GCE_METADATA_HOST", emu.host()),
-            ("GOOGLE_API_CERTIFICATE_CONFIG", path("certificate_config.json")),
+            (
+                "GOOGLE_API_CERTIFICATE_CONFIG",
+                path("certificate_config.json"),
+            ),
             ("WA_TEST_FINGERPRINT", fp1.clone()),
             ("WA_TEST_ROTATED_FINGERPRINT", fp2.clone()),
             ("WA_TEST_CERT", path("cert.pem")),

@@ -70,7 +70,10 @@ pub fn certificate_fingerprint(leaf_der: &[u8]) -> String {
 /// Whether the environment turns binding off, and by which variable.
 pub(crate) fn opted_out(env: &EnvSource) -> Option<&'static str> {
     let is_false = |v: String| v.trim().eq_ignore_ascii_case("false");
-    if env.nonempty(USE_CLIENT_CERTIFICATE_ENV).is_some_and(is_false) {
+    if env
+        .nonempty(USE_CLIENT_CERTIFICATE_ENV)
+        .is_some_and(is_false)
+    {
         return Some(USE_CLIENT_CERTIFICATE_ENV);
     }
     match env.nonempty(ENABLE_RUNTIME_BOUND_TOKEN_ENV) {
@@ -100,9 +103,7 @@ impl CertificateFiles {
         if opted_out(env).is_some() {
             return Ok(None);
         }
-        let explicit = env
-            .nonempty(crate::env::CERTIFICATE_CONFIG_ENV)
-            .is_some();
+        let explicit = env.nonempty(crate::env::CERTIFICATE_CONFIG_ENV).is_some();
         if let Ok(config) = default_config_path(env)
             && (explicit || config.exists())
         {
@@ -142,7 +143,11 @@ impl CertificateFiles {
         let pem = read_limited(&self.cert, "the workload certificate")?;
         let chain = certificates(&pem, &self.cert)?;
         let leaf = parse_leaf(&chain[0], &self.cert)?;
-        if !leaf.trust_domain.as_deref().is_some_and(is_agent_trust_domain) {
+        if !leaf
+            .trust_domain
+            .as_deref()
+            .is_some_and(is_agent_trust_domain)
+        {
             return Ok(None);
         }
         let now = SystemTime::now();

@@ -199,7 +199,11 @@ impl fmt::Display for TokenBinding {
                 }
                 Ok(())
             }
-            (true, None) => write!(f, "bound, but the certificate cannot be read: {}", self.detail),
+            (true, None) => write!(
+                f,
+                "bound, but the certificate cannot be read: {}",
+                self.detail
+            ),
             (false, _) => write!(f, "not bound ({})", self.detail),
         }
     }

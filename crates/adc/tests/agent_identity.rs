@@ -77,7 +77,10 @@ async fn metadata_tokens_are_bound_to_the_agent_certificate_and_rotate_with_it()
     let ca = TrustDomainCa::new(AGENT_TD).unwrap();
     let svid = ca.issue(AGENT_ID).unwrap();
     let config = install(&home, &svid);
-    let vars = [("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string())];
+    let vars = [(
+        "GOOGLE_API_CERTIFICATE_CONFIG",
+        config.display().to_string(),
+    )];
     let creds = metadata_creds(&emu, &home, &vars);
     assert!(creds.is_bound());
 
@@ -118,7 +121,10 @@ async fn metadata_tokens_are_bound_to_the_agent_certificate_and_rotate_with_it()
         .await
         .unwrap();
     let server_root = CertificateDer::from(listener.server_root_der().to_vec());
-    let own = bound.certificate().rustls_config([server_root.clone()]).unwrap();
+    let own = bound
+        .certificate()
+        .rustls_config([server_root.clone()])
+        .unwrap();
     let (status, body) = present(&listener, own, bound.token().secret().expose()).await;
     assert_eq!((status, &body["fingerprint"]), (200, &json!(fp)), "{body}");
     let other_home = TempDir::new("agent-stranger");
@@ -143,7 +149,12 @@ async fn metadata_tokens_are_bound_to_the_agent_certificate_and_rotate_with_it()
     assert!(body.to_string().contains("different certificate"), "{body}");
     // Over plain HTTP, even claiming the certificate in the header, it is refused.
     let response = reqwest::Client::builder()
-        .tls_backend_preconfigured(bound.certificate().rustls_config([server_root.clone()]).unwrap())
+        .tls_backend_preconfigured(
+            bound
+                .certificate()
+                .rustls_config([server_root.clone()])
+                .unwrap(),
+        )
         .build()
         .unwrap()
         .get(format!("{}{PROTECTED_RESOURCE_PATH}", emu.url()))
@@ -191,7 +202,12 @@ async fn metadata_tokens_are_bound_to_the_agent_certificate_and_rotate_with_it()
         Some(new_fp.clone())
     );
     let rotated_tls = fresh.certificate().rustls_config([server_root]).unwrap();
-    let (status, _) = present(&listener, rotated_tls.clone(), fresh.token().secret().expose()).await;
+    let (status, _) = present(
+        &listener,
+        rotated_tls.clone(),
+        fresh.token().secret().expose(),
+    )
+    .await;
     assert_eq!(status, 200);
     // The old token does not go with the new certificate.
     let (status, _) = present(&listener, rotated_tls, bound.token().secret().expose()).await;
@@ -206,7 +222,10 @@ async fn the_query_form_layouts_and_opt_outs() {
     let svid = ca.issue(AGENT_ID).unwrap();
     let config = install(&home, &svid);
     let fp = fingerprint(svid.leaf_der());
-    let config_var = ("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string());
+    let config_var = (
+        "GOOGLE_API_CERTIFICATE_CONFIG",
+        config.display().to_string(),
+    );
 
     // The older form: GET with the fingerprint in the query.
     let creds = builder(&home, std::slice::from_ref(&config_var))
@@ -221,14 +240,23 @@ async fn the_query_form_layouts_and_opt_outs() {
         request.query_param("bindCertificateFingerprint"),
         Some(fp.as_str())
     );
-    assert_eq!(request.binding, Some((fp.clone(), "fingerprint_query".into())));
+    assert_eq!(
+        request.binding,
+        Some((fp.clone(), "fingerprint_query".into()))
+    );
     assert_eq!(
         emu.issued_token(bound.token().secret().expose())
             .unwrap()
             .bound_fingerprint,
         Some(fp.clone())
     );
-    assert!(creds.explain().await.to_string().contains("fingerprint_query"));
+    assert!(
+        creds
+            .explain()
+            .await
+            .to_string()
+            .contains("fingerprint_query")
+    );
 
     // Each opt-out gives ordinary, unbound tokens and sends no binding.
     for opt_out in [
@@ -331,11 +359,8 @@ async fn broken_agent_certificates_are_typed_errors_naming_the_file() {
     let emu = emulator().await;
     let home = TempDir::new("agent-bad");
     let ca = TrustDomainCa::new(AGENT_TD).unwrap();
-    let build = |vars: &[(&str, String)]| {
-        builder(&home, vars)
-            .with_metadata_host(emu.host())
-            .build()
-    };
+    let build =
+        |vars: &[(&str, String)]| builder(&home, vars).with_metadata_host(emu.host()).build();
 
     // The configuration variable names a directory.
     let err = build(&[(
@@ -344,25 +369,37 @@ async fn broken_agent_certificates_are_typed_errors_naming_the_file() {
     )])
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{err}");
-    assert_eq!(err.endpoint(), Some(home.path().display().to_string().as_str()));
+    assert_eq!(
+        err.endpoint(),
+        Some(home.path().display().to_string().as_str())
+    );
 
     // The configuration's cert_path names a directory.
     std::fs::create_dir_all(home.path().join("certdir")).unwrap();
-    let key = home.write("k.pem", ca.issue(AGENT_ID).unwrap().private_key_pem().expose());
+    let key = home.write(
+        "k.pem",
+        ca.issue(AGENT_ID).unwrap().private_key_pem().expose(),
+    );
     let config = home.write_json(
         "dir-config.json",
         &json!({"cert_configs": {"workload": {"cert_path": home.path().join("certdir"), "key_path": key}}}),
     );
-    let err = build(&[("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string())])
-        .unwrap_err();
+    let err = build(&[(
+        "GOOGLE_API_CERTIFICATE_CONFIG",
+        config.display().to_string(),
+    )])
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{err}");
     assert!(err.endpoint().unwrap().ends_with("certdir"), "{err}");
 
     // An expired agent certificate.
     let expired = ca.svid(AGENT_ID).expired().issue().unwrap();
     let config = install(&home, &expired);
-    let err = build(&[("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string())])
-        .unwrap_err();
+    let err = build(&[(
+        "GOOGLE_API_CERTIFICATE_CONFIG",
+        config.display().to_string(),
+    )])
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
     assert!(err.endpoint().unwrap().ends_with("cert.pem"), "{err}");
@@ -372,7 +409,10 @@ async fn broken_agent_certificates_are_typed_errors_naming_the_file() {
     let config = install(&home, &svid);
     let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     home.write("certs/key.pem", &ed25519.serialize_pem());
-    let vars = [("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string())];
+    let vars = [(
+        "GOOGLE_API_CERTIFICATE_CONFIG",
+        config.display().to_string(),
+    )];
     let err = build(&vars).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidCredentials, "{err}");
     assert!(err.endpoint().unwrap().ends_with("key.pem"), "{err}");
@@ -413,7 +453,10 @@ async fn x509_federation_binds_the_exchange_to_the_agent_certificate() {
     let path = home.write_json("x509.json", &file);
     let root = CertificateDer::from(listener.server_root_der().to_vec());
     let vars = [
-        ("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string()),
+        (
+            "GOOGLE_API_CERTIFICATE_CONFIG",
+            config.display().to_string(),
+        ),
         ("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()),
     ];
     let creds = builder(&home, &vars)

@@ -414,7 +414,10 @@ async fn agent_identity(emulator: &Emulator, home: &std::path::Path) -> Result<(
     let (config, fingerprint) = agent_certificate(&ca, &dir)?;
     let env = EnvSource::from_vars([
         ("GCE_METADATA_HOST", emulator.host()),
-        ("GOOGLE_API_CERTIFICATE_CONFIG", config.display().to_string()),
+        (
+            "GOOGLE_API_CERTIFICATE_CONFIG",
+            config.display().to_string(),
+        ),
     ])
     .with_home(home);
     let credentials = CredentialsBuilder::new()

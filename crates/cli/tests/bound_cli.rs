@@ -36,7 +36,11 @@ fn explain_and_token_show_the_binding() {
     BufReader::new(emulator.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let host = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let host = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
 
     let dir = tempfile::tempdir().unwrap();
     let ca = TrustDomainCa::new(TD).unwrap();
@@ -63,7 +67,9 @@ fn explain_and_token_show_the_binding() {
     let out = run(&["explain"], &env);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("token binding: bound to certificate {fingerprint}")),
+        text.contains(&format!(
+            "token binding: bound to certificate {fingerprint}"
+        )),
         "{text}"
     );
     let out = run(&["explain", "--json"], &env);
@@ -78,7 +84,11 @@ fn explain_and_token_show_the_binding() {
     assert!(err.contains("bound"), "{err}");
 
     let out = run(&["token", "--bound"], &env);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["access_token"].as_str().unwrap().starts_with("ya29."));
     assert_eq!(json["fingerprint"], fingerprint.as_str());
@@ -93,7 +103,11 @@ fn explain_and_token_show_the_binding() {
         ("GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN", "false"),
     ];
     let out = run(&["token"], &opted);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["explain"], &opted);
     assert!(String::from_utf8_lossy(&out.stdout).contains("token binding: not bound"));
     let _ = emulator.kill();

@@ -7,8 +7,8 @@
 //! (older Python), padded or not. Every form is normalised to base64url without padding.
 
 use base64::Engine as _;
-use rustls::pki_types::pem::PemObject as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 
 use crate::http::{Request, Response};
@@ -62,17 +62,17 @@ pub(crate) fn of_request(request: &Request) -> Result<Option<Binding>, String> {
             fingerprint: b,
             form: "certificate_chain",
         })),
-        (Some(_), Some(_)) => Err(
-            "bindCertificateFingerprint does not match the certificate_chain's leaf".to_owned(),
-        ),
+        (Some(_), Some(_)) => {
+            Err("bindCertificateFingerprint does not match the certificate_chain's leaf".to_owned())
+        }
     }
 }
 
 /// The leaf's fingerprint from `{"certificate_chain": "<PEM>"}` (`None` for a body without
 /// that field: a POST asking for nothing bound).
 fn from_chain_body(body: &[u8]) -> Result<Option<String>, String> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|_| "the request body is not JSON".to_owned())?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|_| "the request body is not JSON".to_owned())?;
     let pem = match doc.get("certificate_chain") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(pem)) => pem,
@@ -133,7 +133,8 @@ fn percent_decode(text: &str) -> Option<String> {
 /// bound, the connection presented the certificate it is bound to; 401 otherwise.
 pub(crate) fn protected(state: &State, request: &Request) -> Response {
     let unauthorized = |why: &str| {
-        let mut response = Response::json(&json!({ "error": "invalid_token", "error_description": why }));
+        let mut response =
+            Response::json(&json!({ "error": "invalid_token", "error_description": why }));
         response.status = 401;
         response
     };
@@ -184,7 +185,11 @@ mod tests {
             "47DEQpj8HBSa%252B%252FTImW%252B5JCeuQeRkm5NMpJWZG3hSuFU%253D",
             "47DEQpj8HBSa /TImW 5JCeuQeRkm5NMpJWZG3hSuFU",
         ] {
-            assert_eq!(normalize_fingerprint(raw).unwrap(), EMPTY_SHA256_URL, "{raw}");
+            assert_eq!(
+                normalize_fingerprint(raw).unwrap(),
+                EMPTY_SHA256_URL,
+                "{raw}"
+            );
         }
         for bad in ["", "abc", "%zz", "47DEQpj8HBSa"] {
             assert!(normalize_fingerprint(bad).is_err(), "{bad}");

@@ -67,7 +67,9 @@ impl CertificateBinding {
             }
         }
         if certificates == 0 {
-            return Err(invalid("the certificate chain to bind to holds no certificate"));
+            return Err(invalid(
+                "the certificate chain to bind to holds no certificate",
+            ));
         }
         let well_formed = fingerprint.len() == 43
             && fingerprint
@@ -119,7 +121,8 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&b.post_body()).unwrap();
         assert_eq!(body["certificate_chain"], PEM);
         assert!(format!("{b:?}").contains(FP) && !format!("{b:?}").contains("MIIB"));
-        let with_key = format!("{PEM}-----BEGIN PRIVATE KEY-----\nsekrit\n-----END PRIVATE KEY-----\n");
+        let with_key =
+            format!("{PEM}-----BEGIN PRIVATE KEY-----\nsekrit\n-----END PRIVATE KEY-----\n");
         let err = CertificateBinding::new(with_key, FP).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         assert!(!err.to_string().contains("sekrit"));
