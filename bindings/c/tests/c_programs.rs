@@ -216,7 +216,11 @@ fn c_program_gets_tokens_from_the_emulator() {
 
 #[test]
 fn c_program_gets_bound_tokens_only_with_their_certificate() {
-    let fingerprint = workload_auth::adc::agent_identity::certificate_fingerprint;
+    use base64::Engine as _;
+    let fingerprint = |der: &[u8]| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, der))
+    };
     let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
     let td = "agents.global.org-77.system.id.goog";
     let ca = TrustDomainCa::new(td).unwrap();
