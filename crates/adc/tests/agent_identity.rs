@@ -486,6 +486,51 @@ async fn x509_federation_binds_the_exchange_to_the_agent_certificate() {
     let doc = serde_json::to_value(creds.explain().await).unwrap();
     assert_eq!(doc["token_binding"]["form"], json!("sts_options"));
 
+    // The STS binds only to the certificate of the connection: another fingerprint is refused.
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(bound.certificate().rustls_config([root.clone()]).unwrap())
+        .build()
+        .unwrap();
+    let subject = json!([base64::engine::general_purpose::STANDARD.encode(svid.leaf_der())]);
+    let exchange = |fingerprint: String| {
+        let form = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("audience", WORKLOAD_AUDIENCE.to_owned()),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+            ),
+            ("subject_token", subject.to_string()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:mtls".to_owned(),
+            ),
+            (
+                "options",
+                json!({ "bindCertFingerprint": fingerprint }).to_string(),
+            ),
+        ];
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        http.post(format!("{}/v1/token", listener.url()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let response = exchange(fingerprint(b"another certificate")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("does not match the client certificate"),
+        "{text}"
+    );
+    let response = exchange(fp.clone()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
     // Opted out: the exchange carries no binding and the token is an ordinary one.
     let creds = builder(
         &home,

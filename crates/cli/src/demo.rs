@@ -406,6 +406,47 @@ async fn call_protected(
     Ok(response.status().as_u16())
 }
 
+/// Presents `bound` over mutual TLS with its own certificate (accepted) and with another agent's
+/// (refused) to the emulator's protected resource.
+async fn refused_with_another_certificate(
+    emulator: &Emulator,
+    ca: &TrustDomainCa,
+    home: &std::path::Path,
+    bound: &workload_auth::BoundAccessToken,
+) -> Result<(), String> {
+    let stranger_ca = TrustDomainCa::new(AGENT_TRUST_DOMAIN).map_err(err("creating a CA"))?;
+    let listener = emulator
+        .start_mtls(&[ca.root_der().to_vec(), stranger_ca.root_der().to_vec()])
+        .await
+        .map_err(err("starting the mTLS listener"))?;
+    let token = bound.token().secret().expose();
+    let own = call_protected(&listener, bound.certificate(), token).await?;
+    let stranger_dir = home.join("stranger");
+    std::fs::create_dir_all(&stranger_dir).map_err(|e| format!("creating a directory: {e}"))?;
+    let (stranger_config, _) = agent_certificate(&stranger_ca, &stranger_dir)?;
+    let stranger = CredentialsBuilder::new()
+        .with_env(
+            EnvSource::from_vars([(
+                "GOOGLE_API_CERTIFICATE_CONFIG",
+                stranger_config.display().to_string(),
+            )])
+            .with_home(home),
+        )
+        .with_metadata_host(emulator.host())
+        .build()
+        .and_then(|c| c.bound_certificate())
+        .map_err(err("loading another agent certificate"))?
+        .ok_or("the other certificate is not an agent certificate")?;
+    let other = call_protected(&listener, &stranger, token).await?;
+    say(&format!(
+        "   over mTLS with its own certificate: HTTP {own}; with another agent's: HTTP {other}"
+    ));
+    if own != 200 || other != 401 {
+        return Err("the protected resource did not honour the binding".into());
+    }
+    Ok(())
+}
+
 async fn agent_identity(emulator: &Emulator, home: &std::path::Path) -> Result<(), String> {
     say("\n-- 5. Agent Identity: tokens bound to the workload certificate --");
     let dir = home.join("agent");
@@ -442,36 +483,7 @@ async fn agent_identity(emulator: &Emulator, home: &std::path::Path) -> Result<(
         "   bound_access_token(): a token bound to {} (the metadata server recorded the same)",
         bound.fingerprint()
     ));
-    let stranger_ca = TrustDomainCa::new(AGENT_TRUST_DOMAIN).map_err(err("creating a CA"))?;
-    let listener = emulator
-        .start_mtls(&[ca.root_der().to_vec(), stranger_ca.root_der().to_vec()])
-        .await
-        .map_err(err("starting the mTLS listener"))?;
-    let token = bound.token().secret().expose();
-    let own = call_protected(&listener, bound.certificate(), token).await?;
-    let stranger_dir = home.join("stranger");
-    std::fs::create_dir_all(&stranger_dir).map_err(|e| format!("creating a directory: {e}"))?;
-    let (stranger_config, _) = agent_certificate(&stranger_ca, &stranger_dir)?;
-    let stranger = CredentialsBuilder::new()
-        .with_env(
-            EnvSource::from_vars([(
-                "GOOGLE_API_CERTIFICATE_CONFIG",
-                stranger_config.display().to_string(),
-            )])
-            .with_home(home),
-        )
-        .with_metadata_host(emulator.host())
-        .build()
-        .and_then(|c| c.bound_certificate())
-        .map_err(err("loading another agent certificate"))?
-        .ok_or("the other certificate is not an agent certificate")?;
-    let other = call_protected(&listener, &stranger, token).await?;
-    say(&format!(
-        "   over mTLS with its own certificate: HTTP {own}; with another agent's: HTTP {other}"
-    ));
-    if own != 200 || other != 401 {
-        return Err("the protected resource did not honour the binding".into());
-    }
+    refused_with_another_certificate(emulator, &ca, home, &bound).await?;
     let (_, rotated) = agent_certificate(&ca, &dir)?;
     let fresh = credentials
         .bound_access_token()
