@@ -323,6 +323,22 @@ async fn the_query_form_layouts_and_opt_outs() {
     assert!(!creds.is_bound());
     creds.access_token().await.unwrap();
 
+    // gcloud's configuration with no workload certificate (only a `keychain` entry): unbound.
+    let keychain = plain_home.write_json(
+        "keychain.json",
+        &json!({"cert_configs": {"keychain": {"cert_path": "/nonexistent"}}}),
+    );
+    let creds = metadata_creds(
+        &emu,
+        &plain_home,
+        &[(
+            "GOOGLE_API_CERTIFICATE_CONFIG",
+            keychain.display().to_string(),
+        )],
+    );
+    assert!(!creds.is_bound());
+    creds.access_token().await.unwrap();
+
     // The GKE / Cloud Run directory: certificates.pem (+ private_key.pem), or the combined file.
     let dir = TempDir::new("agent-spiffe-dir");
     dir.write("certificates.pem", svid.chain_pem());
