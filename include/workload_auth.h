@@ -531,6 +531,40 @@ const char *wa_credentials_type(const wa_credentials *c);
 WA_MUST_USE wa_result wa_credentials_invalidate(const wa_credentials *c);
 
 /**
+ * Whether these credentials' tokens are bound to an Agent Identity workload certificate
+ * (AIP-4119). Then `wa_credentials_access_token`, `wa_credentials_authorization_header` and
+ * `wa_credentials_id_token` fail with `WA_ERR_INVALID_ARGUMENT` rather than hand out a token
+ * without its certificate: use `wa_credentials_bound_access_token`.
+ *
+ * # Safety
+ *
+ * `c` must be NULL or a live handle; `out_bound` NULL or writable.
+ */
+WA_MUST_USE wa_result wa_credentials_is_bound(const wa_credentials *c, bool *out_bound);
+
+/**
+ * An access token bound to the Agent Identity workload certificate, returned only together with
+ * that certificate: `*out_token` (the token; never log it), `*out_certificate_chain` (the chain
+ * it is bound to, PEM certificates leaf first, no key) and `*out_fingerprint` (the leaf's
+ * SHA-256, base64url without padding). Present exactly that certificate over mutual TLS with
+ * the token. Free the three strings with `wa_string_free`. `out_expires_unix` may be NULL.
+ *
+ * The certificate file is read on every call; after a rotation the next call returns a new
+ * token bound to the new certificate. Nothing is written unless the call succeeds.
+ *
+ * # Safety
+ *
+ * `c` must be NULL or a live handle; `out_token`, `out_certificate_chain` and `out_fingerprint`
+ * NULL or writable; `out_expires_unix` NULL or writable.
+ */
+WA_MUST_USE
+wa_result wa_credentials_bound_access_token(const wa_credentials *c,
+                                            char **out_token,
+                                            char **out_certificate_chain,
+                                            char **out_fingerprint,
+                                            int64_t *out_expires_unix);
+
+/**
  * Copies the calling thread's last error message into `buf` (at most `len` bytes, always
  * NUL-terminated when `len > 0`, cut at a UTF-8 character boundary when too long).
  *

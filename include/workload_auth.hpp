@@ -169,6 +169,16 @@ struct access_token {
     std::chrono::system_clock::time_point expires_at;
 };
 
+/* An Agent Identity certificate-bound access token together with the certificate it is bound to:
+ * present `certificate_chain` (PEM, leaf first; the key stays in its file) over mutual TLS with
+ * the token, nothing else. */
+struct bound_access_token {
+    std::string token;
+    std::string certificate_chain;
+    std::string fingerprint;
+    std::chrono::system_clock::time_point expires_at;
+};
+
 /* Application Default Credentials (or explicit ones) with their token caches. Thread-safe. */
 class credentials {
   public:
@@ -219,6 +229,29 @@ class credentials {
         const wa_result r = wa_credentials_access_token(
             handle_.get(), scopes ? list.c_str() : nullptr, &raw, &expires);
         return make_token(r, raw, expires);
+    }
+
+    /* Whether tokens are bound to an Agent Identity workload certificate; then token() fails and
+     * bound_token() gives the token with its certificate. */
+    bool is_bound() const {
+        bool bound = false;
+        detail::check(wa_credentials_is_bound(handle_.get(), &bound));
+        return bound;
+    }
+
+    /* A certificate-bound token with its certificate (see wa_credentials_bound_access_token). */
+    bound_access_token bound_token() const { return try_bound_token().value(); }
+    result<bound_access_token> try_bound_token() const {
+        char *token = nullptr, *chain = nullptr, *fingerprint = nullptr;
+        int64_t expires = 0;
+        const wa_result r = wa_credentials_bound_access_token(handle_.get(), &token, &chain,
+                                                              &fingerprint, &expires);
+        if (r != WA_OK) {
+            return detail::failure<bound_access_token>(r);
+        }
+        bound_access_token t{detail::take(token), detail::take(chain), detail::take(fingerprint),
+                             std::chrono::system_clock::time_point(std::chrono::seconds(expires))};
+        return t;
     }
 
     /* The same, returning WA_ERR_TRANSPORT (transient) when no token came within `timeout`. */

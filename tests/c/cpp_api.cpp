@@ -72,6 +72,10 @@ int main() {
     REQUIRE(creds.token().token == token.token);
     REQUIRE(creds.authorization_header() == "Bearer " + token.token);
 
+    /* No Agent Identity certificate here: tokens are not bound, and no bound token is made. */
+    REQUIRE(!creds.is_bound());
+    REQUIRE(creds.try_bound_token().code() == WA_ERR_INVALID_ARGUMENT);
+
     auto scoped = creds.try_token(std::string_view("openid"));
     REQUIRE(scoped.ok() && scoped.value().token != token.token);
     REQUIRE(creds.try_token(std::string_view(" , ")).code() == WA_ERR_INVALID_ARGUMENT);

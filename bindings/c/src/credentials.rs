@@ -849,3 +849,78 @@ pub unsafe extern "C" fn wa_credentials_invalidate(c: *const wa_credentials) -> 
         Ok(())
     })
 }
+
+/// Whether these credentials' tokens are bound to an Agent Identity workload certificate
+/// (AIP-4119). Then `wa_credentials_access_token`, `wa_credentials_authorization_header` and
+/// `wa_credentials_id_token` fail with `WA_ERR_INVALID_ARGUMENT` rather than hand out a token
+/// without its certificate: use `wa_credentials_bound_access_token`.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `out_bound` NULL or writable.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_is_bound(
+    c: *const wa_credentials,
+    out_bound: *mut bool,
+) -> wa_result {
+    boundary("wa_credentials_is_bound", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out, c) = unsafe { (Out::new(out_bound, "out_bound")?, handle(c, "c")?) };
+        out.set(c.inner.is_bound());
+        Ok(())
+    })
+}
+
+/// An access token bound to the Agent Identity workload certificate, returned only together with
+/// that certificate: `*out_token` (the token; never log it), `*out_certificate_chain` (the chain
+/// it is bound to, PEM certificates leaf first, no key) and `*out_fingerprint` (the leaf's
+/// SHA-256, base64url without padding). Present exactly that certificate over mutual TLS with
+/// the token. Free the three strings with `wa_string_free`. `out_expires_unix` may be NULL.
+///
+/// The certificate file is read on every call; after a rotation the next call returns a new
+/// token bound to the new certificate. Nothing is written unless the call succeeds.
+///
+/// # Safety
+///
+/// `c` must be NULL or a live handle; `out_token`, `out_certificate_chain` and `out_fingerprint`
+/// NULL or writable; `out_expires_unix` NULL or writable.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_bound_access_token(
+    c: *const wa_credentials,
+    out_token: *mut *mut c_char,
+    out_certificate_chain: *mut *mut c_char,
+    out_fingerprint: *mut *mut c_char,
+    out_expires_unix: *mut i64,
+) -> wa_result {
+    boundary("wa_credentials_bound_access_token", || {
+        // SAFETY: forwarded contracts of each argument.
+        let (out_token, out_chain, out_fingerprint, out_expires, c) = unsafe {
+            (
+                OutPtr::ptr(out_token, "out_token")?,
+                OutPtr::ptr(out_certificate_chain, "out_certificate_chain")?,
+                OutPtr::ptr(out_fingerprint, "out_fingerprint")?,
+                Out::optional(out_expires_unix, "out_expires_unix")?,
+                handle(c, "c")?,
+            )
+        };
+        let bound = c.inner.bound_access_token_blocking()?;
+        let token = bound.token().secret().expose();
+        if token.contains('\0') {
+            // Checked before anything is written, so the three outputs go out together or not at all.
+            return Err(Error::new(
+                ErrorKind::MalformedResponse,
+                "the token contains a NUL byte and cannot be returned as a C string",
+            )
+            .into());
+        }
+        out_chain.set_string(bound.certificate().chain_pem())?;
+        out_fingerprint.set_string(bound.fingerprint())?;
+        out_token.set_string(token)?;
+        if let Some(out) = out_expires {
+            out.set(unix_seconds(bound.token().expires_at()));
+        }
+        Ok(())
+    })
+}

@@ -101,7 +101,14 @@ fn programs() -> &'static Path {
         // Next to the library, inside the target directory: rebuilt on every run, never litter.
         let out = lib.parent().unwrap().join("wa-c-tests");
         std::fs::create_dir_all(&out).unwrap();
-        for name in ["token", "identity", "mtls", "bad_input", "trust_boundary"] {
+        for name in [
+            "token",
+            "identity",
+            "mtls",
+            "bad_input",
+            "trust_boundary",
+            "bound",
+        ] {
             let status = Command::new("cc")
                 .args([
                     "-std=c11",
@@ -217,6 +224,70 @@ fn c_program_gets_tokens_from_the_emulator() {
     // requests. Every other call was served from the cache.
     assert_eq!(emu.requests(Endpoint::Token), 3);
     assert_eq!(emu.requests(Endpoint::Identity), 1);
+}
+
+#[test]
+fn c_program_gets_bound_tokens_only_with_their_certificate() {
+    use base64::Engine as _;
+    let fingerprint = |der: &[u8]| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, der))
+    };
+    let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
+    let td = "agents.global.org-77.system.id.goog";
+    let ca = TrustDomainCa::new(td).unwrap();
+    let id = format!("spiffe://{td}/ns/c/sa/agent");
+    let (first, second) = (ca.issue(&id).unwrap(), ca.issue(&id).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("cert.pem"), first.chain_pem()).unwrap();
+    std::fs::write(path("key.pem"), first.private_key_pem().expose()).unwrap();
+    std::fs::write(path("next-cert.pem"), second.chain_pem()).unwrap();
+    std::fs::write(path("next-key.pem"), second.private_key_pem().expose()).unwrap();
+    std::fs::write(
+        path("certificate_config.json"),
+        format!(
+            r#"{{"cert_configs":{{"workload":{{"cert_path":{:?},"key_path":{:?}}}}}}}"#,
+            path("cert.pem"),
+            path("key.pem")
+        ),
+    )
+    .unwrap();
+    let (fp1, fp2) = (
+        fingerprint(first.leaf_der()),
+        fingerprint(second.leaf_der()),
+    );
+    let out = run_checked(
+        &programs().join("bound"),
+        &[],
+        &[
+            ("GCE_METADATA_HOST", emu.host()),
+            (
+                "GOOGLE_API_CERTIFICATE_CONFIG",
+                path("certificate_config.json"),
+            ),
+            ("WA_TEST_FINGERPRINT", fp1.clone()),
+            ("WA_TEST_ROTATED_FINGERPRINT", fp2.clone()),
+            ("WA_TEST_CERT", path("cert.pem")),
+            ("WA_TEST_KEY", path("key.pem")),
+            ("WA_TEST_ROTATED_CERT", path("next-cert.pem")),
+            ("WA_TEST_ROTATED_KEY", path("next-key.pem")),
+        ],
+    );
+    let text = stdout_of(&out);
+    assert!(text.ends_with("bound: ok\n"), "{text}");
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .to_owned()
+    };
+    // The emulator issued each token bound to the certificate the C program got with it.
+    let issued = emu.issued_token(&value("token=")).unwrap();
+    assert_eq!(issued.bound_fingerprint, Some(fp1));
+    let issued = emu.issued_token(&value("rotated=")).unwrap();
+    assert_eq!(issued.bound_fingerprint, Some(fp2));
+    assert_eq!(emu.requests(Endpoint::Token), 2);
 }
 
 #[test]

@@ -645,6 +645,37 @@ impl Credentials {
         Ok(AccessToken::of(&token))
     }
 
+    /// Whether tokens are bound to an Agent Identity workload certificate: then `token()` and
+    /// `access_token()` raise `InvalidArgumentError`, and `bound_access_token()` returns the token
+    /// together with its certificate.
+    #[getter]
+    fn is_bound(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.current(py)?.is_bound())
+    }
+
+    /// A token bound to the Agent Identity workload certificate, with that certificate.
+    #[pyo3(signature = (scopes=None, *, timeout=None))]
+    fn bound_access_token(
+        &self,
+        py: Python<'_>,
+        scopes: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<BoundAccessToken> {
+        let timeout = deadline(py, timeout)?;
+        let scopes = scope_list(scopes)?;
+        let credentials = self.current(py)?;
+        let bound = wait(py, timeout, async move {
+            match scopes {
+                None => credentials.bound_access_token().await,
+                Some(scopes) => {
+                    let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                    credentials.bound_access_token_with_scopes(&refs).await
+                }
+            }
+        })?;
+        Ok(BoundAccessToken::of(&bound))
+    }
+
     /// An OpenID Connect ID token whose `aud` is `audience`.
     #[pyo3(signature = (audience, *, timeout=None))]
     fn id_token(&self, py: Python<'_>, audience: String, timeout: Option<f64>) -> PyResult<String> {
@@ -919,6 +950,69 @@ impl AccessToken {
     }
 }
 
+/// A certificate-bound access token and the certificate it is bound to. `repr()` hides the token.
+#[pyclass(module = "workload_auth", frozen)]
+pub(crate) struct BoundAccessToken {
+    /// The token itself (a secret: never log it).
+    #[pyo3(get)]
+    token: String,
+    /// `Bearer`.
+    #[pyo3(get)]
+    token_type: String,
+    /// When it expires, in seconds since the Unix epoch.
+    #[pyo3(get)]
+    expires_at: f64,
+    /// The chain the token is bound to: PEM certificates, leaf first, no key.
+    #[pyo3(get)]
+    certificate_chain: String,
+    /// The leaf's SHA-256, base64url without padding.
+    #[pyo3(get)]
+    fingerprint: String,
+    /// The file the certificate was read from.
+    #[pyo3(get)]
+    certificate_file: String,
+    /// The key, only through `private_key_pem()`.
+    key_pem: Option<Py<pyo3::types::PyBytes>>,
+}
+
+impl BoundAccessToken {
+    fn of(bound: &workload_auth::BoundAccessToken) -> Self {
+        let token = AccessToken::of(bound.token());
+        let certificate = bound.certificate();
+        let key_pem = Python::attach(|py| {
+            certificate
+                .private_key_pem()
+                .map(|pem| pyo3::types::PyBytes::new(py, pem.expose().as_bytes()).unbind())
+        });
+        Self {
+            token: token.token,
+            token_type: token.token_type,
+            expires_at: token.expires_at,
+            certificate_chain: certificate.chain_pem().to_owned(),
+            fingerprint: certificate.fingerprint().to_owned(),
+            certificate_file: certificate.path().display().to_string(),
+            key_pem,
+        }
+    }
+}
+
+#[pymethods]
+impl BoundAccessToken {
+    /// The private key of the certificate as PEM bytes, for a transport that must present the
+    /// certificate (`None` when no key sits next to it). A secret: never log it.
+    fn private_key_pem<'py>(&self, py: Python<'py>) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+        self.key_pem.as_ref().map(|k| k.bind(py).clone())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "BoundAccessToken(fingerprint={}, expires_at={}, token=<redacted>)",
+            py_repr(&self.fingerprint),
+            self.expires_at
+        )
+    }
+}
+
 /// One place Application Default Credentials looked at.
 #[pyclass(module = "workload_auth", frozen, get_all)]
 pub(crate) struct ExplanationStep {
@@ -1001,6 +1095,12 @@ impl Explanation {
     #[getter]
     fn regional_access_boundary(&self) -> String {
         self.inner.regional_access_boundary.clone()
+    }
+
+    /// Whether tokens are certificate-bound, and to which certificate (its fingerprint).
+    #[getter]
+    fn token_binding(&self) -> String {
+        self.inner.token_binding.to_string()
     }
 
     /// Why no credentials were found, when none were.

@@ -53,6 +53,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(credentials::default, m)?)?;
     m.add_class::<credentials::Credentials>()?;
     m.add_class::<credentials::AccessToken>()?;
+    m.add_class::<credentials::BoundAccessToken>()?;
     m.add_class::<credentials::Explanation>()?;
     m.add_class::<credentials::ExplanationStep>()?;
     m.add_class::<mtls::WorkloadIdentity>()?;

@@ -68,6 +68,7 @@ pub struct Builder {
     allowed_types: Option<Vec<CredentialType>>,
     regional: crate::regional::Options,
     resource_manager: Option<String>,
+    binding_form: workload_auth_metadata::BindingForm,
 }
 
 impl fmt::Debug for Builder {
@@ -121,7 +122,16 @@ impl Builder {
             allowed_types: None,
             regional: crate::regional::Options::default(),
             resource_manager: None,
+            binding_form: workload_auth_metadata::BindingForm::default(),
         }
+    }
+
+    /// How metadata-server token requests carry an Agent Identity certificate binding: the POST
+    /// with the certificate chain (default, as google-auth 2.61+), or the older
+    /// `?bindCertificateFingerprint=` query parameter for servers that do not take the POST.
+    pub fn with_binding_form(mut self, form: workload_auth_metadata::BindingForm) -> Self {
+        self.binding_form = form;
+        self
     }
 
     /// Looks up the credential's regional access boundary and sends `x-allowed-locations` with
@@ -643,24 +653,38 @@ impl Builder {
                 host
             }
         };
+        let fail = |steps: &mut Vec<Step>, e: &Error| {
+            if let Some(last) = steps.last_mut() {
+                last.outcome = Outcome::Failed;
+                last.detail = e.to_string();
+            }
+        };
         let client = MetadataClient::builder()
             .host(host.clone())
             .retry_policy(workload_auth_core::RetryPolicy::none())
+            .binding_form(self.binding_form)
             .build()
-            .inspect_err(|e| {
-                if let Some(last) = steps.last_mut() {
-                    last.outcome = Outcome::Failed;
-                    last.detail = e.to_string();
-                }
-            })?;
+            .inspect_err(|e| fail(steps, e))?;
+        let binding = self.agent_binding().inspect_err(|e| fail(steps, e))?;
         Ok(Found {
             source: Source::Metadata(Arc::new(kinds::metadata::MetadataSource {
                 client: client.clone(),
+                binding,
             })),
             origin: format!("metadata server at {}", client.host().base_url()),
             gcloud: false,
             metadata: Some(client),
         })
+    }
+
+    /// The Agent Identity certificate the metadata server's tokens are to be bound to: found,
+    /// loaded once now (so a broken one is an error naming the file), and kept only when its
+    /// trust domain is an agent-identity one.
+    fn agent_binding(&self) -> Result<Option<crate::agent_identity::CertificateFiles>> {
+        let Some(files) = crate::agent_identity::CertificateFiles::find(&self.env)? else {
+            return Ok(None);
+        };
+        Ok(files.load()?.map(|_| files))
     }
 
     fn not_tried(&self, steps: &mut Vec<Step>, gcloud_file: Option<&Path>) {

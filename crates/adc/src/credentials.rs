@@ -12,6 +12,7 @@ use workload_auth_core::{
 };
 use workload_auth_metadata::MetadataClient;
 
+use crate::agent_identity::{BoundAccessToken, BoundCertificate, BoundIdToken, CertificateFiles};
 use crate::explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 use crate::kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN, Source};
 use crate::regional::{ALLOWED_LOCATIONS_HEADER, Regional, RegionalState};
@@ -49,6 +50,18 @@ pub(crate) struct Resolved {
     pub(crate) cache: CacheConfig,
     pub(crate) metadata: Option<MetadataClient>,
     pub(crate) regional: Option<Arc<Regional>>,
+}
+
+/// Loads the bound certificate; one that is no longer an Agent Identity certificate is an error
+/// (bound credentials never quietly turn into unbound ones).
+fn load_bound(files: &CertificateFiles) -> Result<BoundCertificate> {
+    files.load()?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidCredentials,
+            "the workload certificate is no longer an Agent Identity certificate",
+        )
+        .with_endpoint(files.cert.display().to_string())
+    })
 }
 
 /// Token caches created on first use, one per key.
@@ -90,8 +103,37 @@ impl<K: Hash + Eq + Clone, T: workload_auth_core::Expiring> CacheMap<K, T> {
     }
 }
 
+/// The caches of certificate-bound tokens, all for one certificate: when the certificate on disk
+/// changes (rotation), every one of them is dropped, so no token bound to the old certificate is
+/// handed out with the new one.
+#[derive(Default)]
+struct BoundCaches {
+    fingerprint: String,
+    access: HashMap<Vec<String>, TokenCache<BoundAccessToken>>,
+    id: HashMap<String, TokenCache<BoundIdToken>>,
+}
+
+impl BoundCaches {
+    /// Switches to `fingerprint`, dropping the caches of any other certificate.
+    fn for_certificate(&mut self, fingerprint: &str) {
+        if self.fingerprint != fingerprint {
+            self.invalidate();
+            self.access.clear();
+            self.id.clear();
+            fingerprint.clone_into(&mut self.fingerprint);
+        }
+    }
+
+    fn invalidate(&self) {
+        self.access.values().for_each(TokenCache::invalidate);
+        self.id.values().for_each(TokenCache::invalidate);
+    }
+}
+
 struct Inner {
     source: Source,
+    scopes: Arc<[String]>,
+    bound: Mutex<BoundCaches>,
     origin: String,
     steps: Vec<Step>,
     default_cache: TokenCache<AccessToken>,
@@ -164,10 +206,13 @@ impl Credentials {
             Source::Metadata(_) => resolved.cache.for_metadata_server(),
             _ => resolved.cache,
         };
+        let default_scopes = Arc::clone(&scopes);
         let default_cache = new_cache(&cache, move || source.access_token(Arc::clone(&scopes)));
         Self {
             inner: Arc::new(Inner {
                 source: resolved.source,
+                scopes: default_scopes,
+                bound: Mutex::new(BoundCaches::default()),
                 origin: resolved.origin,
                 steps: resolved.steps,
                 default_cache,
@@ -319,8 +364,116 @@ impl Credentials {
         }
     }
 
+    /// Whether this credential's tokens are bound to an Agent Identity workload certificate
+    /// (AIP-4119). Then [`Credentials::access_token`] and [`Credentials::id_token`] refuse, with
+    /// an [`ErrorKind::InvalidArgument`] error, to hand out a token without its certificate: use
+    /// [`Credentials::bound_access_token`] and [`Credentials::bound_id_token`].
+    pub fn is_bound(&self) -> bool {
+        self.inner.source.binding().is_some()
+    }
+
+    /// The certificate tokens are bound to, read from its file now (`Ok(None)`: tokens are not
+    /// bound).
+    pub fn bound_certificate(&self) -> Result<Option<BoundCertificate>> {
+        match self.inner.source.binding() {
+            None => Ok(None),
+            Some(files) => load_bound(files).map(Some),
+        }
+    }
+
+    /// An access token for the builder's scopes bound to the Agent Identity workload
+    /// certificate, together with that certificate: present the certificate over mutual TLS
+    /// with the token, nothing else. The certificate file is read on every call; when it has
+    /// changed (rotation), the tokens bound to the old one are dropped and a new one is fetched.
+    pub async fn bound_access_token(&self) -> Result<BoundAccessToken> {
+        let cache = self.bound_access_cache(self.inner.scopes.to_vec())?;
+        Ok(BoundAccessToken::clone(&*cache.get().await?))
+    }
+
+    /// [`Credentials::bound_access_token`] for `scopes`.
+    pub async fn bound_access_token_with_scopes(
+        &self,
+        scopes: &[&str],
+    ) -> Result<BoundAccessToken> {
+        let cache = self.bound_access_cache(check_scopes(scopes)?)?;
+        Ok(BoundAccessToken::clone(&*cache.get().await?))
+    }
+
+    /// [`Credentials::bound_access_token`] for callers without an async runtime.
+    pub fn bound_access_token_blocking(&self) -> Result<BoundAccessToken> {
+        let cache = self.bound_access_cache(self.inner.scopes.to_vec())?;
+        Ok(BoundAccessToken::clone(&*cache.get_blocking()?))
+    }
+
+    /// An ID token for `audience` bound to the Agent Identity workload certificate, with it.
+    pub async fn bound_id_token(&self, audience: &str) -> Result<BoundIdToken> {
+        if audience.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the ID token audience is empty",
+            ));
+        }
+        let certificate = self.current_bound_certificate()?;
+        let cache = {
+            let mut bound = self.lock_bound();
+            bound.for_certificate(certificate.fingerprint());
+            let source = self.inner.source.clone();
+            let config = self.inner.cache.clone();
+            let audience: Arc<str> = Arc::from(audience);
+            bound
+                .id
+                .entry(audience.to_string())
+                .or_insert_with(|| {
+                    new_cache(&config, move || {
+                        source.bound_id_token(certificate.clone(), Arc::clone(&audience))
+                    })
+                })
+                .clone()
+        };
+        Ok(BoundIdToken::clone(&*cache.get().await?))
+    }
+
+    fn bound_access_cache(&self, scopes: Vec<String>) -> Result<TokenCache<BoundAccessToken>> {
+        let certificate = self.current_bound_certificate()?;
+        let mut bound = self.lock_bound();
+        bound.for_certificate(certificate.fingerprint());
+        if bound.access.len() >= MAX_CACHES {
+            bound.access.clear();
+        }
+        let source = self.inner.source.clone();
+        let config = self.inner.cache.clone();
+        let key = scopes.clone();
+        let scopes: Arc<[String]> = Arc::from(scopes);
+        Ok(bound
+            .access
+            .entry(key)
+            .or_insert_with(|| {
+                new_cache(&config, move || {
+                    source.bound_access_token(certificate.clone(), Arc::clone(&scopes))
+                })
+            })
+            .clone())
+    }
+
+    fn current_bound_certificate(&self) -> Result<BoundCertificate> {
+        let files = self
+            .inner
+            .source
+            .binding()
+            .ok_or_else(crate::kinds::not_bound)?;
+        load_bound(files)
+    }
+
+    fn lock_bound(&self) -> std::sync::MutexGuard<'_, BoundCaches> {
+        self.inner
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Forgets every cached token (say, after an API answered 401); the next call fetches anew.
     pub fn invalidate(&self) {
+        self.lock_bound().invalidate();
         self.inner.default_cache.invalidate();
         self.inner.scoped.invalidate();
         self.inner.id_tokens.invalidate();
@@ -484,7 +637,49 @@ impl Credentials {
             quota_project_source: self.inner.quota.as_ref().map(|(_, s)| *s),
             universe_domain,
             regional_access_boundary,
+            token_binding: self.token_binding(),
             error: None,
+        }
+    }
+
+    /// What `explain` says about certificate-bound tokens.
+    fn token_binding(&self) -> crate::explain::TokenBinding {
+        use crate::explain::TokenBinding;
+        let form = match &self.inner.source {
+            Source::Metadata(m) => match m.client.binding_form() {
+                workload_auth_metadata::BindingForm::FingerprintQuery => "fingerprint_query",
+                _ => "certificate_chain",
+            },
+            _ => "sts_options",
+        };
+        let Some(files) = self.inner.source.binding() else {
+            let detail = match &self.inner.source {
+                Source::Metadata(_) | Source::External(_) => {
+                    "no Agent Identity workload certificate, or binding turned off"
+                }
+                _ => "this credential type does not bind tokens",
+            };
+            return TokenBinding {
+                detail: detail.to_owned(),
+                ..TokenBinding::default()
+            };
+        };
+        match load_bound(files) {
+            Ok(cert) => TokenBinding {
+                bound: true,
+                fingerprint: Some(cert.fingerprint().to_owned()),
+                spiffe_id: Some(cert.spiffe_id().to_owned()),
+                certificate_file: Some(cert.path().display().to_string()),
+                form: Some(form.to_owned()),
+                detail: format!("from the {}", files.origin),
+            },
+            Err(e) => TokenBinding {
+                bound: true,
+                certificate_file: Some(files.cert.display().to_string()),
+                form: Some(form.to_owned()),
+                detail: e.to_string(),
+                ..TokenBinding::default()
+            },
         }
     }
 

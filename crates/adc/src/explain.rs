@@ -161,8 +161,52 @@ pub struct Explanation {
     /// The regional access boundary (`x-allowed-locations`): `disabled`, the locations, or why
     /// there are none.
     pub regional_access_boundary: String,
+    /// Whether tokens are bound to an Agent Identity workload certificate, and to which.
+    pub token_binding: TokenBinding,
     /// Why no usable credentials were found, if so.
     pub error: Option<String>,
+}
+
+/// Whether tokens are certificate-bound (Agent Identity, AIP-4119), naming the certificate by
+/// its fingerprint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TokenBinding {
+    /// Whether tokens are bound (then they are handed out only with their certificate).
+    pub bound: bool,
+    /// The leaf's fingerprint: base64url, unpadded, of the SHA-256 of its DER.
+    pub fingerprint: Option<String>,
+    /// The leaf's SPIFFE ID.
+    pub spiffe_id: Option<String>,
+    /// The certificate's file.
+    pub certificate_file: Option<String>,
+    /// How the binding is sent (`certificate_chain`, `fingerprint_query`, `sts_options`).
+    pub form: Option<String>,
+    /// Why tokens are not bound, or why the certificate cannot be read now.
+    pub detail: String,
+}
+
+impl fmt::Display for TokenBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.bound, &self.fingerprint) {
+            (true, Some(fingerprint)) => {
+                write!(f, "bound to certificate {fingerprint}")?;
+                let facts: Vec<&str> = [&self.spiffe_id, &self.certificate_file, &self.form]
+                    .into_iter()
+                    .filter_map(|v| v.as_deref())
+                    .collect();
+                if !facts.is_empty() {
+                    write!(f, " ({})", facts.join(", "))?;
+                }
+                Ok(())
+            }
+            (true, None) => write!(
+                f,
+                "bound, but the certificate cannot be read: {}",
+                self.detail
+            ),
+            (false, _) => write!(f, "not bound ({})", self.detail),
+        }
+    }
 }
 
 impl Explanation {
@@ -179,6 +223,10 @@ impl Explanation {
             quota_project_source: None,
             universe_domain: None,
             regional_access_boundary: crate::RegionalState::Disabled.to_string(),
+            token_binding: TokenBinding {
+                detail: "no credentials".to_owned(),
+                ..TokenBinding::default()
+            },
             error: Some(error),
         }
     }
@@ -239,6 +287,7 @@ impl fmt::Display for Explanation {
                 "regional access boundary: {}",
                 self.regional_access_boundary
             )?;
+            writeln!(f, "token binding: {}", self.token_binding)?;
         }
         Ok(())
     }

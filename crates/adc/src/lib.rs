@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent_identity;
 mod builder;
 mod client_certificate;
 mod credentials;
@@ -83,6 +84,7 @@ pub mod signing;
 mod time;
 mod url_policy;
 
+pub use agent_identity::{Bound, BoundAccessToken, BoundCertificate, BoundIdToken};
 pub use builder::{Builder, GCLOUD_CREDENTIALS_FILE};
 pub use client_certificate::{ClientCertificate, USE_CLIENT_CERTIFICATE_ENV};
 pub use credentials::{Credentials, RequestHeaders};
@@ -90,7 +92,9 @@ pub use env::{
     ALLOW_EXECUTABLES_ENV, ALLOWED_ENDPOINTS_ENV, CERTIFICATE_CONFIG_ENV, CLOUDSDK_CONFIG_ENV,
     CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV,
 };
-pub use explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
+pub use explain::{
+    Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step, TokenBinding,
+};
 pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};
 pub use regional::{
     ALLOWED_LOCATIONS_HEADER, REGIONAL_ACCESS_BOUNDARY_ENV, RegionalState, TRUST_BOUNDARY_ENV,
@@ -98,4 +102,4 @@ pub use regional::{
 /// The reqwest this crate is built on, whose `Client` [`Builder::with_http_client`] takes.
 pub use reqwest;
 pub use rustls_pki_types::CertificateDer;
-pub use workload_auth_metadata::DetectionInput;
+pub use workload_auth_metadata::{BindingForm, DetectionInput};

@@ -11,6 +11,8 @@
 //!    files, the combined file, SPIFFE filesystem delivery, a hidden key): each is found and
 //!    handshakes, except the hidden key, which still names the workload and is refused with a
 //!    clear error.
+//! 6. Agent Identity: with an agent-identity workload certificate, tokens are bound to it, handed
+//!    out only together with it, refused with any other certificate, and renewed on rotation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +59,7 @@ pub(crate) async fn run() -> Result<(), String> {
 
     google_apis(&emulator, scratch.path()).await?;
     workloads(scratch.path()).await?;
+    agent_identity(&emulator, scratch.path()).await?;
     say("\ndemo complete: every step succeeded");
     Ok(())
 }
@@ -400,5 +403,146 @@ async fn layouts(
             identity.spiffe_id()
         ));
     }
+    Ok(())
+}
+const AGENT_TRUST_DOMAIN: &str = "agents.global.org-123456789012.system.id.goog";
+
+/// Writes an agent-identity certificate and the `certificate_config.json` naming it.
+fn agent_certificate(
+    ca: &TrustDomainCa,
+    dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, String), String> {
+    let svid = ca
+        .issue(&format!("spiffe://{AGENT_TRUST_DOMAIN}/ns/demo/sa/agent"))
+        .map_err(err("issuing the agent certificate"))?;
+    let write = |name: &str, content: &str| {
+        std::fs::write(dir.join(name), content).map_err(|e| format!("writing {name}: {e}"))
+    };
+    write("agent.pem", svid.chain_pem())?;
+    write("agent.key", svid.private_key_pem().expose())?;
+    let config = serde_json::json!({"cert_configs": {"workload": {
+        "cert_path": dir.join("agent.pem"), "key_path": dir.join("agent.key")}}});
+    write("certificate_config.json", &config.to_string())?;
+    let digest = workload_auth::adc::agent_identity::certificate_fingerprint(svid.leaf_der());
+    Ok((dir.join("certificate_config.json"), digest))
+}
+
+/// GETs the emulator's protected resource over mutual TLS presenting `certificate`: the status.
+async fn call_protected(
+    listener: &workload_auth_emulator::MtlsListener,
+    certificate: &workload_auth::BoundCertificate,
+    token: &str,
+) -> Result<u16, String> {
+    let root = workload_auth::adc::CertificateDer::from(listener.server_root_der().to_vec());
+    let tls = certificate
+        .rustls_config([root])
+        .map_err(err("configuring mutual TLS"))?;
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| format!("building an HTTP client: {e}"))?;
+    let response = http
+        .get(format!(
+            "{}{}",
+            listener.url(),
+            workload_auth_emulator::PROTECTED_RESOURCE_PATH
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("calling the protected resource: {e}"))?;
+    Ok(response.status().as_u16())
+}
+
+/// Presents `bound` over mutual TLS with its own certificate (accepted) and with another agent's
+/// (refused) to the emulator's protected resource.
+async fn refused_with_another_certificate(
+    emulator: &Emulator,
+    ca: &TrustDomainCa,
+    home: &std::path::Path,
+    bound: &workload_auth::BoundAccessToken,
+) -> Result<(), String> {
+    let stranger_ca = TrustDomainCa::new(AGENT_TRUST_DOMAIN).map_err(err("creating a CA"))?;
+    let listener = emulator
+        .start_mtls(&[ca.root_der().to_vec(), stranger_ca.root_der().to_vec()])
+        .await
+        .map_err(err("starting the mTLS listener"))?;
+    let token = bound.token().secret().expose();
+    let own = call_protected(&listener, bound.certificate(), token).await?;
+    let stranger_dir = home.join("stranger");
+    std::fs::create_dir_all(&stranger_dir).map_err(|e| format!("creating a directory: {e}"))?;
+    let (stranger_config, _) = agent_certificate(&stranger_ca, &stranger_dir)?;
+    let stranger = CredentialsBuilder::new()
+        .with_env(
+            EnvSource::from_vars([(
+                "GOOGLE_API_CERTIFICATE_CONFIG",
+                stranger_config.display().to_string(),
+            )])
+            .with_home(home),
+        )
+        .with_metadata_host(emulator.host())
+        .build()
+        .and_then(|c| c.bound_certificate())
+        .map_err(err("loading another agent certificate"))?
+        .ok_or("the other certificate is not an agent certificate")?;
+    let other = call_protected(&listener, &stranger, token).await?;
+    say(&format!(
+        "   over mTLS with its own certificate: HTTP {own}; with another agent's: HTTP {other}"
+    ));
+    if own != 200 || other != 401 {
+        return Err("the protected resource did not honour the binding".into());
+    }
+    Ok(())
+}
+
+async fn agent_identity(emulator: &Emulator, home: &std::path::Path) -> Result<(), String> {
+    say("\n-- 6. Agent Identity: tokens bound to the workload certificate --");
+    let dir = home.join("agent");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let ca = TrustDomainCa::new(AGENT_TRUST_DOMAIN).map_err(err("creating the agent CA"))?;
+    let (config, fingerprint) = agent_certificate(&ca, &dir)?;
+    let env = EnvSource::from_vars([
+        ("GCE_METADATA_HOST", emulator.host()),
+        (
+            "GOOGLE_API_CERTIFICATE_CONFIG",
+            config.display().to_string(),
+        ),
+    ])
+    .with_home(home);
+    let credentials = CredentialsBuilder::new()
+        .with_env(env)
+        .with_metadata_host(emulator.host())
+        .build()
+        .map_err(err("resolving ADC with an agent certificate"))?;
+    let explanation = credentials.explain().await;
+    say(&format!("   token binding: {}", explanation.token_binding));
+    match credentials.access_token().await {
+        Ok(_) => return Err("a bound token was handed out without its certificate".into()),
+        Err(e) => say(&format!("   access_token() refuses: {}", e.message())),
+    }
+    let bound = credentials
+        .bound_access_token()
+        .await
+        .map_err(err("fetching a bound token"))?;
+    if bound.fingerprint() != fingerprint {
+        return Err("the token is bound to another certificate".into());
+    }
+    say(&format!(
+        "   bound_access_token(): a token bound to {} (the metadata server recorded the same)",
+        bound.fingerprint()
+    ));
+    refused_with_another_certificate(emulator, &ca, home, &bound).await?;
+    let (_, rotated) = agent_certificate(&ca, &dir)?;
+    let fresh = credentials
+        .bound_access_token()
+        .await
+        .map_err(err("fetching a token after rotation"))?;
+    if fresh.fingerprint() != rotated || fresh.token() == bound.token() {
+        return Err("rotation did not give a token bound to the new certificate".into());
+    }
+    say(&format!(
+        "   certificate rotated: the next call got a new token bound to {}",
+        fresh.fingerprint()
+    ));
     Ok(())
 }

@@ -37,6 +37,11 @@ pub(crate) struct TokenArgs {
     /// Give up after this long (`500ms`, `10s`, `1m`; not 0).
     #[arg(long, value_name = "DUR", value_parser = parse_timeout)]
     timeout: Option<Duration>,
+    /// A token bound to the Agent Identity workload certificate, printed as one JSON object
+    /// together with that certificate (access_token, expires_in, token_type, fingerprint,
+    /// certificate_chain as PEM, certificate_file): a bound token is never printed alone.
+    #[arg(long, conflicts_with_all = ["downscope", "format"])]
+    bound: bool,
 }
 
 /// How `token` prints.
@@ -174,8 +179,35 @@ async fn downscoped(
     }
 }
 
+/// `token --bound`: the bound token and its certificate, together.
+async fn bound_token(args: TokenArgs) -> Result<(), String> {
+    let (credentials, bound) = with_timeout(args.timeout, async {
+        let credentials = credentials(&args.scopes).map_err(|e| report(&e))?;
+        let bound = credentials
+            .bound_access_token()
+            .await
+            .map_err(|e| report(&e))?;
+        Ok((credentials, bound))
+    })
+    .await?;
+    let token = bound.token();
+    say(&to_json(&serde_json::json!({
+        "access_token": token.secret().expose(),
+        "expires_in": token.expires_in().as_secs(),
+        "token_type": token.token_type(),
+        "fingerprint": bound.fingerprint(),
+        "certificate_chain": bound.certificate().chain_pem(),
+        "certificate_file": bound.certificate().path().display().to_string(),
+        "source": credentials.credential_type().to_string(),
+    })));
+    Ok(())
+}
+
 pub(crate) async fn token(args: TokenArgs) -> Result<(), String> {
     check_scopes(&args.scopes)?;
+    if args.bound {
+        return bound_token(args).await;
+    }
     let format = if args.json { Format::Json } else { args.format };
     // The boundary file is an argument: read and checked before any discovery.
     let boundary = match &args.downscope {

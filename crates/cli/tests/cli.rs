@@ -637,6 +637,14 @@ fn the_demo_runs_the_whole_story() {
             && l.contains("from certificates.pem: no handshake: the platform keeps")),
         "{text}"
     );
+    assert!(
+        text.contains("token binding: bound to certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("with its own certificate: HTTP 200; with another agent's: HTTP 401"),
+        "{text}"
+    );
     assert!(text.contains("demo complete"), "{text}");
 }
 

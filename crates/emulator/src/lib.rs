@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod binding;
 pub mod ca;
 mod config;
 pub mod credentials_dir;
@@ -47,6 +48,7 @@ mod signing;
 mod state;
 mod tokens;
 
+pub use binding::PROTECTED_RESOURCE_PATH;
 pub use config::{EmulatorConfig, Limits, WorkloadCertificates};
 pub use endpoint::Endpoint;
 pub use fault::{Fault, FaultMix};

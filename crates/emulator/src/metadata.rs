@@ -282,7 +282,15 @@ fn token(state: &State, config: &EmulatorConfig, request: &Request) -> Response 
     } else {
         requested
     };
-    let token = state.tokens.mint(scopes, config.token_lifetime);
+    let binding = match crate::binding::of_request(request) {
+        Ok(binding) => binding,
+        Err(why) => return Response::error(400, &why),
+    };
+    let token = state.tokens.mint_bound(
+        scopes,
+        config.token_lifetime,
+        binding.map(|b| b.fingerprint),
+    );
     Response::json(&json!({
         "access_token": token.expose(),
         "expires_in": config.token_lifetime.as_secs(),
@@ -305,6 +313,10 @@ fn identity(state: &State, config: &EmulatorConfig, request: &Request) -> Respon
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         Some(_) => return Response::error(400, "licenses must be 'TRUE' or 'FALSE'"),
     };
+    let binding = match crate::binding::of_request(request) {
+        Ok(binding) => binding,
+        Err(why) => return Response::error(400, &why),
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -316,6 +328,10 @@ fn identity(state: &State, config: &EmulatorConfig, request: &Request) -> Respon
         "iss": "https://accounts.google.com",
         "sub": config.unique_id,
     });
+    if let Some(binding) = binding {
+        // RFC 8705's confirmation claim: the certificate the token is bound to.
+        claims["cnf"] = json!({ "x5t#S256": binding.fingerprint });
+    }
     if full {
         claims["email"] = json!(config.email);
         claims["email_verified"] = json!(true);

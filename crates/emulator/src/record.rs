@@ -26,6 +26,10 @@ pub struct RecordedRequest {
     pub query: Vec<(String, String)>,
     /// Header names in lower case, with their values.
     pub headers: Vec<(String, String)>,
+    /// The certificate binding a token request asked for: the fingerprint (base64url SHA-256
+    /// of the leaf's DER, whatever encoding the client sent) and the form
+    /// (`certificate_chain` or `fingerprint_query`).
+    pub binding: Option<(String, String)>,
 }
 
 impl RecordedRequest {
@@ -65,12 +69,20 @@ impl RequestLog {
                 (name.clone(), value)
             })
             .collect();
+        let binding = match endpoint {
+            Endpoint::Token | Endpoint::Identity => crate::binding::of_request(request)
+                .ok()
+                .flatten()
+                .map(|b| (b.fingerprint, b.form.to_owned())),
+            _ => None,
+        };
         let entry = RecordedRequest {
             endpoint,
             method: request.method.clone(),
             path: request.path.clone(),
             query: request.query.clone(),
             headers,
+            binding,
         };
         let mut recent = self.lock();
         if recent.len() >= REMEMBERED {

@@ -36,6 +36,8 @@ fn recorded_requests(state: &State, request: &Request) -> Response {
                 "path": r.path,
                 "query": r.query,
                 "headers": r.headers,
+                "bound_fingerprint": r.binding.as_ref().map(|(fp, _)| fp),
+                "binding_form": r.binding.as_ref().map(|(_, form)| form),
             })
         })
         .collect();
@@ -54,6 +56,7 @@ enum Route {
     Jwks,
     PemCerts,
     Identity(crate::identity::IdentityRoute),
+    Protected,
     NotFound,
 }
 
@@ -82,6 +85,7 @@ impl Route {
             return Self::Identity(route);
         }
         match path {
+            crate::binding::PROTECTED_RESOURCE_PATH => Self::Protected,
             "/oauth2/v3/certs" => Self::Jwks,
             "/oauth2/v1/certs" => Self::PemCerts,
             _ => Self::NotFound,
@@ -95,7 +99,7 @@ impl Route {
             Self::Jwks => Endpoint::Jwks,
             Self::PemCerts => Endpoint::PemCerts,
             Self::Identity(route) => route.endpoint(),
-            Self::NotFound => Endpoint::Other,
+            Self::Protected | Self::NotFound => Endpoint::Other,
         }
     }
 
@@ -201,6 +205,7 @@ fn answer(state: &State, route: &Route, request: &Request) -> Response {
         } => metadata::handle(state, resource, *trailing_slash, request),
         Route::Jwks => Response::json(state.signer.jwks()),
         Route::PemCerts => Response::json(state.signer.pem_certs()),
+        Route::Protected => crate::binding::protected(state, request),
         // Answered above: they check their own methods (AWS's session token is a PUT).
         Route::Identity(route) => crate::identity::handle(state, route, request),
         Route::NotFound => metadata::not_found(request),

@@ -262,6 +262,15 @@ fn loopback_any_port() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
+/// Drops the header that names a mutual-TLS client certificate: on this plain listener any such
+/// header is the client's invention.
+fn without_client_certificate(mut request: http::Request) -> http::Request {
+    request
+        .headers
+        .retain(|(name, _)| name != crate::identity::MTLS_CLIENT_CERT_HEADER);
+    request
+}
+
 fn bind(listen: SocketAddr) -> Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(listen).map_err(|e| bind_error(listen, e))?;
     listener
@@ -355,6 +364,7 @@ where
             () = stopping(&mut signal) => return Ending::Closed,
             read = http::read_request(stream, &mut buf, &limits) => read,
         };
+        let read = read.map(without_client_certificate);
         let (response, framing, close) = match read {
             Ok(request) => match router::respond(state, &request).await {
                 Reply::Reset => return Ending::Reset,

@@ -16,6 +16,10 @@ pub struct IssuedToken {
     pub scopes: Vec<String>,
     /// When the token expires.
     pub expires_at: SystemTime,
+    /// The fingerprint (base64url SHA-256 of the leaf's DER) of the certificate the token is
+    /// bound to, if it is bound (Agent Identity): it is then accepted only over mutual TLS
+    /// presenting that certificate.
+    pub bound_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +30,16 @@ pub(crate) struct TokenRegistry {
 impl TokenRegistry {
     /// A new `ya29.emulated-…` token for `scopes`, valid for `lifetime`.
     pub(crate) fn mint(&self, scopes: Vec<String>, lifetime: Duration) -> SecretString {
+        self.mint_bound(scopes, lifetime, None)
+    }
+
+    /// [`Self::mint`], bound to the certificate whose fingerprint is `bound_fingerprint`.
+    pub(crate) fn mint_bound(
+        &self,
+        scopes: Vec<String>,
+        lifetime: Duration,
+        bound_fingerprint: Option<String>,
+    ) -> SecretString {
         let random: String = std::iter::repeat_with(fastrand::alphanumeric)
             .take(40)
             .collect();
@@ -36,6 +50,7 @@ impl TokenRegistry {
             expires_at: SystemTime::now()
                 .checked_add(lifetime)
                 .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799)),
+            bound_fingerprint,
         };
         let mut issued = self.lock();
         if issued.len() >= REMEMBERED {

@@ -7,10 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, RetryPolicy};
 
+use crate::binding::{BindingForm, CertificateBinding, FINGERPRINT_PARAM};
 use crate::host::{METADATA_HOST_ENV, MetadataHost};
 use crate::service_account::{ServiceAccountInfo, parse_service_account};
 use crate::token::{parse_access_token, parse_id_token};
-use crate::transport::{Answer, get_once, malformed};
+use crate::transport::{Answer, malformed, send_once};
 use crate::workload::{
     WorkloadCertificatesUnavailable, WorkloadIdentities, parse_config_status, parse_trust_anchors,
     parse_workload_identities,
@@ -47,6 +48,7 @@ struct Inner {
     host: MetadataHost,
     timeout: Duration,
     retry: RetryPolicy,
+    binding_form: BindingForm,
 }
 
 /// Builds a [`MetadataClient`].
@@ -56,6 +58,7 @@ pub struct MetadataClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     retry: RetryPolicy,
+    binding_form: BindingForm,
 }
 
 impl Default for MetadataClientBuilder {
@@ -65,6 +68,7 @@ impl Default for MetadataClientBuilder {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
+            binding_form: BindingForm::default(),
         }
     }
 }
@@ -100,6 +104,16 @@ impl MetadataClientBuilder {
         self
     }
 
+    /// How certificate-bound token requests carry their binding (default:
+    /// [`BindingForm::CertificateChain`], the POST google-auth 2.61+ sends;
+    /// [`BindingForm::FingerprintQuery`] for metadata servers that only know the older
+    /// `?bindCertificateFingerprint=` form).
+    #[must_use]
+    pub fn binding_form(mut self, form: BindingForm) -> Self {
+        self.binding_form = form;
+        self
+    }
+
     /// Builds the client. Reads `GCE_METADATA_HOST` now when no host was given.
     ///
     /// Fails with [`ErrorKind::InvalidArgument`] when the host is not `host[:port]`.
@@ -125,6 +139,7 @@ impl MetadataClientBuilder {
                 host,
                 timeout: self.timeout,
                 retry: self.retry,
+                binding_form: self.binding_form,
             }),
         })
     }
@@ -156,6 +171,30 @@ impl MetadataClient {
     /// An OAuth 2.0 access token of the attached service account, for `scopes` (none: the VM's
     /// scopes).
     pub async fn access_token(&self, scopes: &[&str]) -> Result<AccessToken> {
+        self.token_request(scopes, None).await
+    }
+
+    /// An access token for `scopes` bound to the certificate of `binding` (Agent Identity,
+    /// AIP-4119): the token is only accepted over mutual TLS presenting that certificate, so hand
+    /// it out only together with it.
+    pub async fn bound_access_token(
+        &self,
+        scopes: &[&str],
+        binding: &CertificateBinding,
+    ) -> Result<AccessToken> {
+        self.token_request(scopes, Some(binding)).await
+    }
+
+    /// How this client sends certificate bindings.
+    pub fn binding_form(&self) -> BindingForm {
+        self.inner.binding_form
+    }
+
+    async fn token_request(
+        &self,
+        scopes: &[&str],
+        binding: Option<&CertificateBinding>,
+    ) -> Result<AccessToken> {
         if let Some(bad) = scopes
             .iter()
             .find(|s| s.is_empty() || s.contains(|c: char| c == ',' || c.is_whitespace()))
@@ -166,17 +205,35 @@ impl MetadataClient {
             )
             .with_endpoint(self.endpoint(TOKEN)));
         }
-        let query: Vec<(&str, String)> = if scopes.is_empty() {
+        let mut query: Vec<(&str, String)> = if scopes.is_empty() {
             Vec::new()
         } else {
             vec![("scopes", scopes.join(","))]
         };
+        let body = self.bind(&mut query, binding);
         // Expiry counts from before the request, so it can only err on the early side.
         let requested_at = SystemTime::now();
-        self.fetch(TOKEN, &query, |body, endpoint| {
+        self.fetch_with(TOKEN, &query, body.as_deref(), |body, endpoint| {
             parse_access_token(body, endpoint, requested_at)
         })
         .await
+    }
+
+    /// Adds `binding` to a token request in this client's form: a query parameter, or the
+    /// POST body it returns.
+    fn bind(
+        &self,
+        query: &mut Vec<(&str, String)>,
+        binding: Option<&CertificateBinding>,
+    ) -> Option<Vec<u8>> {
+        let binding = binding?;
+        match self.inner.binding_form {
+            BindingForm::CertificateChain => Some(binding.post_body()),
+            BindingForm::FingerprintQuery => {
+                query.push((FINGERPRINT_PARAM, binding.fingerprint().to_owned()));
+                None
+            }
+        }
     }
 
     /// An OpenID Connect ID token for `audience`. `format_full` adds the `email` and (with
@@ -186,6 +243,30 @@ impl MetadataClient {
         audience: &str,
         format_full: bool,
         licenses: bool,
+    ) -> Result<IdToken> {
+        self.id_token_request(audience, format_full, licenses, None)
+            .await
+    }
+
+    /// [`MetadataClient::id_token`] bound to the certificate of `binding`: the audience accepts
+    /// it only from a caller presenting that certificate over mutual TLS.
+    pub async fn bound_id_token(
+        &self,
+        audience: &str,
+        format_full: bool,
+        licenses: bool,
+        binding: &CertificateBinding,
+    ) -> Result<IdToken> {
+        self.id_token_request(audience, format_full, licenses, Some(binding))
+            .await
+    }
+
+    async fn id_token_request(
+        &self,
+        audience: &str,
+        format_full: bool,
+        licenses: bool,
+        binding: Option<&CertificateBinding>,
     ) -> Result<IdToken> {
         if audience.trim().is_empty() {
             return Err(
@@ -201,7 +282,9 @@ impl MetadataClient {
                 if licenses { "TRUE" } else { "FALSE" }.to_owned(),
             ));
         }
-        self.fetch(IDENTITY, &query, parse_id_token).await
+        let body = self.bind(&mut query, binding);
+        self.fetch_with(IDENTITY, &query, body.as_deref(), parse_id_token)
+            .await
     }
 
     /// The attached service account's email.
@@ -318,8 +401,19 @@ impl MetadataClient {
         query: &[(&str, String)],
         parse: impl Fn(&[u8], &str) -> Result<T>,
     ) -> Result<T> {
+        self.fetch_with(path, query, None, parse).await
+    }
+
+    /// [`Self::fetch`], POSTing `body` (JSON) when there is one.
+    async fn fetch_with<T>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&[u8]>,
+        parse: impl Fn(&[u8], &str) -> Result<T>,
+    ) -> Result<T> {
         let endpoint = self.endpoint(path);
-        match self.request(path, query).await? {
+        match self.request_with(path, query, body).await? {
             Answer::Ok(body) => parse(&body, &endpoint),
             Answer::Status(status, body) => Err(status_error(status, &endpoint, &body)),
         }
@@ -328,6 +422,16 @@ impl MetadataClient {
     /// GET `path` with retries. Transient statuses are retried here and reported as errors once
     /// the attempts are used up; other statuses are returned for the caller to interpret.
     async fn request(&self, path: &str, query: &[(&str, String)]) -> Result<Answer> {
+        self.request_with(path, query, None).await
+    }
+
+    /// [`Self::request`], POSTing `body` when there is one.
+    async fn request_with(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<Answer> {
         let endpoint = self.endpoint(path);
         let mut url = self.inner.host.url(path)?;
         if !query.is_empty() {
@@ -338,7 +442,7 @@ impl MetadataClient {
         inner
             .retry
             .run(|| async {
-                match get_once(&inner.http, &url, &endpoint, inner.timeout).await? {
+                match send_once(&inner.http, &url, body, &endpoint, inner.timeout).await? {
                     Answer::Status(status, body)
                         if workload_auth_core::status_is_transient(status) =>
                     {

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod binding;
 mod client;
 mod detect;
 #[cfg(feature = "fuzzing")]
@@ -48,6 +49,7 @@ mod token;
 mod transport;
 mod workload;
 
+pub use binding::{BindingForm, CertificateBinding};
 pub use client::{DEFAULT_UNIVERSE_DOMAIN, MetadataClient, MetadataClientBuilder};
 pub use detect::{
     Check, DEFAULT_PROBE_CONNECT_TIMEOUT, DEFAULT_PROBE_RESPONSE_TIMEOUT, DMI_PRODUCT_NAME_PATH,

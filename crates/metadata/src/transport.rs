@@ -38,16 +38,26 @@ pub(crate) enum Answer {
     Status(u16, String),
 }
 
-/// Sends one GET to `url` (no retries here).
-pub(crate) async fn get_once(
+/// Sends one GET to `url`, or a POST of the JSON `body` when there is one (certificate-bound
+/// token requests), with no retries here.
+pub(crate) async fn send_once(
     http: &reqwest::Client,
     url: &Url,
+    body: Option<&[u8]>,
     endpoint: &str,
     timeout: Duration,
 ) -> Result<Answer> {
-    let request = http
-        .get(url.clone())
-        .header(FLAVOR_HEADER, HeaderValue::from_static(FLAVOR_VALUE));
+    let request = match body {
+        None => http.get(url.clone()),
+        Some(body) => http
+            .post(url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .body(body.to_vec()),
+    }
+    .header(FLAVOR_HEADER, HeaderValue::from_static(FLAVOR_VALUE));
     let mut response = request
         .send()
         .await

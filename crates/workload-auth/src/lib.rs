@@ -11,6 +11,11 @@
 //!   ready to make [`mtls`] clients and servers that authorize peers by SPIFFE ID ([`blocking`] has
 //!   them over plain blocking sockets, for programs without an async runtime).
 //!
+//! Agent Identity: when the workload certificate belongs to an agent-identity trust domain,
+//! tokens are bound to it ([`Credentials::is_bound`]); they come only from
+//! [`Credentials::bound_access_token`], together with the certificate to present over mutual TLS
+//! ([`BoundAccessToken`]), and a plain [`Credentials::access_token`] is refused.
+//!
 //! Every operation is async first, with a `_blocking` twin for callers without a runtime; building
 //! needs no runtime at all (the library runs its own small one for background work).
 //!
@@ -64,8 +69,9 @@ pub use workload_auth_adc::downscoped::{
     DownscopedCredentials,
 };
 pub use workload_auth_adc::{
-    Builder as CredentialsBuilder, CredentialType, Credentials, EnvSource, Explanation,
-    RegionalState, RequestHeaders,
+    BindingForm, BoundAccessToken, BoundCertificate, BoundIdToken, Builder as CredentialsBuilder,
+    CredentialType, Credentials, EnvSource, Explanation, RegionalState, RequestHeaders,
+    TokenBinding,
 };
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,

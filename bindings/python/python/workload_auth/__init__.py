@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._native import (
     AccessToken,
+    BoundAccessToken,
     Credentials,
     Explanation,
     ExplanationStep,
@@ -51,6 +52,7 @@ from ._native import (
 __all__ = [
     "CredentialsFileNotFoundError",
     "AccessToken",
+    "BoundAccessToken",
     "Credentials",
     "CredentialsNotFoundError",
     "DeadlineExceededError",

@@ -158,6 +158,16 @@ class Credentials:
         self, scopes: Optional[Scopes] = None, *, timeout: Optional[float] = None
     ) -> AccessToken:
         """The access token with its type and expiry (``timeout`` as for ``token``)."""
+    @property
+    def is_bound(self) -> bool:
+        """Whether tokens are bound to an Agent Identity workload certificate: then ``token()``
+        and ``access_token()`` raise InvalidArgumentError and ``bound_access_token()`` gives the
+        token together with its certificate."""
+    def bound_access_token(
+        self, scopes: Optional[Scopes] = None, *, timeout: Optional[float] = None
+    ) -> BoundAccessToken:
+        """A token bound to the Agent Identity workload certificate, with that certificate (read
+        again on every call: after a rotation, a new token bound to the new certificate)."""
     def id_token(self, audience: str, *, timeout: Optional[float] = None) -> str:
         """An OpenID Connect ID token whose ``aud`` is ``audience``."""
     def headers(self, *, timeout: Optional[float] = None) -> Dict[str, str]:
@@ -215,6 +225,29 @@ class AccessToken:
     @property
     def expires_in(self) -> float: ...
 
+class BoundAccessToken:
+    """A certificate-bound access token and the certificate it is bound to: present exactly that
+    certificate over mutual TLS with the token. ``repr()`` hides the token."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def token_type(self) -> str: ...
+    @property
+    def expires_at(self) -> float:
+        """Seconds since the Unix epoch."""
+    @property
+    def certificate_chain(self) -> str:
+        """The chain the token is bound to: PEM certificates, leaf first, no key."""
+    @property
+    def fingerprint(self) -> str:
+        """The leaf's SHA-256, base64url without padding."""
+    @property
+    def certificate_file(self) -> str:
+        """The file the certificate was read from."""
+    def private_key_pem(self) -> Optional[bytes]:
+        """The certificate's private key as PEM (None when there is none); a secret."""
+
 class ExplanationStep:
     """One place Application Default Credentials looked at, and what it found there."""
 
@@ -243,6 +276,9 @@ class Explanation:
     def universe_domain(self) -> Optional[str]: ...
     @property
     def regional_access_boundary(self) -> str: ...
+    @property
+    def token_binding(self) -> str:
+        """Whether tokens are certificate-bound, and to which certificate (its fingerprint)."""
     @property
     def error(self) -> Optional[str]: ...
     @property

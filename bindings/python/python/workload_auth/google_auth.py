@@ -225,6 +225,10 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
         state = dict(self.__dict__)
         state["token"] = None
         state["expiry"] = None
+        if "_bound" in state:
+            # A bound token and the certificate given to a transport stay with this process.
+            state["_bound"] = None
+            state["_presented"] = None
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -302,6 +306,13 @@ class Credentials(
     ``iam_endpoint``: where credentials without a key sign (``sign_bytes``) through the IAM
     Credentials API's ``signBlob`` (default ``https://iamcredentials.UNIVERSE_DOMAIN``).
     Service-account keys sign locally.
+
+    Agent Identity: when the workload certificate makes tokens certificate-bound (``is_bound``),
+    the token is only good over mutual TLS presenting that certificate. Configure the transport
+    with ``client_cert_callback`` (``AuthorizedSession.configure_mtls_channel(
+    credentials.client_cert_callback)``); ``before_request`` refuses (``RefreshError``) to put a
+    bound token on a request whose transport was not given the certificate it is bound to, and
+    after a certificate rotation until the transport is configured again.
     """
 
     def __init__(
@@ -333,11 +344,40 @@ class Credentials(
             quota_project_id if quota_project_id is not None else self._wa.quota_project_id
         )
         self._universe: Optional[str] = None
+        self._bound: Optional[_native.BoundAccessToken] = None
+        self._presented: Optional[str] = None
 
     @property
     def workload_auth_credentials(self) -> _native.Credentials:
         """The workload_auth credentials behind this adapter."""
         return self._wa
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether tokens are bound to an Agent Identity workload certificate."""
+        return self._wa.is_bound
+
+    @property
+    def bound_fingerprint(self) -> Optional[str]:
+        """The fingerprint of the certificate the token held is bound to (None: not bound)."""
+        return self._bound.fingerprint if self._bound is not None else None
+
+    def client_cert_callback(self) -> Tuple[bytes, bytes]:
+        """The certificate chain and key (PEM) the current bound token is bound to, for
+        ``AuthorizedSession.configure_mtls_channel``; the transport presenting them is then the
+        one ``before_request`` accepts for this token. Raises ``RefreshError`` when tokens are not
+        bound or no key sits next to the certificate."""
+        if not self.valid or self._bound is None:
+            self._sync()
+        bound = self._bound
+        key = bound.private_key_pem() if bound is not None else None
+        if bound is None or key is None:
+            raise RefreshError(
+                "there is no bound certificate with a private key to present",
+                kind="invalid_argument",
+            )
+        self._presented = bound.fingerprint
+        return bound.certificate_chain.encode("ascii"), key
 
     @property
     def universe_domain(self) -> str:
@@ -357,8 +397,30 @@ class Credentials(
         return self._scopes or self._default_scopes or None
 
     def _fetch(self) -> Tuple[str, float]:
+        if self._wa.is_bound:
+            bound = self._wa.bound_access_token(self._effective_scopes(), timeout=self._timeout)
+            self._bound = bound
+            return bound.token, bound.expires_at
+        self._bound = None
         token = self._wa.access_token(self._effective_scopes(), timeout=self._timeout)
         return token.token, token.expires_at
+
+    def before_request(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Puts a valid token in ``headers``; a bound token only when the transport was given
+        its certificate through ``client_cert_callback``."""
+        if not self.valid:
+            self._sync()
+        if self._bound is not None and self._presented != self._bound.fingerprint:
+            presented = self._presented or "no client certificate"
+            raise RefreshError(
+                f"the token is bound to the certificate {self._bound.fingerprint}, but the "
+                f"transport presents {presented}: configure it with client_cert_callback "
+                "(again after the certificate rotated)",
+                kind="invalid_argument",
+            )
+        self.apply(headers)
 
     def _forget(self) -> None:
         self._wa.invalidate()

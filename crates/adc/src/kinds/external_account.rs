@@ -19,6 +19,10 @@ use super::iam::Target;
 use super::impersonated::{DEFAULT_LIFETIME, inner_cache};
 use super::subject_token::{SubjectContext, SubjectTokenSource};
 use super::{CLOUD_PLATFORM_SCOPE, Context, scopes_or, universe_domain};
+use crate::agent_identity::{
+    BoundAccessToken, BoundCertificate, CertificateFiles, agent_fingerprint, bound_only_error,
+    opted_out,
+};
 use crate::env::EnvSource;
 use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::display_url;
@@ -43,6 +47,8 @@ pub(crate) struct ExternalAccount {
     pub(crate) universe_domain: String,
     http: Http,
     env: EnvSource,
+    /// The Agent Identity certificate the STS binds tokens to, when there is one.
+    binding: Option<CertificateFiles>,
 }
 
 #[derive(Debug)]
@@ -131,6 +137,12 @@ impl ExternalAccount {
         let quota_project_id = fields
             .opt_nonempty_str("quota_project_id")?
             .map(str::to_owned);
+        let binding = match &source {
+            SubjectTokenSource::Certificate(c) if opted_out(&ctx.env).is_none() => {
+                c.binding_files()
+            }
+            _ => None,
+        };
         let account = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
             let impersonation = target.map(|target| {
                 let weak = weak.clone();
@@ -139,7 +151,9 @@ impl ExternalAccount {
                     Box::pin(async move {
                         match account {
                             Some(account) => {
-                                account.exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()]).await
+                                account
+                                    .exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()], None)
+                                    .await
                             }
                             None => Err(Error::new(
                                 ErrorKind::InvalidArgument,
@@ -162,6 +176,7 @@ impl ExternalAccount {
                 universe_domain,
                 http: ctx.http.clone(),
                 env: ctx.env.clone(),
+                binding,
             }
         });
         Ok(account)
@@ -192,8 +207,19 @@ impl ExternalAccount {
         d
     }
 
-    /// The STS exchange of a fresh subject token for a federated access token.
-    async fn exchange(&self, scopes: &[String]) -> Result<AccessToken> {
+    /// The Agent Identity certificate tokens are bound to, if any.
+    pub(crate) fn binding(&self) -> Option<&CertificateFiles> {
+        self.binding.as_ref()
+    }
+
+    /// The STS exchange of a fresh subject token for a federated access token. With an Agent
+    /// Identity certificate the token is bound to it (`bindCertFingerprint`), which is allowed
+    /// only when the caller asked for a token bound to exactly that certificate (`bound_to`).
+    async fn exchange(
+        &self,
+        scopes: &[String],
+        bound_to: Option<&BoundCertificate>,
+    ) -> Result<AccessToken> {
         let ctx = SubjectContext {
             audience: &self.audience,
             subject_token_type: &self.subject_token_type,
@@ -202,6 +228,7 @@ impl ExternalAccount {
             env: &self.env,
         };
         let subject = self.source.subject(&ctx).await?;
+        let fingerprint = self.binding_of(&subject, bound_to)?;
         let scope = scopes.join(" ");
         let options;
         let mut form = vec![
@@ -216,9 +243,16 @@ impl ExternalAccount {
         }
         // With client authentication the client id already names the project. The JSON is
         // percent-encoded once more inside the form, as google-auth sends it.
+        let mut option_map = serde_json::Map::new();
         if let (Some(project), None) = (&self.workforce_pool_user_project, &self.client) {
+            option_map.insert("userProject".into(), project.clone().into());
+        }
+        if let Some(fingerprint) = fingerprint {
+            option_map.insert("bindCertFingerprint".into(), fingerprint.into());
+        }
+        if !option_map.is_empty() {
             options = super::aws::quote(
-                &serde_json::json!({ "userProject": project }).to_string(),
+                &serde_json::Value::Object(option_map).to_string(),
                 super::aws::PY_QUOTE,
             );
             form.push(("options", options.as_str()));
@@ -245,10 +279,60 @@ impl ExternalAccount {
         parse_access_token(&reply, now)
     }
 
+    /// The fingerprint to bind the exchange to: `None` unless the subject's certificate is an
+    /// Agent Identity one (and binding is on), in which case it must be `bound_to`.
+    fn binding_of(
+        &self,
+        subject: &super::subject_token::Subject,
+        bound_to: Option<&BoundCertificate>,
+    ) -> Result<Option<String>> {
+        let agent = match &subject.chain {
+            Some((chain, path)) if opted_out(&self.env).is_none() => {
+                agent_fingerprint(chain, path)?.map(|fp| (fp, path))
+            }
+            _ => None,
+        };
+        match (agent, bound_to) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(super::not_bound()),
+            (Some((_, path)), None) => Err(bound_only_error(&CertificateFiles {
+                cert: path.clone(),
+                key: None,
+                origin: String::new(),
+            })),
+            (Some((fp, _)), Some(cert)) if fp == cert.fingerprint() => Ok(Some(fp)),
+            (Some((_, path)), Some(_)) => Err(Error::new(
+                ErrorKind::Io,
+                "the workload certificate changed while a token was being bound to it",
+            )
+            .with_endpoint(path.display().to_string())
+            .with_retry(workload_auth_core::Retry::Transient)),
+        }
+    }
+
+    /// A federated token bound to `certificate` (no impersonation: IAM does not take bound
+    /// tokens from here).
+    pub(crate) async fn bound_access_token(
+        &self,
+        certificate: BoundCertificate,
+        scopes: &[String],
+    ) -> Result<BoundAccessToken> {
+        if self.impersonation.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "certificate-bound tokens are not available with service account impersonation",
+            )
+            .with_hint("drop service_account_impersonation_url, or set GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN=false"));
+        }
+        let scopes = scopes_or(scopes, &[CLOUD_PLATFORM_SCOPE]);
+        let token = self.exchange(&scopes, Some(&certificate)).await?;
+        Ok(BoundAccessToken::new(token, certificate))
+    }
+
     pub(crate) async fn access_token(&self, scopes: &[String]) -> Result<AccessToken> {
         let scopes = scopes_or(scopes, &[CLOUD_PLATFORM_SCOPE]);
         match &self.impersonation {
-            None => self.exchange(&scopes).await,
+            None => self.exchange(&scopes, None).await,
             Some(imp) => {
                 let federated = imp.federated.get().await?;
                 imp.target

@@ -202,6 +202,49 @@ impl Source {
         }
     }
 
+    /// The Agent Identity certificate this credential's tokens are bound to, if any.
+    pub(crate) fn binding(&self) -> Option<&crate::agent_identity::CertificateFiles> {
+        match self {
+            Self::Metadata(m) => m.binding.as_ref(),
+            Self::External(e) => e.binding(),
+            _ => None,
+        }
+    }
+
+    /// Fetches a new access token for `scopes` bound to `certificate`.
+    pub(crate) fn bound_access_token(
+        &self,
+        certificate: crate::agent_identity::BoundCertificate,
+        scopes: Arc<[String]>,
+    ) -> BoxFut<crate::agent_identity::BoundAccessToken> {
+        match self {
+            Self::Metadata(m) => {
+                let m = Arc::clone(m);
+                Box::pin(async move { m.bound_access_token(certificate, &scopes).await })
+            }
+            Self::External(e) => {
+                let e = Arc::clone(e);
+                Box::pin(async move { e.bound_access_token(certificate, &scopes).await })
+            }
+            _ => Box::pin(async move { Err(not_bound()) }),
+        }
+    }
+
+    /// Fetches a new ID token for `audience` bound to `certificate`.
+    pub(crate) fn bound_id_token(
+        &self,
+        certificate: crate::agent_identity::BoundCertificate,
+        audience: Arc<str>,
+    ) -> BoxFut<crate::agent_identity::BoundIdToken> {
+        match self {
+            Self::Metadata(m) => {
+                let m = Arc::clone(m);
+                Box::pin(async move { m.bound_id_token(certificate, &audience).await })
+            }
+            _ => Box::pin(async move { Err(not_bound()) }),
+        }
+    }
+
     pub(crate) fn credential_type(&self) -> CredentialType {
         match self {
             Self::Metadata(_) => CredentialType::MetadataServer,
@@ -300,6 +343,16 @@ impl Source {
             _ => None,
         }
     }
+}
+
+/// The error for a bound token asked of credentials whose tokens are not bound.
+pub(crate) fn not_bound() -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        "these credentials do not get certificate-bound tokens (there is no Agent Identity \
+         workload certificate, or binding is turned off)",
+    )
+    .with_hint("use access_token(); Credentials::binding() says whether tokens are bound")
 }
 
 /// Builds the credential a parsed credentials file describes. `place` names the file in errors.

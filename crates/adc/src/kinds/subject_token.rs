@@ -118,6 +118,8 @@ pub(crate) struct SubjectContext<'a> {
 pub(crate) struct Subject {
     pub(crate) token: SecretString,
     pub(crate) mtls: Option<Http>,
+    /// The certificate source's chain (leaf first) and the file it came from.
+    pub(crate) chain: Option<(Vec<rustls_pki_types::CertificateDer<'static>>, PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -194,7 +196,11 @@ impl SubjectTokenSource {
     }
 
     pub(crate) async fn subject(&self, ctx: &SubjectContext<'_>) -> Result<Subject> {
-        let plain = |token| Subject { token, mtls: None };
+        let plain = |token| Subject {
+            token,
+            mtls: None,
+            chain: None,
+        };
         match self {
             Self::File { path, format } => read_file(path, format).await.map(plain),
             Self::Url {

@@ -127,13 +127,27 @@ impl CertificateSource {
             )
             .with_source(e)
         })?;
-        let mtls = Http::new(&self.roots, Some((chain, key)), self.timeout)
+        let mtls = Http::new(&self.roots, Some((chain.clone(), key)), self.timeout)
             .prepared()
             .map_err(|e| e.with_endpoint(cert_path.display().to_string()))?;
         Ok(Subject {
             token: SecretString::new(token),
             mtls: Some(mtls),
+            chain: Some((chain, cert_path)),
         })
+    }
+
+    /// The Agent Identity certificate the exchange's tokens are bound to, when the configured
+    /// certificate is one (read now; unreadable files are the exchange's error to report).
+    pub(crate) fn binding_files(&self) -> Option<crate::agent_identity::CertificateFiles> {
+        let config = self.config.as_ref().ok()?;
+        let (cert, key) = read_config(config).ok()?;
+        let files = crate::agent_identity::CertificateFiles {
+            cert,
+            key: Some(key),
+            origin: format!("certificate configuration {}", config.display()),
+        };
+        files.load().ok().flatten().map(|_| files)
     }
 }
 

@@ -151,7 +151,13 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
     let scopes: Vec<String> = field(&form, "scope")
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let token = state.tokens.mint(scopes, config.token_lifetime);
+    let bound = match bound_fingerprint(&form, request) {
+        Ok(bound) => bound,
+        Err(why) => return oauth_error(400, "invalid_request", &why),
+    };
+    let token = state
+        .tokens
+        .mint_bound(scopes, config.token_lifetime, bound);
     json_response(
         200,
         &json!({
@@ -161,6 +167,41 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
             "expires_in": config.token_lifetime.as_secs(),
         }),
     )
+}
+
+/// `options.bindCertFingerprint` (Agent Identity over X.509 federation): the token is bound to
+/// the certificate of the mutual TLS connection, which must be the one named.
+fn bound_fingerprint(
+    form: &[(String, String)],
+    request: &Request,
+) -> Result<Option<String>, String> {
+    let Some(options) = field(form, "options") else {
+        return Ok(None);
+    };
+    // google-auth percent-encodes the JSON once more inside the form; others send it as is.
+    let options: Value = serde_json::from_str(options)
+        .ok()
+        .or_else(|| serde_json::from_str(&super::aws::percent_decode(options)?).ok())
+        .ok_or_else(|| "options is not JSON".to_owned())?;
+    let Some(requested) = options.get("bindCertFingerprint") else {
+        return Ok(None);
+    };
+    let requested = requested
+        .as_str()
+        .ok_or_else(|| "options.bindCertFingerprint is not a string".to_owned())?;
+    let requested = crate::binding::normalize_fingerprint(requested)?;
+    let presented = request
+        .header(MTLS_CLIENT_CERT_HEADER)
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .map(|der| crate::binding::fingerprint(&der));
+    match presented {
+        Some(presented) if presented == requested => Ok(Some(requested)),
+        Some(_) => Err(
+            "options.bindCertFingerprint does not match the client certificate of the connection"
+                .to_owned(),
+        ),
+        None => Err("options.bindCertFingerprint requires mutual TLS".to_owned()),
+    }
 }
 
 fn check_listed(config: &EmulatorConfig, token: &str) -> Result<(), String> {
