@@ -131,9 +131,10 @@ impl Builder {
         self
     }
 
-    /// The IAM Service Account Credentials API the regional access boundary is looked up at,
-    /// instead of `https://iamcredentials.{universe}/v1/` (for an emulator). Must be
-    /// `https://`, or `http://` to this machine.
+    /// The IAM Service Account Credentials API the regional access boundary is looked up at
+    /// and [`Credentials::sign_blob`](crate::Credentials::sign_blob) signs through, instead of
+    /// `https://iamcredentials.{universe}/v1/` (for an emulator). Must be `https://`, or
+    /// `http://` to this machine.
     pub fn with_iam_credentials_endpoint(mut self, base: impl Into<String>) -> Self {
         let mut base = base.into();
         if !base.ends_with('/') {
@@ -355,6 +356,22 @@ impl Builder {
                 found.metadata.clone(),
                 crate::http::Http::new(&self.roots, None, self.timeout),
             )?;
+            let signing = crate::kinds::iam::BlobSigning {
+                base: self
+                    .regional
+                    .endpoint
+                    .as_deref()
+                    .map(|raw| {
+                        crate::url_policy::caller_endpoint(
+                            raw,
+                            "iam_credentials_endpoint",
+                            "the builder",
+                        )
+                    })
+                    .transpose()?,
+                http: crate::http::Http::new(&self.roots, None, self.timeout),
+                email: tokio::sync::OnceCell::new(),
+            };
             Ok(Credentials::new(Resolved {
                 source: found.source,
                 origin: found.origin,
@@ -366,6 +383,7 @@ impl Builder {
                 cache: self.cache.clone(),
                 metadata: found.metadata,
                 regional,
+                signing,
             }))
         });
         (result, steps)
