@@ -378,14 +378,8 @@ impl Credentials {
         };
         let url = crate::kinds::iam::sign_blob_url(&base, &email)?;
         let token = self.access_token().await?;
-        crate::kinds::iam::sign_blob(
-            &self.inner.signing.http,
-            &url,
-            &email,
-            token.secret(),
-            message,
-        )
-        .await
+        let auth = (token.secret(), self.quota_project_id());
+        crate::kinds::iam::sign_blob(&self.inner.signing.http, &url, &email, auth, message).await
     }
 
     /// Forgets every cached token (say, after an API answered 401); the next call fetches anew.

@@ -60,6 +60,7 @@ async fn impersonated_credentials_sign_as_their_target() {
             "type": "impersonated_service_account",
             "service_account_impersonation_url": impersonation_url(&emu, TARGET_SA),
             "source_credentials": authorized_user_json(&emu),
+            "quota_project_id": "signing-quota-project",
         }),
     );
     let creds = builder_for(&home, &file).build().unwrap();
@@ -70,6 +71,24 @@ async fn impersonated_credentials_sign_as_their_target() {
         .unwrap();
     verify_with_the_emulators_key(&emu, b"signed url", &signature);
     assert_eq!(emu.requests(Endpoint::IamSignBlob), 1);
+    // The path names the target, and the request is billed to the quota project.
+    let sent = emu
+        .recent_requests()
+        .into_iter()
+        .find(|r| r.endpoint == Endpoint::IamSignBlob)
+        .unwrap();
+    assert_eq!(
+        sent.path,
+        format!("/v1/projects/-/serviceAccounts/{TARGET_SA}:signBlob")
+    );
+    let quota = creds.quota_project_id().map(str::to_owned);
+    assert_eq!(quota.as_deref(), Some("signing-quota-project"));
+    let billed = sent
+        .headers
+        .iter()
+        .find(|(name, _)| name == "x-goog-user-project")
+        .map(|(_, value)| value.clone());
+    assert_eq!(billed, quota);
     // signBlob carried the impersonated token: one impersonation, one refresh of the source.
     assert_eq!(emu.requests(Endpoint::IamGenerateAccessToken), 1);
     assert_eq!(emu.requests(Endpoint::OAuthToken), 1);

@@ -205,13 +205,14 @@ pub(crate) fn sign_blob_url(base: &Url, email: &str) -> Result<Url> {
 }
 
 /// IAM Credentials `signBlob`: `message` signed by the Google-managed key of `email` (RS256),
-/// with `bearer` (a token of credentials allowed to sign as `email`). Returns the key id and the
-/// raw signature.
+/// with `bearer` (a token of credentials allowed to sign as `email`), billed to `quota_project`
+/// when there is one (as google-auth's IAM signer sends it). Returns the key id and the raw
+/// signature.
 pub(crate) async fn sign_blob(
     http: &Http,
     url: &Url,
     email: &str,
-    bearer: &SecretString,
+    (bearer, quota_project): (&SecretString, Option<&str>),
     message: &[u8],
 ) -> Result<(Option<String>, Vec<u8>)> {
     use base64::Engine as _;
@@ -236,7 +237,10 @@ pub(crate) async fn sign_blob(
             reqwest::Method::POST,
             url,
             Auth::Bearer(bearer),
-            &[],
+            &quota_project
+                .map(|project| ("x-goog-user-project", project))
+                .into_iter()
+                .collect::<Vec<_>>(),
             Body::Json(body.to_string()),
         )
         .await?
