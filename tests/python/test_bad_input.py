@@ -63,6 +63,8 @@ def test_bad_deadlines_are_value_errors(emulator: Emulator, timeout: float) -> N
         lambda: wa.token(timeout=timeout),
         lambda: wa.id_token("https://aud.example.test", timeout=timeout),
         lambda: google_auth.Credentials(wa, timeout=timeout).refresh(Request()),
+        lambda: wa.sign_blob(b"x", timeout=timeout),
+        lambda: google_auth.Credentials(wa, timeout=timeout).sign_bytes(b"x"),
     ):
         with pytest.raises(ValueError) as raised:
             call()
@@ -90,6 +92,12 @@ def test_signing_with_credentials_that_cannot_sign(emulator: Emulator) -> None:
     assert "cannot sign" in str(raised.value)
     with pytest.raises(ValueError):
         creds.signer.sign(b"x")
+    with pytest.raises(workload_auth.InvalidArgumentError) as native_refusal:
+        user.sign_blob(b"x", iam_endpoint=f"{emulator.url}/v1/")
+    assert "cannot sign" in str(native_refusal.value)
+    for message in (None, "text", 42):
+        with pytest.raises(TypeError):
+            user.sign_blob(message)  # type: ignore[arg-type]
     # Natively, only a service-account key signs.
     with pytest.raises(workload_auth.InvalidArgumentError) as native:
         workload_auth.default(metadata_host=emulator.host).sign_bytes(b"x")
