@@ -10,7 +10,8 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# ---- system packages: OpenSSL's command line (interop tests), iproute2 (namespaces), valgrind (C tests)
+# ---- system packages: OpenSSL's command line (interop tests), iproute2 (namespaces), valgrind and
+# cmake (C tests)
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ip >/dev/null || need_apt+=(iproute2)
@@ -19,6 +20,7 @@ command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v cmake >/dev/null || need_apt+=(cmake)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -68,6 +70,22 @@ cargo test --workspace --all-targets --locked --no-run --quiet
 # The emulator binary the Python suite runs (tests/python/conftest.py).
 cargo build -p workload-auth-cli --locked --quiet
 
+step "a user's crate: workload-auth alone, default features (tests/rust-user)"
+cargo build -p workload-auth-user-check --locked --quiet
+user_tree=$(cargo tree -p workload-auth-user-check -e normal --prefix none --locked --offline | sort -u)
+if grep -E '^(tonic|axum|h2|prost-types) ' <<<"$user_tree"; then
+  echo "workload-auth's default features pull in the gRPC stack (above)" >&2
+  exit 1
+fi
+echo "$(wc -l <<<"$user_tree") crates in its tree"
+
+# Packaged together, each path dependency resolved from the others' packages. Not verified here
+# (that compiles every crate again from its package): the tests above built the same sources.
+step "cargo package (every published crate)"
+published=(workload-auth-core workload-auth-metadata workload-auth-adc workload-auth-mtls
+  workload-auth-workload-api workload-auth-emulator workload-auth workload-auth-cli)
+cargo package "${published[@]/#/-p}" --no-verify --locked --offline --quiet
+
 offline() {
   if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
     unshare -n sh -c 'ip link set lo up && exec "$@"' offline "$@"
@@ -79,8 +97,7 @@ offline() {
 
 step "cargo test (loopback-only network)"
 offline cargo test --workspace --all-targets --offline --locked
-# The C crate has no Rust doctests (its API is C), and rustdoc would see two `workload_auth` rlibs.
-offline cargo test --workspace --doc --exclude workload-auth-c --offline --locked
+offline cargo test --workspace --doc --offline --locked
 
 step "pytest tests/python (loopback-only network)"
 offline "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use workload_auth::{CredentialsBuilder, EnvSource};
+use workload_auth_c::{wa_credentials, wa_credentials_access_token, wa_result, wa_string_free};
 use workload_auth_emulator::{Emulator, EmulatorConfig};
-use workload_auth_ffi::{wa_credentials, wa_credentials_access_token, wa_result, wa_string_free};
 
 /// A paired comparison printed after the criterion figures, the source of BENCHMARKS.md: in each
 /// round both variants run a batch back to back (the first one alternating), and each round gives

@@ -1,5 +1,7 @@
 //! Gives the shared library its SONAME, `libworkload_auth.so.<MAJOR>`, so programs linked against
-//! it keep loading compatible updates and refuse an incompatible one. A 0.x version's ABI may
+//! it keep loading compatible updates and refuse an incompatible one. Cargo names the file after
+//! the Rust library (`libworkload_auth_c.so`); install.sh installs it under the SONAME's family
+//! (`libworkload_auth.so.VERSION`), so the SONAME is the C name, not cargo's. A 0.x version's ABI may
 //! change with the minor version, but the SONAME of 0.x stays `.so.0`: the ABI is declared
 //! unstable until 1.0.
 

@@ -13,6 +13,7 @@ Installs the workload-auth C library:
   LIBDIR/libworkload_auth.a                 the static library
   PREFIX/include/workload_auth.h            the C header (and workload_auth.hpp, for C++)
   LIBDIR/pkgconfig/workload_auth.pc         pkg-config file
+  LIBDIR/cmake/workload_auth/               CMake package (find_package(workload_auth))
   PREFIX/share/workload_auth/valgrind.supp  valgrind suppressions for programs using the library
 
 Options:
@@ -21,14 +22,18 @@ Options:
   --profile NAME    cargo profile to build and install (default release; dist is release
                     without debug information, stripped)
   --no-build        do not run `cargo build -p workload-auth-c` first
-  --artifacts DIR   take the libraries from DIR instead of the cargo target directory
-                    ($CARGO_TARGET_DIR, default target/ at the workspace root, then PROFILE/)
+  --artifacts DIR   take the libraries cargo built (libworkload_auth_c.so and .a) from DIR
+                    instead of the cargo target directory ($CARGO_TARGET_DIR, default target/
+                    at the workspace root, then PROFILE/)
   -h, --help        print this help
 
 Then build programs with
   cc app.c $(pkg-config --cflags --libs workload_auth)
-(add LIBDIR/pkgconfig to PKG_CONFIG_PATH when PREFIX is not a standard location). The pkg-config
-flags embed LIBDIR as the program's run-time search path, so it runs without LD_LIBRARY_PATH.
+(add LIBDIR/pkgconfig to PKG_CONFIG_PATH when PREFIX is not a standard location), or with CMake:
+  find_package(workload_auth 0.1 REQUIRED)
+  target_link_libraries(app PRIVATE workload_auth::workload_auth)
+(-DCMAKE_PREFIX_PATH=PREFIX when PREFIX is not a standard location). The pkg-config flags embed
+LIBDIR as the program's run-time search path, so it runs without LD_LIBRARY_PATH.
 For a system-wide LIBDIR (such as /usr/local/lib), run `ldconfig` after installing instead.
 USAGE
 }
@@ -75,12 +80,13 @@ find_artifact() {
   echo "install.sh: $1 not found under $out (build it: cargo build -p workload-auth-c)" >&2
   return 1
 }
-shared=$(find_artifact libworkload_auth.so)
-static=$(find_artifact libworkload_auth.a)
+# Cargo names them after the Rust library (workload_auth_c); they are installed under the C name.
+shared=$(find_artifact libworkload_auth_c.so)
+static=$(find_artifact libworkload_auth_c.a)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 
 major=${version%%.*}
-install -d "$libdir/pkgconfig" "$includedir" "$prefix/share/workload_auth"
+install -d "$libdir/pkgconfig" "$libdir/cmake/workload_auth" "$includedir" "$prefix/share/workload_auth"
 install -m 0755 "$shared" "$libdir/libworkload_auth.so.$version"
 ln -sfn "libworkload_auth.so.$version" "$libdir/libworkload_auth.so.$major"
 ln -sfn "libworkload_auth.so.$major" "$libdir/libworkload_auth.so"
@@ -92,7 +98,11 @@ fi
 install -m 0644 "$here/valgrind.supp" "$prefix/share/workload_auth/valgrind.supp"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
     -e "s|@VERSION@|$version|" "$here/workload_auth.pc.in" > "$libdir/pkgconfig/workload_auth.pc"
-echo "installed workload-auth $version: $libdir/libworkload_auth.{so.$version,so.$major,so,a}, $includedir/workload_auth.h, $libdir/pkgconfig/workload_auth.pc"
+for cmake in workload_auth-config workload_auth-config-version; do
+  sed -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" -e "s|@VERSION@|$version|" \
+      -e "s|@MAJOR@|$major|" "$here/$cmake.cmake.in" > "$libdir/cmake/workload_auth/$cmake.cmake"
+done
+echo "installed workload-auth $version: $libdir/libworkload_auth.{so.$version,so.$major,so,a}, $includedir/workload_auth.h, $libdir/pkgconfig/workload_auth.pc, $libdir/cmake/workload_auth"
 case "$libdir" in
   /usr/lib|/usr/lib64|/usr/local/lib|/usr/local/lib64|/lib|/lib64)
     echo "run ldconfig to update the dynamic linker's cache" ;;

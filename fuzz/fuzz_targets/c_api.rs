@@ -9,7 +9,7 @@ use std::ptr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use workload_auth::{
+use workload_auth_c::{
     WA_PEER_IS_CLIENT, WA_PEER_IS_SERVER, wa_credentials, wa_credentials_free,
     wa_credentials_new_from_authorized_user_json,
     wa_credentials_new_from_external_account_authorized_user_json,

@@ -2,7 +2,7 @@
 //! package just built, and runs each under valgrind (no leak, no memory error) against real peers:
 //! the emulator started here, credentials directories written here, a Rust mTLS server.
 //!
-//! Needs `cc`, `c++`, `pkg-config` and `valgrind` (scripts/test.sh installs them).
+//! Needs `cc`, `c++`, `pkg-config`, `cmake` and `valgrind` (scripts/test.sh installs them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -33,36 +33,48 @@ fn workspace_root() -> PathBuf {
         .unwrap()
 }
 
-/// The directory with the `libworkload_auth.so` and `.a` cargo built for this test run: next to
-/// the test binary (`target/<profile>/deps`).
-fn library_dir() -> PathBuf {
+/// The directory with the libraries cargo built for this test run (`libworkload_auth_c.so` and
+/// `.a`): next to the test binary (`target/<profile>/deps`) or one level up.
+fn built_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap().to_path_buf();
     for dir in [deps.clone(), deps.parent().unwrap().to_path_buf()] {
-        if dir.join("libworkload_auth.so").exists() && dir.join("libworkload_auth.a").exists() {
-            soname_link(&dir);
+        if dir.join("libworkload_auth_c.so").exists() && dir.join("libworkload_auth_c.a").exists() {
             return dir;
         }
     }
     panic!(
-        "libworkload_auth.so/.a not found next to {}; cargo builds them with this test",
+        "libworkload_auth_c.so/.a not found next to {}; cargo builds them with this test",
         exe.display()
     );
 }
 
-/// Programs linked against `libworkload_auth.so` load it by its SONAME; cargo does not make that
-/// link (install.sh does), so make it next to the library.
-fn soname_link(dir: &Path) {
-    let link = dir.join(format!(
-        "libworkload_auth.so.{}",
-        env!("CARGO_PKG_VERSION_MAJOR")
-    ));
-    // Tests run in parallel: another one may have made it already.
-    match std::os::unix::fs::symlink("libworkload_auth.so", &link) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => panic!("cannot link {}: {e}", link.display()),
+/// A directory holding the libraries of `built` under the names install.sh gives them (and C
+/// programs link with): `libworkload_auth.so`, its SONAME `libworkload_auth.so.MAJOR`, and
+/// `libworkload_auth.a`, as links to cargo's `libworkload_auth_c.*`.
+fn installed_names(built: &Path) -> PathBuf {
+    let dir = built.join("wa-c-lib");
+    std::fs::create_dir_all(&dir).unwrap();
+    let soname = format!("libworkload_auth.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    for (name, target) in [
+        ("libworkload_auth.so", "libworkload_auth_c.so"),
+        (soname.as_str(), "libworkload_auth_c.so"),
+        ("libworkload_auth.a", "libworkload_auth_c.a"),
+    ] {
+        let link = dir.join(name);
+        // Tests run in parallel: another one may have made it already.
+        match std::os::unix::fs::symlink(built.join(target), &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("cannot link {}: {e}", link.display()),
+        }
     }
+    dir
+}
+
+/// The libraries of this test run under their installed names, see [`installed_names`].
+fn library_dir() -> PathBuf {
+    installed_names(&built_dir())
 }
 
 fn require_tool(tool: &str) {
@@ -73,7 +85,7 @@ fn require_tool(tool: &str) {
     assert!(
         found,
         "`{tool}` is needed to build and check the C programs: install it (scripts/test.sh does: \
-         apt-get install gcc g++ pkg-config valgrind)"
+         apt-get install gcc g++ pkg-config cmake valgrind)"
     );
 }
 
@@ -650,11 +662,11 @@ fn release_build_mtls_is_clean_under_valgrind_with_the_installed_suppressions() 
         .unwrap()
         .join("dist");
     assert!(
-        lib.join("libworkload_auth.so").is_file(),
+        lib.join("libworkload_auth_c.so").is_file(),
         "{}",
         lib.display()
     );
-    soname_link(&lib);
+    let lib = installed_names(&lib);
     let out = tempfile::tempdir().unwrap();
     let binary = out.path().join("mtls");
     let status = Command::new("cc")
@@ -721,13 +733,12 @@ fn install_script_and_pkg_config_file_work() {
     require_tool("cc");
     let root = workspace_root();
     let prefix = tempfile::tempdir().unwrap();
-    let lib = library_dir();
     let status = Command::new("bash")
         .arg(root.join("bindings/c/install.sh"))
         .arg("--prefix")
         .arg(prefix.path())
         .arg("--artifacts")
-        .arg(&lib)
+        .arg(built_dir())
         .arg("--no-build")
         .status()
         .unwrap();
@@ -817,5 +828,75 @@ fn install_script_and_pkg_config_file_work() {
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
         env!("CARGO_PKG_VERSION")
+    );
+}
+
+/// The CMake package install.sh writes: a user's project (`tests/c/cmake`) finds the library with
+/// `find_package(workload_auth 0.1)`, links the shared and the static target, and its program
+/// runs without `LD_LIBRARY_PATH`; a version the library cannot satisfy is refused.
+#[test]
+fn cmake_projects_find_the_installed_library() {
+    require_tool("cmake");
+    let root = workspace_root();
+    let prefix = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .arg(root.join("bindings/c/install.sh"))
+        .arg("--prefix")
+        .arg(prefix.path())
+        .arg("--artifacts")
+        .arg(built_dir())
+        .arg("--no-build")
+        .status()
+        .unwrap();
+    assert!(status.success(), "install.sh failed");
+    let configure = |build: &Path, version: &str| {
+        Command::new("cmake")
+            .arg("-S")
+            .arg(root.join("tests/c/cmake"))
+            .arg("-B")
+            .arg(build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.path().display()))
+            .arg(format!("-DWA_FIND_VERSION={version}"))
+            .output()
+            .unwrap()
+    };
+    let build = tempfile::tempdir().unwrap();
+    let out = configure(build.path(), "0.1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("cmake")
+        .arg("--build")
+        .arg(build.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for program in ["bad_input_shared", "bad_input_static"] {
+        let run = Command::new(build.path().join(program))
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(stdout_of(&run), "bad input: ok\n");
+    }
+    // 0.x: another minor version is another ABI.
+    let other = tempfile::tempdir().unwrap();
+    let out = configure(other.path(), "0.2");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("workload_auth"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

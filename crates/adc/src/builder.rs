@@ -59,6 +59,7 @@ pub struct Builder {
     env: EnvSource,
     detection: Option<DetectionInput>,
     roots: TlsRoots,
+    http_client: Option<reqwest::Client>,
     cache: CacheConfig,
     timeout: Duration,
     self_signed_jwt: bool,
@@ -85,6 +86,7 @@ impl fmt::Debug for Builder {
             .field("metadata_host", &self.metadata_host)
             .field("env", &self.env)
             .field("roots", &self.roots)
+            .field("http_client", &self.http_client.is_some())
             .field("timeout", &self.timeout)
             .field("self_signed_jwt", &self.self_signed_jwt)
             .field("allowed_endpoints", &self.allowed_endpoints)
@@ -110,6 +112,7 @@ impl Builder {
             env: EnvSource::process(),
             detection: None,
             roots: TlsRoots::default(),
+            http_client: None,
             cache: CacheConfig::default(),
             timeout: DEFAULT_TIMEOUT,
             self_signed_jwt: false,
@@ -224,6 +227,77 @@ impl Builder {
         self
     }
 
+    /// Sends token requests (OAuth, STS, IAM credentials, Resource Manager, the URLs of
+    /// URL-sourced credentials) with this client instead of one built here. The client then owns the proxy, TLS
+    /// roots and connection settings: the proxy variables of the environment and
+    /// [`Builder::with_tls_root_certificates`] no longer apply to these requests (the
+    /// [`Builder::with_http_timeout`] limit still does, per request). Requests that present a
+    /// client certificate (X.509 workload identity federation) still use a client built here,
+    /// and the metadata server is always reached directly, without this client.
+    ///
+    /// **Build it with redirects off**, `.redirect(reqwest::redirect::Policy::none())`: the
+    /// library refuses every redirect (credentials are never forwarded to another URL), but a
+    /// client that follows them has already re-sent the request, body included, by the time the
+    /// answer arrives. Such an answer is still refused, with an error that says so.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    /// let tls = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(rustls::RootCertStore::empty()) // yours
+    ///     .with_no_client_auth();
+    /// let client = reqwest::Client::builder()
+    ///     .tls_backend_preconfigured(tls)
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .proxy(reqwest::Proxy::https("http://proxy.corp.example:3128")?)
+    ///     .build()?;
+    /// let builder = workload_auth_adc::Builder::new().with_http_client(client);
+    /// # let _ = builder; Ok(()) }
+    /// # run().unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The trust anchors and route of token requests: the caller's client, or the proxies the
+    /// environment names (checked here, so a bad proxy variable fails the build).
+    /// Where [`Credentials::sign_blob`] signs: the builder's IAM Credentials endpoint (checked
+    /// by the endpoint policy now, before any request), with the builder's network settings.
+    fn blob_signing(&self) -> Result<crate::kinds::iam::BlobSigning> {
+        let base = self
+            .regional
+            .endpoint
+            .as_deref()
+            .map(|raw| {
+                crate::url_policy::caller_endpoint(raw, "iam_credentials_endpoint", "the builder")
+            })
+            .transpose()?;
+        Ok(crate::kinds::iam::BlobSigning {
+            base,
+            http: crate::http::Http::new(&self.network()?, None, self.timeout),
+            email: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn network(&self) -> Result<TlsRoots> {
+        if self.timeout.is_zero() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "Builder::with_http_timeout: a timeout of zero would fail every request",
+            )
+            .with_hint("give a positive duration (the default is 30 s)"));
+        }
+        let proxy = crate::proxy::ProxySettings::from_env(&self.env)?;
+        Ok(self
+            .roots
+            .clone()
+            .with_proxy(proxy)
+            .with_client(self.http_client.clone()))
+    }
+
     /// When and how tokens are refreshed (default: [`CacheConfig::default`]).
     #[must_use]
     pub fn with_cache_config(mut self, config: CacheConfig) -> Self {
@@ -332,12 +406,13 @@ impl Builder {
         for host in &self.allowed_endpoints {
             endpoints.add(host, "Builder::with_allowed_endpoints")?;
         }
+        let network = self.network()?;
         Ok(Context {
             endpoints: Arc::new(endpoints),
             allowed_types: self.allowed_types.as_deref().map(Arc::from),
             env: self.env.clone(),
-            http: Http::new(&self.roots, None, self.timeout),
-            roots: self.roots.clone(),
+            http: Http::new(&network, None, self.timeout),
+            roots: network,
             timeout: self.timeout,
             self_signed_jwt: self.self_signed_jwt,
             token_lifetime: self.token_lifetime,
@@ -354,24 +429,9 @@ impl Builder {
                 &self.env,
                 &found.source,
                 found.metadata.clone(),
-                crate::http::Http::new(&self.roots, None, self.timeout),
+                crate::http::Http::new(&self.network()?, None, self.timeout),
             )?;
-            let signing = crate::kinds::iam::BlobSigning {
-                base: self
-                    .regional
-                    .endpoint
-                    .as_deref()
-                    .map(|raw| {
-                        crate::url_policy::caller_endpoint(
-                            raw,
-                            "iam_credentials_endpoint",
-                            "the builder",
-                        )
-                    })
-                    .transpose()?,
-                http: crate::http::Http::new(&self.roots, None, self.timeout),
-                email: tokio::sync::OnceCell::new(),
-            };
+            let signing = self.blob_signing()?;
             Ok(Credentials::new(Resolved {
                 source: found.source,
                 origin: found.origin,
@@ -740,7 +800,7 @@ impl Builder {
                 number,
                 self.resource_manager.as_deref(),
                 &external.universe_domain,
-                crate::http::Http::new(&self.roots, None, self.timeout),
+                crate::http::Http::new(&self.network()?, None, self.timeout),
             )?;
             return Ok((ProjectState::resource_manager(lookup), steps));
         }

@@ -13,6 +13,7 @@ use workload_auth_core::json::{Fields, JsonObject, parse_object};
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString};
 use zeroize::Zeroizing;
 
+use crate::proxy::ProxySettings;
 use crate::url_policy::display_url;
 
 /// The largest response body accepted (1 MiB): token answers are a few kilobytes.
@@ -21,22 +22,70 @@ pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long one request may take, connect included, unless the builder says otherwise.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The trust anchors for `https://` token endpoints.
+/// The trust anchors for `https://` token endpoints, and how requests reach them: directly or
+/// through a proxy, on a client built here or on the caller's own.
 #[derive(Clone, Default)]
-pub(crate) struct TlsRoots(Option<Arc<Vec<CertificateDer<'static>>>>);
+pub(crate) struct TlsRoots {
+    roots: Option<Arc<Vec<CertificateDer<'static>>>>,
+    proxy: ProxyRoute,
+    /// The caller's client, which owns proxy and TLS settings. Requests that present a client
+    /// certificate cannot use it: they get a client of their own, built here.
+    given: Option<reqwest::Client>,
+}
+
+/// Which proxy the clients built here use.
+#[derive(Clone, Default)]
+enum ProxyRoute {
+    /// reqwest's reading of the process environment (credentials made without a builder).
+    #[default]
+    Process,
+    /// The builder's reading of its environment: these proxies, or none.
+    Settings(Option<Arc<ProxySettings>>),
+}
 
 impl TlsRoots {
     pub(crate) fn only(roots: Vec<CertificateDer<'static>>) -> Self {
-        Self(Some(Arc::new(roots)))
+        Self {
+            roots: Some(Arc::new(roots)),
+            ..Self::default()
+        }
+    }
+
+    /// These roots, with requests going through the proxies `settings` name (or directly).
+    pub(crate) fn with_proxy(mut self, settings: Option<ProxySettings>) -> Self {
+        self.proxy = ProxyRoute::Settings(settings.map(Arc::new));
+        self
+    }
+
+    /// These settings, with every request without a client certificate made by `client`.
+    pub(crate) fn with_client(mut self, client: Option<reqwest::Client>) -> Self {
+        self.given = client;
+        self
+    }
+
+    fn proxy_settings(&self) -> Option<&Arc<ProxySettings>> {
+        match &self.proxy {
+            ProxyRoute::Settings(settings) => settings.as_ref(),
+            ProxyRoute::Process => None,
+        }
     }
 }
 
 impl fmt::Debug for TlsRoots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            None => f.write_str("TlsRoots(platform)"),
-            Some(roots) => write!(f, "TlsRoots({} given)", roots.len()),
+        match &self.roots {
+            None => f.write_str("TlsRoots(platform")?,
+            Some(roots) => write!(f, "TlsRoots({} given", roots.len())?,
         }
+        match &self.proxy {
+            ProxyRoute::Process => {}
+            ProxyRoute::Settings(None) => f.write_str(", no proxy")?,
+            ProxyRoute::Settings(Some(p)) => write!(f, ", {p:?}")?,
+        }
+        if self.given.is_some() {
+            f.write_str(", the caller's HTTP client")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -58,7 +107,7 @@ pub(crate) fn client_config(
         builder.with_safe_default_protocol_versions()
     }
     .map_err(tls_error)?;
-    let builder = match &roots.0 {
+    let builder = match &roots.roots {
         Some(given) => {
             let mut store = rustls::RootCertStore::empty();
             for cert in given.iter() {
@@ -219,12 +268,22 @@ impl Http {
         inner
             .client
             .get_or_init(|| {
+                if let (Some(client), None) = (&inner.roots.given, &inner.identity) {
+                    return Ok(client.clone());
+                }
                 let identity = inner
                     .identity
                     .as_ref()
                     .map(|(chain, key)| (chain.clone(), key.clone_key()));
                 let tls = client_config(&inner.roots, identity)?;
-                reqwest::Client::builder()
+                let builder = match &inner.roots.proxy {
+                    ProxyRoute::Process => reqwest::Client::builder(),
+                    ProxyRoute::Settings(None) => reqwest::Client::builder().no_proxy(),
+                    ProxyRoute::Settings(Some(settings)) => reqwest::Client::builder()
+                        .no_proxy()
+                        .proxy(settings.to_reqwest()),
+                };
+                builder
                     .tls_backend_preconfigured(tls)
                     .redirect(reqwest::redirect::Policy::none())
                     .timeout(inner.timeout)
@@ -293,9 +352,21 @@ impl Http {
                 .body(json),
         };
         let mut response = request
+            .timeout(self.inner.timeout)
             .send()
             .await
-            .map_err(|e| transport_error(&e, &endpoint, self.inner.timeout))?;
+            .map_err(|e| self.transport_error(&e, url, &endpoint))?;
+        if response.url() != url {
+            // Only a client given to the builder follows redirects; ours never do.
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the HTTP client given to the builder followed a redirect, which is refused \
+                 (credentials are never forwarded to another URL)",
+            )
+            .with_endpoint(endpoint)
+            .with_hint("build the client with .redirect(reqwest::redirect::Policy::none())")
+            .with_retry(Retry::Permanent));
+        }
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             return Err(Error::http_status(
@@ -310,7 +381,7 @@ impl Http {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| transport_error(&e, &endpoint, self.inner.timeout))?
+            .map_err(|e| self.transport_error(&e, url, &endpoint))?
         {
             body.push(&chunk)?;
         }
@@ -319,6 +390,29 @@ impl Http {
             body: body.finish(),
             endpoint,
         })
+    }
+}
+
+impl Http {
+    /// [`transport_error`], saying which proxy the request went through, if any.
+    fn transport_error(&self, e: &reqwest::Error, url: &Url, endpoint: &str) -> Error {
+        let error = transport_error(e, endpoint, self.inner.timeout);
+        if self.inner.roots.given.is_some() && self.inner.identity.is_none() {
+            return error;
+        }
+        match self
+            .inner
+            .roots
+            .proxy_settings()
+            .and_then(|p| p.for_url(url))
+        {
+            None => error,
+            Some(proxy) => error.with_hint(format!(
+                "the request went through the proxy {}: check that it runs and lets this host \
+                 through, or list the host in NO_PROXY",
+                proxy.describe()
+            )),
+        }
     }
 }
 

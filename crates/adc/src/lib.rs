@@ -77,6 +77,7 @@ pub mod fuzzing;
 mod http;
 mod kinds;
 mod project_lookup;
+mod proxy;
 mod regional;
 pub mod signing;
 mod time;
@@ -94,5 +95,7 @@ pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};
 pub use regional::{
     ALLOWED_LOCATIONS_HEADER, REGIONAL_ACCESS_BOUNDARY_ENV, RegionalState, TRUST_BOUNDARY_ENV,
 };
+/// The reqwest this crate is built on, whose `Client` [`Builder::with_http_client`] takes.
+pub use reqwest;
 pub use rustls_pki_types::CertificateDer;
 pub use workload_auth_metadata::DetectionInput;

@@ -7,7 +7,9 @@ use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
 use workload_auth_emulator::credentials_dir::{
     CredentialsContents, CredentialsDirWriter, Rotation,
 };
-use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint, Fault};
+use workload_auth_emulator::{
+    Emulator, EmulatorConfig, Endpoint, Fault, OAuthClient, RefreshTokenGrant,
+};
 
 use crate::output::say;
 
@@ -35,8 +37,11 @@ pub(crate) struct EmulatorArgs {
     #[arg(long)]
     token_lifetime: Option<u64>,
     /// A configuration file, TOML (`.toml`) or JSON: project, project_number, email, scopes,
-    /// universe_domain, token_lifetime_secs and `[[faults]]` (endpoint, and one of status,
-    /// delay_ms, reset; optional times). Options given on the command line win.
+    /// universe_domain, token_lifetime_secs, id_token_lifetime_secs, `[[faults]]` (endpoint,
+    /// and one of status, delay_ms, reset; optional times), `[[oauth_clients]]` (client_id,
+    /// client_secret), `[[refresh_tokens]]` (refresh_token, client_id; optional scopes, rotate),
+    /// impersonable (service account emails) and `[[projects]]` (number, project_id). Options
+    /// given on the command line win.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Write a SPIFFE credentials directory (as the node agent does) under DIR, issued by the
@@ -104,8 +109,132 @@ struct ConfigFile {
     scopes: Option<Vec<String>>,
     universe_domain: Option<String>,
     token_lifetime_secs: Option<u64>,
+    id_token_lifetime_secs: Option<u64>,
     #[serde(default)]
     faults: Vec<FaultSpec>,
+    /// OAuth clients of the refresh-token grant (authorized_user credentials).
+    #[serde(default)]
+    oauth_clients: Vec<OAuthClientSpec>,
+    /// Refresh tokens the token endpoint accepts, each for one of `oauth_clients`.
+    #[serde(default)]
+    refresh_tokens: Vec<RefreshTokenSpec>,
+    /// Service accounts IAM lets callers impersonate.
+    #[serde(default)]
+    impersonable: Vec<String>,
+    /// Projects Cloud Resource Manager knows by number, besides the emulator's own.
+    #[serde(default)]
+    projects: Vec<ProjectSpec>,
+}
+
+/// `[[oauth_clients]]`: `client_id` and `client_secret`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OAuthClientSpec {
+    client_id: String,
+    client_secret: workload_auth_core::SecretString,
+}
+
+/// `[[refresh_tokens]]`: `refresh_token`, `client_id`, optional `scopes` (default
+/// cloud-platform and userinfo.email) and `rotate` (a new refresh token on each use).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshTokenSpec {
+    refresh_token: workload_auth_core::SecretString,
+    client_id: String,
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    rotate: bool,
+}
+
+/// `[[projects]]`: `number` and `project_id`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectSpec {
+    number: u64,
+    project_id: String,
+}
+
+impl ConfigFile {
+    /// The checks serde cannot make: lifetimes of zero, empty names, refresh tokens of unknown
+    /// clients. Messages name the entry, never a secret.
+    fn check(&self) -> Result<(), String> {
+        for (key, secs) in [
+            ("token_lifetime_secs", self.token_lifetime_secs),
+            ("id_token_lifetime_secs", self.id_token_lifetime_secs),
+        ] {
+            match secs {
+                Some(0) => return Err(format!("{key} = 0: tokens would expire as issued")),
+                Some(s) if s > 7 * 24 * 3600 => {
+                    return Err(format!("{key} = {s}: more than a week"));
+                }
+                _ => {}
+            }
+        }
+        for (i, client) in self.oauth_clients.iter().enumerate() {
+            if client.client_id.is_empty() || client.client_secret.expose().is_empty() {
+                return Err(format!(
+                    "oauth_clients[{i}]: client_id and client_secret must not be empty"
+                ));
+            }
+        }
+        for (i, grant) in self.refresh_tokens.iter().enumerate() {
+            if grant.refresh_token.expose().is_empty() {
+                return Err(format!(
+                    "refresh_tokens[{i}]: refresh_token must not be empty"
+                ));
+            }
+            if !self
+                .oauth_clients
+                .iter()
+                .any(|c| c.client_id == grant.client_id)
+            {
+                return Err(format!(
+                    "refresh_tokens[{i}]: client_id `{}` is not one of oauth_clients",
+                    grant.client_id
+                ));
+            }
+            if grant.scopes.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!("refresh_tokens[{i}]: scopes must not be empty"));
+            }
+        }
+        if let Some(i) = self.impersonable.iter().position(|e| !e.contains('@')) {
+            return Err(format!("impersonable[{i}]: not a service account email"));
+        }
+        if let Some(i) = self.projects.iter().position(|p| p.project_id.is_empty()) {
+            return Err(format!("projects[{i}]: project_id must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The accounts and projects of the file, into `config`.
+    fn apply_identities(&self, config: &mut EmulatorConfig) {
+        let identity = &mut config.identity;
+        for client in &self.oauth_clients {
+            identity.oauth_clients.push(OAuthClient::new(
+                &client.client_id,
+                client.client_secret.expose(),
+            ));
+        }
+        for grant in &self.refresh_tokens {
+            let mut g = RefreshTokenGrant::new(grant.refresh_token.expose(), &grant.client_id);
+            if let Some(scopes) = &grant.scopes {
+                g.scopes.clone_from(scopes);
+            }
+            g.rotate = grant.rotate;
+            identity.refresh_tokens.push(g);
+        }
+        identity
+            .impersonable
+            .extend(self.impersonable.iter().cloned());
+        identity.projects.extend(
+            self.projects
+                .iter()
+                .map(|p| (p.number.to_string(), p.project_id.clone())),
+        );
+        if let Some(secs) = self.id_token_lifetime_secs {
+            config.id_token_lifetime = Duration::from_secs(secs);
+        }
+    }
 }
 
 /// One fault of the `--config` file: on `endpoint`, for `times` requests (every one if absent).
@@ -186,10 +315,13 @@ fn read_config(path: &std::path::Path) -> Result<ConfigFile, String> {
     } else {
         serde_json::from_str::<ConfigFile>(text).map_err(|e| e.to_string())
     };
-    parsed.map_err(|e| {
+    let file = parsed.map_err(|e| {
         let e = e.trim_end().replace('\n', "\n  ");
         format!("--config {}: {e}", path.display())
-    })
+    })?;
+    file.check()
+        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 impl EmulatorArgs {
@@ -213,6 +345,7 @@ impl EmulatorArgs {
         if let Some(secs) = file.token_lifetime_secs {
             config.token_lifetime = Duration::from_secs(secs);
         }
+        file.apply_identities(&mut config);
         if let Some(project) = &self.project {
             config.project_id.clone_from(project);
         }
@@ -251,6 +384,11 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
             let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
             format!("--config {}: {e}", path.display())
         })?;
+    if args.token_lifetime == Some(0) {
+        return Err(
+            "--token-lifetime 0: tokens would expire as issued\ngive seconds, at least 1".into(),
+        );
+    }
     let identity = args.workload_identity()?;
     let mut config = args.config(&file);
     if let Some(plan) = &identity {

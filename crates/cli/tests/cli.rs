@@ -636,3 +636,171 @@ fn token_downscope_server_and_client_side_against_the_emulator_process() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["regional_access_boundary"], "disabled");
 }
+
+#[test]
+fn emulator_config_file_sets_oauth_clients_and_refresh_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("emulator.toml");
+    std::fs::write(
+        &toml,
+        "id_token_lifetime_secs = 300\nimpersonable = [\"target@p.iam.gserviceaccount.com\"]\n\n\
+         [[oauth_clients]]\nclient_id = \"dev-client\"\nclient_secret = \"dev-secret\"\n\n\
+         [[refresh_tokens]]\nrefresh_token = \"1//dev-refresh\"\nclient_id = \"dev-client\"\n\
+         scopes = [\"https://www.googleapis.com/auth/cloud-platform\"]\n\n\
+         [[projects]]\nnumber = 424242\nproject_id = \"federated-project\"\n",
+    )
+    .unwrap();
+    let emu = EmulatorProcess::start_with(&["--config", toml.to_str().unwrap()]);
+    let user = |secret: &str| {
+        let path = dir.path().join(format!("user-{secret}.json"));
+        let json = serde_json::json!({
+            "type": "authorized_user",
+            "client_id": "dev-client",
+            "client_secret": secret,
+            "refresh_token": "1//dev-refresh",
+            "token_uri": format!("http://{}/token", emu.host),
+        });
+        std::fs::write(&path, json.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let good = user("dev-secret");
+    let out = run(
+        &["token", "--format", "json"],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &good)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(json["access_token"].as_str().unwrap().starts_with("ya29."));
+    // The wrong secret is refused by the emulator, as Google refuses it.
+    let bad = user("wrong-secret");
+    let out = run(&["token"], &[("GOOGLE_APPLICATION_CREDENTIALS", &bad)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid_client"), "{}", stderr(&out));
+
+    // Mistakes in the accounts are refused before listening, naming the entry, not the secret.
+    let json = dir.path().join("bad.json");
+    for (text, needle) in [
+        (
+            r#"{"refresh_tokens": [{"refresh_token": "hunter2", "client_id": "nobody"}]}"#,
+            "refresh_tokens[0]: client_id `nobody` is not one of oauth_clients",
+        ),
+        (
+            r#"{"oauth_clients": [{"client_id": "c", "client_secret": "hunter2", "secret": 1}]}"#,
+            "unknown field `secret`",
+        ),
+        (
+            r#"{"oauth_clients": [{"client_id": "c", "client_secret": 7}]}"#,
+            "expected a string",
+        ),
+        (r#"{"token_lifetime_secs": 0}"#, "token_lifetime_secs = 0"),
+        (
+            r#"{"projects": [{"number": "x", "project_id": "p"}]}"#,
+            "expected u64",
+        ),
+        (r#"{"impersonable": ["not-an-email"]}"#, "impersonable[0]"),
+    ] {
+        std::fs::write(&json, text).unwrap();
+        let args = [
+            "-v",
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            json.to_str().unwrap(),
+        ];
+        let out = run(&args, &[]);
+        assert!(!out.status.success(), "{text}");
+        assert!(stdout(&out).is_empty(), "{text}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{text}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    let out = run(
+        &[
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-lifetime",
+            "0",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--token-lifetime 0"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A loopback listener that counts the connections made to it and closes each at once.
+fn counting_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn proxy_variables_apply_to_token_endpoints_and_never_to_the_metadata_server() {
+    use std::sync::atomic::Ordering;
+    let emu = EmulatorProcess::start();
+    let (proxy, connections) = counting_listener();
+    let proxy_url = format!("http://{proxy}");
+    let proxies = [
+        ("HTTP_PROXY", proxy_url.as_str()),
+        ("http_proxy", proxy_url.as_str()),
+        ("HTTPS_PROXY", proxy_url.as_str()),
+        ("https_proxy", proxy_url.as_str()),
+        ("ALL_PROXY", proxy_url.as_str()),
+    ];
+    let mut env = proxies.to_vec();
+    env.push(("GCE_METADATA_HOST", emu.host.as_str()));
+    for args in [
+        &["token"][..],
+        &["id-token", "--audience", "https://x.example"][..],
+    ] {
+        let out = run(args, &env);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "metadata went direct"
+    );
+
+    // A token endpoint (here the emulator's plain-HTTP one) goes through the proxy, which
+    // closes the connection: the error names the proxy and the variable.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("user.json");
+    let json = serde_json::json!({
+        "type": "authorized_user", "client_id": "c", "client_secret": "s",
+        "refresh_token": "r", "token_uri": format!("http://{}/token", emu.host),
+    });
+    std::fs::write(&file, json.to_string()).unwrap();
+    let file = file.display().to_string();
+    let mut env = proxies.to_vec();
+    env.push(("GOOGLE_APPLICATION_CREDENTIALS", file.as_str()));
+    let out = run(&["-v", "token", "--timeout", "5s"], &env);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("proxy http://{proxy} (HTTP_PROXY)")),
+        "{err}"
+    );
+    assert!(connections.load(Ordering::SeqCst) >= 1);
+    // NO_PROXY lets it through directly (the emulator then refuses the unknown client).
+    env.push(("NO_PROXY", "127.0.0.1"));
+    let before = connections.load(Ordering::SeqCst);
+    let out = run(&["token", "--timeout", "5s"], &env);
+    assert!(stderr(&out).contains("invalid_client"), "{}", stderr(&out));
+    assert_eq!(connections.load(Ordering::SeqCst), before);
+}

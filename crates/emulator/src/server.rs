@@ -226,6 +226,13 @@ impl Emulator {
         self.state.signer.jwks().to_string()
     }
 
+    /// Serves this emulator's endpoints also over TLS without client certificates, on another
+    /// loopback port: `https://` token endpoints, as Google's are, for clients that must speak
+    /// TLS (through a proxy's `CONNECT` tunnel, say). Trust [`crate::MtlsListener::server_root_der`].
+    pub async fn start_tls(&self) -> Result<crate::MtlsListener> {
+        crate::identity::mtls::start_server_auth(Arc::clone(&self.state)).await
+    }
+
     /// Serves this emulator's endpoints also over mutual TLS (TLS 1.3, a client certificate
     /// chaining to one of `client_roots` (DER) required), on another loopback port: the
     /// `sts.mtls.googleapis.com` of X.509 workload identity federation.

@@ -9,6 +9,7 @@ use workload_auth_mtls::{
     Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, MtlsConnector, ReloadStatus, SpiffeId,
     SvidSource, SvidStore, VerifiedChainCache, WatchOptions, Watcher, X509Material,
 };
+#[cfg(feature = "workload-api")]
 use workload_auth_workload_api::{Endpoint, WorkloadApiOptions, WorkloadApiSource};
 
 /// The workload's X509-SVID and trust bundles, from the credentials directory the node agent keeps
@@ -69,12 +70,15 @@ impl WorkloadIdentity {
     /// Takes the identity from a SPIFFE Workload API (a SPIRE agent, or `workload-auth agent`):
     /// `endpoint` is `unix:///path` or `tcp://IP:port`; `None` reads `SPIFFE_ENDPOINT_SOCKET`.
     /// Waits for the first SVID (up to 10 s); afterwards the stream is kept open, reconnecting
-    /// with backoff, and each new SVID is swapped in within 100 ms. Needs no runtime.
+    /// with backoff, and each new SVID is swapped in within 100 ms. Needs no runtime. Feature
+    /// `workload-api`.
+    #[cfg(feature = "workload-api")]
     pub fn from_workload_api(endpoint: Option<&str>) -> Result<Self> {
         Self::from_workload_api_with(endpoint, WorkloadApiOptions::default())
     }
 
     /// [`WorkloadIdentity::from_workload_api`] with explicit options (hint, backoff, first wait).
+    #[cfg(feature = "workload-api")]
     pub fn from_workload_api_with(
         endpoint: Option<&str>,
         options: WorkloadApiOptions,

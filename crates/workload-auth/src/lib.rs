@@ -32,7 +32,23 @@
 //! # let _ = (stream, peer); Ok(()) }
 //! ```
 //!
-//! Examples that run anywhere (they start the built-in emulator) are in `examples/`.
+//! Tests and local runs point it at the emulator (crate `workload-auth-emulator`, or the
+//! `workload-auth emulator` command) instead of Google:
+//!
+//! ```
+//! use workload_auth::{CredentialsBuilder, EnvSource};
+//! use workload_auth_emulator::{Emulator, EmulatorConfig};
+//!
+//! let emulator = Emulator::start_in_thread(EmulatorConfig::default())?;
+//! let home = tempfile::tempdir()?; // no gcloud credentials of the machine's user
+//! let env = EnvSource::from_vars([("GCE_METADATA_HOST", emulator.host())]).with_home(home.path());
+//! let credentials = CredentialsBuilder::new().with_env(env).build()?;
+//! let token = credentials.access_token_blocking()?; // or `.access_token().await`
+//! assert!(token.expires_in().as_secs() > 60);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! More examples that run anywhere (they start the built-in emulator) are in `examples/`.
 //!
 //! What it deliberately does not do: call any Google API for you, speak HTTP beyond what tokens
 //! need, or use OpenSSL.
@@ -70,7 +86,9 @@ pub mod mtls {
     pub use workload_auth_mtls::*;
 }
 
-/// The SPIFFE Workload API: an agent serving this workload's X.509 material to SPIFFE clients.
+/// The SPIFFE Workload API: an agent serving this workload's X.509 material to SPIFFE clients
+/// (feature `workload-api`).
+#[cfg(feature = "workload-api")]
 pub mod workload_api {
     pub use workload_auth_workload_api::*;
 }

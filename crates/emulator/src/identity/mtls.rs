@@ -154,6 +154,34 @@ pub(crate) async fn start(state: Arc<State>, client_roots: &[Vec<u8>]) -> Result
     })
 }
 
+/// Starts serving `state`'s endpoints over TLS (1.2 or 1.3, no client certificate) on a free
+/// loopback port.
+pub(crate) async fn start_server_auth(state: Arc<State>) -> Result<MtlsListener> {
+    let (server_root_der, chain, key) = server_identity()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_error("server certificate", e))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, "emulator TLS: cannot listen").with_source(e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::new(ErrorKind::Io, "emulator TLS: no address").with_source(e))?;
+    let (shutdown, signal) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, acceptor, state, signal));
+    Ok(MtlsListener {
+        addr,
+        server_root_der,
+        shutdown,
+        task,
+    })
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
