@@ -42,10 +42,16 @@ export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"
 # pyright's wrapper downloads pyright on first use: do it now, not in the offline test run.
 "$venv/bin/pyright" --version >/dev/null
-# The Python package itself, built by maturin (from requirements.txt) as a user's pip would.
-step "pip install ./bindings/python"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
-  --force-reinstall --no-deps ./bindings/python
+# The Python package as it ships: the release wheel maturin (from requirements.txt) builds (abi3,
+# manylinux-tagged, the extension stripped), checked by auditwheel, then installed from the .whl,
+# so that pytest imports the installed package (tests/python/test_packaging.py checks it does).
+step "maturin build --release (the Python wheel)"
+rm -rf target/wheels
+"$venv/bin/maturin" build --release --locked -m bindings/python/Cargo.toml --out target/wheels
+wheels=(target/wheels/workload_auth-*.whl)
+"$venv/bin/auditwheel" show "${wheels[0]}"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+  "${wheels[0]}"
 
 # ---- static checks
 step "cargo fmt --check"

@@ -76,12 +76,19 @@ def test_storage_signed_url_verifies_with_the_emulators_key(emulator: Emulator) 
     url = blob.generate_signed_url(
         version="v4", expiration=datetime.timedelta(minutes=10), method="GET"
     )
+    creds.sign_bytes(b"probe")  # the client signed with a scoped copy: learn the key id here
+    check_signed_url(emulator, url, EMAIL, creds.signer.key_id or "")
+
+
+def check_signed_url(emulator: Emulator, url: str, email: str, key_id: str) -> None:
+    """Rebuilds the V4 string to sign of ``url`` as Cloud Storage does and checks its signature
+    with the emulator's published key ``key_id``."""
     parsed = urllib.parse.urlsplit(url)
     assert parsed.path == "/a-bucket/dir/object.txt"
     canonical_query, _, signature_hex = parsed.query.partition("&X-Goog-Signature=")
     query = dict(urllib.parse.parse_qsl(canonical_query))
     assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
-    assert query["X-Goog-Credential"].startswith(EMAIL + "/")
+    assert query["X-Goog-Credential"].startswith(email + "/")
     canonical_request = "\n".join(
         [
             "GET",
@@ -92,7 +99,7 @@ def test_storage_signed_url_verifies_with_the_emulators_key(emulator: Emulator) 
             "UNSIGNED-PAYLOAD",
         ]
     )
-    scope = query["X-Goog-Credential"][len(EMAIL) + 1 :]
+    scope = query["X-Goog-Credential"][len(email) + 1 :]
     string_to_sign = "\n".join(
         [
             "GOOG4-RSA-SHA256",
@@ -101,11 +108,100 @@ def test_storage_signed_url_verifies_with_the_emulators_key(emulator: Emulator) 
             hashlib.sha256(canonical_request.encode()).hexdigest(),
         ]
     )
-    creds.sign_bytes(b"probe")  # the client signed with a scoped copy: learn the key id here
-    key = emulator_public_key(emulator, creds.signer.key_id or "")
+    key = emulator_public_key(emulator, key_id)
     verify(key, bytes.fromhex(signature_hex), string_to_sign.encode())
     with pytest.raises(Exception):
         verify(key, bytes.fromhex(signature_hex), string_to_sign.encode() + b"x")
+
+
+class OAuthStandIn:
+    """An OAuth token endpoint on loopback for an ``authorized_user`` source: it answers every
+    refresh-token grant with an access token the emulator issued (taken from its metadata
+    server), so that the emulator's IAM endpoints accept it as the impersonation source."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        import http.server
+        import threading
+
+        source = workload_auth.default(metadata_host=emulator.host)
+        self.grants: "list[dict[str, str]]" = []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                stand_in.grants.append(form)
+                ok = form.get("grant_type") == "refresh_token"
+                body = json.dumps(
+                    {"access_token": source.token(), "expires_in": 3600, "token_type": "Bearer"}
+                    if ok
+                    else {"error": "unsupported_grant_type"}
+                ).encode()
+                self.send_response(200 if ok else 400)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_impersonated_credentials_sign_storage_urls_through_sign_blob(
+    emulator: Emulator, tmp_path: pathlib.Path
+) -> None:
+    storage = pytest.importorskip("google.cloud.storage")
+    proxy = FaultyProxy(emulator.host)
+    oauth = OAuthStandIn(emulator)
+    try:
+        info = {
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": f"{proxy.url}/v1/projects/-/serviceAccounts/"
+            f"{EMAIL}:generateAccessToken",
+            "source_credentials": {
+                "type": "authorized_user",
+                "client_id": "c",
+                "client_secret": "s",
+                "refresh_token": "r",
+                "token_uri": f"{oauth.url}/token",
+            },
+        }
+        path = tmp_path / "impersonated.json"
+        path.write_text(json.dumps(info))
+        wa = workload_auth.Credentials.from_impersonated_service_account_file(path)
+        creds = google_auth.Credentials(wa, iam_endpoint=proxy.url)
+        assert creds.signer_email == EMAIL  # the impersonation target, from the file
+        client = storage.Client(project="python-project", credentials=creds)
+        blob = client.bucket("a-bucket").blob("dir/object.txt")
+        url = blob.generate_signed_url(
+            version="v4", expiration=datetime.timedelta(minutes=10), method="GET"
+        )
+        sign_blob = f"/v1/projects/-/serviceAccounts/{EMAIL}:signBlob"
+        assert proxy.counts[sign_blob] == 1
+        # signBlob carried the impersonated token (the emulator refuses tokens it did not
+        # issue): the source was refreshed, then impersonated, once.
+        assert proxy.counts[f"/v1/projects/-/serviceAccounts/{EMAIL}:generateAccessToken"] == 1
+        assert [g["grant_type"] for g in oauth.grants] == ["refresh_token"]
+        creds.sign_bytes(b"probe")
+        assert proxy.counts[sign_blob] == 2
+        check_signed_url(emulator, url, EMAIL, creds.signer.key_id or "")
+        # The native call does the same; locally, without a key, it refuses clearly.
+        key_id, signature = wa.sign_blob(b"native", iam_endpoint=f"{proxy.url}/v1/")
+        verify(emulator_public_key(emulator, key_id or ""), signature, b"native")
+        with pytest.raises(workload_auth.InvalidArgumentError):
+            wa.sign_bytes(b"x")
+    finally:
+        oauth.close()
+        proxy.close()
 
 
 def test_service_account_keys_sign_locally(emulator: Emulator, tmp_path: pathlib.Path) -> None:

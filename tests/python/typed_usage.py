@@ -24,6 +24,10 @@ def tokens(host: str) -> List[str]:
     one: str = creds.token("https://www.googleapis.com/auth/cloud-platform", timeout=2.5)
     signer: Optional[str] = adapter.signer_email
     signature: bytes = adapter.sign_bytes(b"blob")
+    key_id, native_signature = creds.sign_blob(b"blob", iam_endpoint=None, timeout=5.0)
+    maybe_key: Optional[str] = key_id
+    raw: bytes = native_signature
+    del maybe_key, raw
     google_creds, google_project = google_auth.default(scopes=["s"], quota_project_id="q")
     scoped_copy: GoogleAuthCredentials = google_creds.with_scopes(["t"])
     id_creds = google_auth.IDTokenCredentials("https://svc.example", creds)

@@ -776,6 +776,35 @@ impl Credentials {
         Ok((key_id, pyo3::types::PyBytes::new(py, &signature)))
     }
 
+    /// Signs `message` as the service account these credentials act as: locally with a
+    /// service-account key, otherwise through the IAM Credentials API's `signBlob` (at
+    /// `iam_endpoint`, a base URL like `https://iamcredentials.googleapis.com/v1/`, default the
+    /// universe's) with these credentials' access token: `(key_id, signature)`. User and
+    /// federated credentials raise `InvalidArgumentError`. Blocks; releases the GIL.
+    #[pyo3(signature = (message, *, iam_endpoint=None, timeout=None))]
+    fn sign_blob<'py>(
+        &self,
+        py: Python<'py>,
+        message: &[u8],
+        iam_endpoint: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<(Option<String>, Bound<'py, pyo3::types::PyBytes>)> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        let message = message.to_vec();
+        let (key_id, signature) = wait(py, timeout, async move {
+            match iam_endpoint {
+                Some(endpoint) => {
+                    credentials
+                        .sign_blob_with_endpoint(&message, &endpoint)
+                        .await
+                }
+                None => credentials.sign_blob(&message).await,
+            }
+        })?;
+        Ok((key_id, pyo3::types::PyBytes::new(py, &signature)))
+    }
+
     /// `await token_async(...)`: `token()` run in the event loop's executor, so the loop never
     /// blocks; the same cache. Needs a running event loop.
     #[pyo3(signature = (scopes=None, *, timeout=None))]

@@ -144,9 +144,10 @@ impl Builder {
         self
     }
 
-    /// The IAM Service Account Credentials API the regional access boundary is looked up at,
-    /// instead of `https://iamcredentials.{universe}/v1/` (for an emulator). Must be
-    /// `https://`, or `http://` to this machine.
+    /// The IAM Service Account Credentials API the regional access boundary is looked up at
+    /// and [`Credentials::sign_blob`](crate::Credentials::sign_blob) signs through, instead of
+    /// `https://iamcredentials.{universe}/v1/` (for an emulator). Must be `https://`, or
+    /// `http://` to this machine.
     pub fn with_iam_credentials_endpoint(mut self, base: impl Into<String>) -> Self {
         let mut base = base.into();
         if !base.ends_with('/') {
@@ -273,6 +274,24 @@ impl Builder {
 
     /// The trust anchors and route of token requests: the caller's client, or the proxies the
     /// environment names (checked here, so a bad proxy variable fails the build).
+    /// Where [`Credentials::sign_blob`] signs: the builder's IAM Credentials endpoint (checked
+    /// by the endpoint policy now, before any request), with the builder's network settings.
+    fn blob_signing(&self) -> Result<crate::kinds::iam::BlobSigning> {
+        let base = self
+            .regional
+            .endpoint
+            .as_deref()
+            .map(|raw| {
+                crate::url_policy::caller_endpoint(raw, "iam_credentials_endpoint", "the builder")
+            })
+            .transpose()?;
+        Ok(crate::kinds::iam::BlobSigning {
+            base,
+            http: crate::http::Http::new(&self.network()?, None, self.timeout),
+            email: tokio::sync::OnceCell::new(),
+        })
+    }
+
     fn network(&self) -> Result<TlsRoots> {
         if self.timeout.is_zero() {
             return Err(Error::new(
@@ -422,6 +441,7 @@ impl Builder {
                 found.metadata.clone(),
                 crate::http::Http::new(&self.network()?, None, self.timeout),
             )?;
+            let signing = self.blob_signing()?;
             Ok(Credentials::new(Resolved {
                 source: found.source,
                 origin: found.origin,
@@ -433,6 +453,7 @@ impl Builder {
                 cache: self.cache.clone(),
                 metadata: found.metadata,
                 regional,
+                signing,
             }))
         });
         (result, steps)

@@ -193,6 +193,18 @@ class Credentials:
     def sign_bytes(self, message: bytes) -> Tuple[Optional[str], bytes]:
         """Signs message with a service-account key, locally: (key_id, raw RS256/ES256
         signature). Credentials without a key raise InvalidArgumentError."""
+    def sign_blob(
+        self,
+        message: bytes,
+        *,
+        iam_endpoint: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> Tuple[Optional[str], bytes]:
+        """Signs message as the service account these credentials act as: locally with a
+        service-account key, otherwise through the IAM Credentials API's signBlob (at
+        iam_endpoint, a base URL like ``https://iamcredentials.googleapis.com/v1/``, default the
+        universe's) with these credentials' access token: (key_id, signature). User and
+        federated credentials raise InvalidArgumentError. Blocks; releases the GIL."""
     def token_async(
         self, scopes: Optional[Scopes] = None, *, timeout: Optional[float] = None
     ) -> Awaitable[str]:

@@ -27,7 +27,6 @@ import datetime
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from typing import (
@@ -246,7 +245,6 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
 
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "[::1]", "localhost")
-_MAX_ANSWER = 1 << 20
 
 
 def _checked_endpoint(url: str) -> str:
@@ -261,16 +259,6 @@ def _checked_endpoint(url: str) -> str:
         f"iam_endpoint must be an https URL (or http to localhost), not {url!r}",
         kind="invalid_argument",
     )
-
-
-def _http_failure(status: int, url: str, detail: str) -> Exception:
-    message = f"the IAM signBlob call answered HTTP {status}: {detail[:200]}"
-    if status in (408, 429) or status >= 500:
-        cls = _combined((_errors.HttpError, TransportError))
-        return cls(message, kind="http", transient=True, status=status, endpoint=url)
-    base = _errors.RejectedError if status in (401, 403) else _errors.HttpError
-    kind = "rejected" if status in (401, 403) else "http"
-    return _combined((base, RefreshError))(message, kind=kind, status=status, endpoint=url)
 
 
 class _Signer(_crypt.Signer):  # type: ignore[misc]
@@ -475,58 +463,13 @@ class Credentials(
             data = bytes(message)
         else:
             raise TypeError(f"message must be bytes or str, not {type(message).__name__}")
-        if self._wa.credential_type == "service_account":
-            with _google_errors():
-                self._key_id, signature = self._wa.sign_bytes(data)
-            return signature
-        email = self.signer_email
-        if email is None:
-            raise _errors.InvalidArgumentError(
-                f"{self._wa.credential_type} credentials cannot sign: they act as no service "
-                "account (use a service account, or impersonate one)",
-                kind="invalid_argument",
-            )
-        return self._sign_blob(email, data)
-
-    def _sign_blob(self, email: str, data: bytes) -> bytes:
-        endpoint = self._iam_endpoint or _checked_endpoint(
-            f"https://iamcredentials.{self.universe_domain}"
-        )
-        url = (
-            f"{endpoint}/v1/projects/-/serviceAccounts/"
-            f"{urllib.parse.quote(email, safe='@')}:signBlob"
-        )
+        # The library signs: locally with a key, else through signBlob at the checked endpoint.
+        endpoint = f"{self._iam_endpoint}/v1/" if self._iam_endpoint else None
         with _google_errors():
-            token = self._wa.token(timeout=self._timeout)
-        body = json.dumps({"payload": base64.b64encode(data).decode("ascii")}).encode("ascii")
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        if self._quota_project_id:
-            headers["x-goog-user-project"] = self._quota_project_id
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        timeout = self._timeout if self._timeout is not None else 30.0
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                answer = response.read(_MAX_ANSWER + 1)
-        except urllib.error.HTTPError as e:
-            detail = e.read(2048).decode("utf-8", "replace")
-            raise _http_failure(e.code, url, detail) from None
-        except OSError as e:
-            raise _combined((_errors.TransportError, TransportError))(
-                f"the IAM signBlob call failed: {e}", kind="transport", transient=True,
-                endpoint=url,
-            ) from None
-        try:
-            if len(answer) > _MAX_ANSWER:
-                raise ValueError("larger than 1 MiB")
-            parsed = json.loads(answer)
-            signature = base64.b64decode(parsed["signedBlob"], validate=True)
-            key_id = parsed.get("keyId")
-        except (ValueError, KeyError, TypeError) as e:
-            raise _combined((_errors.MalformedResponseError, RefreshError))(
-                f"the IAM signBlob answer is malformed: {e}", kind="malformed_response",
-                endpoint=url,
-            ) from None
-        self._key_id = key_id if isinstance(key_id, str) else None
+            key_id, signature = self._wa.sign_blob(
+                data, iam_endpoint=endpoint, timeout=self._timeout
+            )
+        self._key_id = key_id
         return signature
 
     def get_cred_info(self) -> Optional[Mapping[str, str]]:
