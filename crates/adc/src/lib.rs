@@ -92,7 +92,8 @@ pub use env::{
 pub use explain::{Detail, Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
 pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};
 pub use regional::{
-    ALLOWED_LOCATIONS_HEADER, REGIONAL_ACCESS_BOUNDARY_ENV, RegionalState, TRUST_BOUNDARY_ENV,
+    ALLOWED_LOCATIONS_HEADER, IAM_CREDENTIALS_ENDPOINT_ENV, REGIONAL_ACCESS_BOUNDARY_ENV,
+    RegionalState, TRUST_BOUNDARY_ENV,
 };
 pub use rustls_pki_types::CertificateDer;
 pub use workload_auth_metadata::DetectionInput;

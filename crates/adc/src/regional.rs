@@ -35,6 +35,12 @@ pub const TRUST_BOUNDARY_ENV: &str = "GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED";
 pub const REGIONAL_ACCESS_BOUNDARY_ENV: &str =
     "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED";
 
+/// `WORKLOAD_AUTH_IAM_CREDENTIALS_ENDPOINT`: the IAM Service Account Credentials API base the
+/// boundary is looked up at, as [`crate::Builder::with_iam_credentials_endpoint`] (which wins),
+/// for an emulator reached from a binding or the CLI. Must be `https://`, or `http://` to this
+/// machine.
+pub const IAM_CREDENTIALS_ENDPOINT_ENV: &str = "WORKLOAD_AUTH_IAM_CREDENTIALS_ENDPOINT";
+
 /// The header Google APIs read.
 pub const ALLOWED_LOCATIONS_HEADER: &str = "x-allowed-locations";
 
@@ -260,11 +266,25 @@ impl Regional {
         let Some((subject, lookup_http)) = source.regional_subject() else {
             return Ok(None);
         };
-        let base = options
-            .endpoint
-            .as_deref()
-            .map(|raw| caller_endpoint(raw, "iam_credentials_endpoint", "the builder"))
-            .transpose()?;
+        let base = match (&options.endpoint, env.var(IAM_CREDENTIALS_ENDPOINT_ENV)) {
+            (Some(raw), _) => Some(caller_endpoint(
+                raw,
+                "iam_credentials_endpoint",
+                "the builder",
+            )?),
+            (None, Some(raw)) if !raw.trim().is_empty() => {
+                let mut raw = raw.trim().to_owned();
+                if !raw.ends_with('/') {
+                    raw.push('/');
+                }
+                Some(caller_endpoint(
+                    &raw,
+                    "iam_credentials_endpoint",
+                    IAM_CREDENTIALS_ENDPOINT_ENV,
+                )?)
+            }
+            _ => None,
+        };
         let mtls = lookup_http.is_some();
         Ok(Some(Arc::new(Self {
             subject,
