@@ -86,10 +86,20 @@ fn truthy(value: Option<String>) -> bool {
     })
 }
 
+/// google-auth's reading of its own variable: `y`, `yes`, `t`, `true`, `on` or `1`, in any
+/// case, surrounding spaces ignored.
+fn python_truthy(value: Option<String>) -> bool {
+    value.is_some_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        matches!(v.as_str(), "y" | "yes" | "t" | "true" | "on" | "1")
+    })
+}
+
 impl Options {
     pub(crate) fn is_enabled(&self, env: &EnvSource) -> bool {
         self.enabled.unwrap_or_else(|| {
-            truthy(env.var(TRUST_BOUNDARY_ENV)) || truthy(env.var(REGIONAL_ACCESS_BOUNDARY_ENV))
+            truthy(env.var(TRUST_BOUNDARY_ENV))
+                || python_truthy(env.var(REGIONAL_ACCESS_BOUNDARY_ENV))
         })
     }
 }
@@ -709,6 +719,11 @@ mod tests {
         assert!(o.is_enabled(&env(TRUST_BOUNDARY_ENV, "true")));
         assert!(o.is_enabled(&env(TRUST_BOUNDARY_ENV, "1")));
         assert!(o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, "TRUE")));
+        // Python's variable, read as google-auth reads it.
+        for yes in ["yes", " On ", "t", "Y"] {
+            assert!(o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, yes)), "{yes}");
+        }
+        assert!(!o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, "enabled")));
         assert!(!o.is_enabled(&env(TRUST_BOUNDARY_ENV, "yes")));
         assert!(!o.is_enabled(&env(TRUST_BOUNDARY_ENV, "0")));
         let forced = Options {

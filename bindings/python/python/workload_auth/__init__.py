@@ -35,8 +35,11 @@ from ._errors import (
     WorkloadAuthError,
 )
 from ._native import (
+    AccessBoundary,
+    AccessBoundaryRule,
     AccessToken,
     Credentials,
+    DownscopedCredentials,
     Explanation,
     ExplanationStep,
     MtlsClient,
@@ -49,10 +52,13 @@ from ._native import (
 
 __all__ = [
     "CredentialsFileNotFoundError",
+    "AccessBoundary",
+    "AccessBoundaryRule",
     "AccessToken",
     "Credentials",
     "CredentialsNotFoundError",
     "DeadlineExceededError",
+    "DownscopedCredentials",
     "Explanation",
     "ExplanationStep",
     "HttpError",
