@@ -442,17 +442,10 @@ impl Regional {
         };
         let base = match &self.base {
             Some(base) => base.clone(),
-            None => {
-                let host = if self.mtls {
-                    format!("iamcredentials.mtls.{universe}")
-                } else {
-                    format!("iamcredentials.{universe}")
-                };
-                match Url::parse(&format!("https://{host}/v1/")) {
-                    Ok(url) => url,
-                    Err(_) => return Outcome::NotApplicable(format!("bad host {host}")),
-                }
-            }
+            None => match default_base(self.mtls, &universe) {
+                Some(url) => url,
+                None => return Outcome::NotApplicable(format!("bad universe {universe}")),
+            },
         };
         let url = match base.join(&path) {
             Ok(url) => url,
@@ -493,6 +486,18 @@ impl Regional {
         let locations = fields.opt_str_list("locations")?.unwrap_or_default();
         Ok((encoded, locations))
     }
+}
+
+/// The IAM Service Account Credentials API of `universe`: its mTLS host
+/// (`iamcredentials.mtls.{universe}`) when the credential authenticates with a client
+/// certificate, as google-auth does, else `iamcredentials.{universe}`.
+fn default_base(mtls: bool, universe: &str) -> Option<Url> {
+    let host = if mtls {
+        format!("iamcredentials.mtls.{universe}")
+    } else {
+        format!("iamcredentials.{universe}")
+    };
+    Url::parse(&format!("https://{host}/v1/")).ok()
 }
 
 /// The header value to send at `now`, and whether to start a lookup. Forgets an answer past
@@ -638,6 +643,22 @@ mod tests {
     }
 
     #[test]
+    fn certificate_credentials_look_up_on_the_mtls_host() {
+        let path = "projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/allowedLocations";
+        let mtls = default_base(true, DEFAULT_UNIVERSE_DOMAIN)
+            .unwrap()
+            .join(path)
+            .unwrap();
+        assert_eq!(
+            mtls.as_str(),
+            format!("https://iamcredentials.mtls.googleapis.com/v1/{path}")
+        );
+        let plain = default_base(false, DEFAULT_UNIVERSE_DOMAIN).unwrap();
+        assert_eq!(plain.as_str(), "https://iamcredentials.googleapis.com/v1/");
+        assert!(default_base(true, "bad universe/").is_none());
+    }
+
+    #[test]
     fn service_account_emails_only() {
         assert!(is_service_account_email("a@p.iam.gserviceaccount.com"));
         assert!(is_service_account_email(
@@ -721,7 +742,10 @@ mod tests {
         assert!(o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, "TRUE")));
         // Python's variable, read as google-auth reads it.
         for yes in ["yes", " On ", "t", "Y"] {
-            assert!(o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, yes)), "{yes}");
+            assert!(
+                o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, yes)),
+                "{yes}"
+            );
         }
         assert!(!o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, "enabled")));
         assert!(!o.is_enabled(&env(TRUST_BOUNDARY_ENV, "yes")));
