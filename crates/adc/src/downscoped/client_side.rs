@@ -31,6 +31,14 @@ const MIN_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// Longest session key accepted (a keyset of one AES-256 key is under 100 bytes).
 const MAX_SESSION_KEY_BYTES: usize = 4096;
 
+/// Largest sealing buffer a thread keeps between tokens.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// Each thread's sealing buffer (see [`SessionKey::seal_with`]).
+    static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The session key's field in the exchange answer, as errors name it.
 const KEY_FIELD: &str = "access_boundary_session_key";
 
@@ -148,32 +156,39 @@ impl SessionKey {
     }
 
     /// Tink's AEAD output for `plaintext` (prefix, nonce, ciphertext and tag; no associated
-    /// data), handed to `use_sealed`. Sealed on the stack when it fits: minting a token is on
-    /// the request path.
+    /// data), handed to `use_sealed`. Sealed in a per-thread buffer that is reused, neither
+    /// allocated nor zeroed per token (it holds only ciphertext): minting a token is on the
+    /// request path.
     fn seal_with<R>(&self, plaintext: &[u8], use_sealed: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        const STACK: usize = 2048;
-        let total =
-            self.prefix.len() + NONCE_LEN + plaintext.len() + self.key.algorithm().tag_len();
-        let mut stack = [0u8; STACK];
-        let mut heap = Vec::new();
-        let out: &mut [u8] = if total <= STACK {
-            &mut stack[..total]
-        } else {
-            heap.resize(total, 0);
-            &mut heap
-        };
-        let nonce = self.next_nonce();
-        let (head, rest) = out.split_at_mut(self.prefix.len() + NONCE_LEN);
-        head[..self.prefix.len()].copy_from_slice(&self.prefix);
-        head[self.prefix.len()..].copy_from_slice(&nonce);
-        let (body, tag_out) = rest.split_at_mut(plaintext.len());
-        body.copy_from_slice(plaintext);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), body)
-            .map_err(|_| Error::new(ErrorKind::InvalidArgument, "AES-GCM encryption failed"))?;
-        tag_out.copy_from_slice(tag.as_ref());
-        Ok(use_sealed(out))
+        SEALED.with(|cell| {
+            // A nested call (there is none) would get a buffer of its own, not a panic.
+            let mut own = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let buffer: &mut Vec<u8> = match borrowed.as_deref_mut() {
+                Ok(shared) => shared,
+                Err(_) => &mut own,
+            };
+            buffer.clear();
+            buffer.extend_from_slice(&self.prefix);
+            let nonce = self.next_nonce();
+            buffer.extend_from_slice(&nonce);
+            let start = buffer.len();
+            buffer.extend_from_slice(plaintext);
+            let tag = self
+                .key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::empty(),
+                    &mut buffer[start..],
+                )
+                .map_err(|_| Error::new(ErrorKind::InvalidArgument, "AES-GCM encryption failed"))?;
+            buffer.extend_from_slice(tag.as_ref());
+            let result = use_sealed(buffer);
+            if buffer.capacity() > MAX_KEPT_BUFFER {
+                *buffer = Vec::new();
+            }
+            Ok(result)
+        })
     }
 
     #[cfg(test)]
@@ -185,7 +200,8 @@ impl SessionKey {
 /// An intermediary token and its session key.
 #[derive(Debug)]
 struct Intermediary {
-    token: SecretString,
+    /// The intermediary token and the `.` every minted token continues with, built once.
+    head: SecretString,
     key: SessionKey,
     /// When the intermediary (and every token minted from it) expires.
     token_expires_at: SystemTime,
@@ -337,8 +353,11 @@ async fn fetch_intermediary(sts: &Sts) -> Result<Intermediary> {
             "the intermediary token lives less than 30 minutes; its source token was nearly expired"
         );
     }
+    let mut head = String::with_capacity(answer.token.len() + 1);
+    head.push_str(answer.token.expose());
+    head.push('.');
     Ok(Intermediary {
-        token: answer.token,
+        head: SecretString::new(head),
         key,
         token_expires_at: answer.expires_at,
         usable_until,
@@ -367,12 +386,12 @@ fn prepare(boundary: &AccessBoundary) -> Result<PreparedBoundary> {
 
 fn mint(intermediary: &Intermediary, boundary: &PreparedBoundary) -> Result<AccessToken> {
     let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let intermediary_token = intermediary.token.expose();
+    let head = intermediary.head.expose();
     let token = intermediary.key.seal_with(&boundary.plaintext, |sealed| {
-        let mut token =
-            String::with_capacity(intermediary_token.len() + 1 + sealed.len().div_ceil(3) * 4);
-        token.push_str(intermediary_token);
-        token.push('.');
+        // Exactly the token's length: one allocation, never grown.
+        let encoded = base64::encoded_len(sealed.len(), false).unwrap_or(0);
+        let mut token = String::with_capacity(head.len() + encoded);
+        token.push_str(head);
         engine.encode_string(sealed, &mut token);
         token
     })?;
@@ -447,7 +466,7 @@ mod tests {
     fn minted_tokens_append_the_sealed_boundary() {
         let key = [9u8; 16];
         let intermediary = Intermediary {
-            token: SecretString::from("ya29.intermediary"),
+            head: SecretString::from("ya29.intermediary."),
             key: SessionKey::parse(&keyset(AES_GCM_TYPE_URL, &key, 1, PREFIX_TINK)).unwrap(),
             token_expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000),
             usable_until: SystemTime::now(),
@@ -482,7 +501,7 @@ mod tests {
             let cache = TokenCache::with_options(
                 move || async move {
                     Ok(Intermediary {
-                        token: SecretString::from("ya29.i"),
+                        head: SecretString::from("ya29.i."),
                         key: SessionKey::parse(&keyset(
                             AES_GCM_TYPE_URL,
                             &[1; 16],
