@@ -240,30 +240,38 @@ class AccessBoundaryRule:
         ``available_permissions``: roles as ``inRole:ROLE``; ``expression``: a CEL condition
         (``resource.name.startsWith('projects/_/buckets/NAME/objects/PREFIX')``)."""
     @property
-    def available_resource(self) -> str: ...
+    def available_resource(self) -> str:
+        """The full resource name."""
     @property
-    def available_permissions(self) -> List[str]: ...
+    def available_permissions(self) -> List[str]:
+        """The roles available on the resource, each ``inRole:ROLE``."""
     @property
-    def expression(self) -> Optional[str]: ...
+    def expression(self) -> Optional[str]:
+        """The condition's CEL expression, if any."""
     @property
-    def title(self) -> Optional[str]: ...
+    def title(self) -> Optional[str]:
+        """The condition's title, if any."""
     @property
-    def description(self) -> Optional[str]: ...
+    def description(self) -> Optional[str]:
+        """The condition's description, if any."""
 
 class AccessBoundary:
     """A credential access boundary: 1 to 10 rules, checked when made (InvalidArgumentError
     naming the rule and the field)."""
 
-    def __init__(self, rules: Sequence[AccessBoundaryRule]) -> None: ...
+    def __init__(self, rules: Sequence[AccessBoundaryRule]) -> None:
+        """A boundary of ``rules`` (1 to 10)."""
     @staticmethod
     def from_json(json: Union[str, bytes, Mapping[str, Any]]) -> AccessBoundary:
         """From the Security Token Service's JSON form (``{"accessBoundary":
         {"accessBoundaryRules": [...]}}`` or the inner object), as text or a dict."""
     @property
-    def rules(self) -> List[AccessBoundaryRule]: ...
+    def rules(self) -> List[AccessBoundaryRule]:
+        """The rules."""
     def to_json(self) -> str:
         """The JSON ``{"accessBoundary": {"accessBoundaryRules": [...]}}``."""
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """How many rules."""
 
 class DownscopedCredentials:
     """Tokens limited to ``boundary``, made from ``source``: server-side (default), one
@@ -280,7 +288,8 @@ class DownscopedCredentials:
         *,
         client_side: bool = False,
         sts_endpoint: Optional[str] = None,
-    ) -> None: ...
+    ) -> None:
+        """Makes no request: the first token does."""
     def token(self, *, timeout: Optional[float] = None) -> str:
         """A downscoped access token."""
     def access_token(self, *, timeout: Optional[float] = None) -> AccessToken:
@@ -288,9 +297,11 @@ class DownscopedCredentials:
     def headers(self, *, timeout: Optional[float] = None) -> Dict[str, str]:
         """``{"authorization": "Bearer <downscoped token>"}``."""
     @property
-    def boundary(self) -> AccessBoundary: ...
+    def boundary(self) -> AccessBoundary:
+        """The boundary the tokens are limited to."""
     @property
-    def client_side(self) -> bool: ...
+    def client_side(self) -> bool:
+        """Whether tokens are minted locally."""
     @property
     def exchange_count(self) -> int:
         """How many Security Token Service exchanges were started."""
