@@ -143,6 +143,13 @@ typedef enum {
 typedef struct wa_credentials wa_credentials;
 
 /**
+ * Downscoped credentials: tokens limited to a credential access boundary, made from source
+ * credentials either by the Security Token Service per token (server-side) or locally from an
+ * intermediary token and its session key (client-side). Thread-safe.
+ */
+typedef struct wa_downscoped wa_downscoped;
+
+/**
  * Both ends of mutual TLS for one identity and one policy: presents the identity's current
  * certificate (following rotations) and accepts peers the policy allows. Thread-safe; make one
  * and use it for every connection.
@@ -563,6 +570,81 @@ wa_result wa_credentials_bound_access_token(const wa_credentials *c,
                                             char **out_certificate_chain,
                                             char **out_fingerprint,
                                             int64_t *out_expires_unix);
+
+/**
+ * Downscoped credentials from `source` (which stays usable and must still be freed), limited
+ * to the credential access boundary `boundary_json`: `{"accessBoundary":
+ * {"accessBoundaryRules": [...]}}` (or the inner object), 1 to 10 rules, each with an
+ * `availableResource`, `availablePermissions` of the form `inRole:ROLE`, and optionally an
+ * `availabilityCondition` (`expression`, `title`, `description`). A bad boundary is
+ * `WA_ERR_INVALID_ARGUMENT`, and the message names the rule and the field.
+ *
+ * `client_side`: false for one Security Token Service exchange per token (the service checks
+ * the boundary at once); true to fetch one intermediary token and session key and mint each
+ * token locally, without a network call (conditions must then be of the CEL forms the library
+ * compiles: `startsWith`, `endsWith`, `==` on `resource.name|type|service`, `&&`, `||`).
+ *
+ * `sts_endpoint_or_null`: the Security Token Service's token URL, or NULL for
+ * `https://sts.{universe}/v1/token` of the source. Makes no request; release the handle with
+ * `wa_downscoped_free`.
+ *
+ * # Safety
+ *
+ * `source` must be NULL or a live handle; `boundary_json` NULL or a NUL-terminated string;
+ * `sts_endpoint_or_null` NULL or a NUL-terminated string; `out` NULL or writable.
+ */
+WA_MUST_USE
+wa_result wa_downscoped_new(const wa_credentials *source,
+                            const char *boundary_json,
+                            const char *sts_endpoint_or_null,
+                            bool client_side,
+                            wa_downscoped **out);
+
+/**
+ * A downscoped access token (free it with `wa_string_free`; never log it) and, when
+ * `out_expires_unix` is not NULL, its expiry in seconds since the Unix epoch. Server-side: from
+ * the cache when it holds a fresh one, else one exchange. Client-side: minted locally; blocks
+ * only when the intermediary token must be fetched (first use, or under 30 minutes left).
+ *
+ * # Safety
+ *
+ * `d` must be NULL or a live handle; `out_token` NULL or writable; `out_expires_unix` NULL or
+ * writable.
+ */
+WA_MUST_USE
+wa_result wa_downscoped_access_token(const wa_downscoped *d,
+                                     char **out_token,
+                                     int64_t *out_expires_unix);
+
+/**
+ * Releases downscoped credentials. `NULL` is a no-op.
+ *
+ * # Safety
+ *
+ * `d` must be NULL or a handle from `wa_downscoped_new` not yet freed, and no other thread may
+ * be using it. Freeing twice is undefined behaviour.
+ */
+void wa_downscoped_free(wa_downscoped *d);
+
+/**
+ * The `x-allowed-locations` header value for a request to `url_or_null` (NULL: any Google
+ * API), or `*out_value = NULL` when none is to be sent. Free it with `wa_string_free`.
+ *
+ * Only with regional access boundaries enabled (`GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED=true`):
+ * the boundary is looked up in the background and never waited for, so the first calls (and
+ * any while the lookup fails) give NULL; requests to regional endpoints
+ * (`*.rep.googleapis.com`) and to the IAM and STS hosts never carry it. Fetches the access
+ * token first if none is cached (the lookup uses it).
+ *
+ * # Safety
+ *
+ * `c` must be NULL or a live handle; `url_or_null` NULL or a NUL-terminated string;
+ * `out_value` NULL or writable.
+ */
+WA_MUST_USE
+wa_result wa_credentials_allowed_locations(const wa_credentials *c,
+                                           const char *url_or_null,
+                                           char **out_value);
 
 /**
  * Copies the calling thread's last error message into `buf` (at most `len` bytes, always

@@ -44,6 +44,9 @@ using owned_string = std::unique_ptr<char, string_deleter>;
 struct credentials_deleter {
     void operator()(wa_credentials *c) const noexcept { wa_credentials_free(c); }
 };
+struct downscoped_deleter {
+    void operator()(wa_downscoped *d) const noexcept { wa_downscoped_free(d); }
+};
 struct identity_deleter {
     void operator()(wa_workload_identity *i) const noexcept { wa_workload_identity_free(i); }
 };
@@ -321,6 +324,17 @@ class credentials {
         return t ? std::string(t) : std::string();
     }
 
+    /* The x-allowed-locations header value (regional access boundary) for a request to `url`
+     * (nullopt: any Google API), or nullopt when none is to be sent. */
+    std::optional<std::string> allowed_locations(
+        std::optional<std::string_view> url = std::nullopt) const {
+        const std::string u = url ? std::string(*url) : std::string();
+        char *raw = nullptr;
+        detail::check(
+            wa_credentials_allowed_locations(handle_.get(), url ? u.c_str() : nullptr, &raw));
+        return detail::take_optional(raw);
+    }
+
     /* Forgets every cached token. */
     void invalidate() const { detail::check(wa_credentials_invalidate(handle_.get())); }
 
@@ -354,6 +368,53 @@ class credentials {
     }
 
     std::unique_ptr<wa_credentials, detail::credentials_deleter> handle_;
+};
+
+/* Tokens limited to a credential access boundary (JSON, as the Security Token Service takes it),
+ * made from source credentials: server-side (one exchange per token) or client-side (minted
+ * locally from an intermediary token). Thread-safe. */
+class downscoped {
+  public:
+    static downscoped create(const credentials &source, const std::string &boundary_json,
+                             bool client_side = false,
+                             std::optional<std::string> sts_endpoint = std::nullopt) {
+        return try_create(source, boundary_json, client_side, std::move(sts_endpoint)).value();
+    }
+    static result<downscoped> try_create(const credentials &source,
+                                         const std::string &boundary_json,
+                                         bool client_side = false,
+                                         std::optional<std::string> sts_endpoint = std::nullopt) {
+        wa_downscoped *raw = nullptr;
+        const wa_result r =
+            wa_downscoped_new(source.get(), boundary_json.c_str(),
+                              sts_endpoint ? sts_endpoint->c_str() : nullptr, client_side, &raw);
+        if (r != WA_OK) {
+            return detail::failure<downscoped>(r);
+        }
+        return downscoped(raw);
+    }
+
+    /* A downscoped access token. */
+    access_token token() const { return try_token().value(); }
+    result<access_token> try_token() const {
+        char *raw = nullptr;
+        int64_t expires = 0;
+        const wa_result r = wa_downscoped_access_token(handle_.get(), &raw, &expires);
+        if (r != WA_OK) {
+            return detail::failure<access_token>(r);
+        }
+        access_token t{detail::take(raw), std::chrono::system_clock::time_point(
+                                              std::chrono::seconds(expires))};
+        return t;
+    }
+
+    /* The C handle; still owned by this object. */
+    wa_downscoped *get() const noexcept { return handle_.get(); }
+
+  private:
+    explicit downscoped(wa_downscoped *d) : handle_(d) {}
+
+    std::unique_ptr<wa_downscoped, detail::downscoped_deleter> handle_;
 };
 
 /* This workload's SPIFFE identity, from a credentials directory in any layout (NULL:

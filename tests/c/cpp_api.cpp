@@ -84,6 +84,21 @@ int main() {
     REQUIRE(id.find('.') != std::string::npos);
     REQUIRE(creds.try_id_token("").code() == WA_ERR_INVALID_ARGUMENT);
 
+    // Downscoped tokens from these credentials: minted client-side, a new one each time; a
+    // boundary without rules is refused. Regional access boundaries are off: no header.
+    const std::string sts = "http://" + std::string(env("GCE_METADATA_HOST")) + "/v1/token";
+    const std::string boundary =
+        "{\"accessBoundaryRules\": [{\"availableResource\": "
+        "\"//storage.googleapis.com/projects/_/buckets/b\", "
+        "\"availablePermissions\": [\"inRole:roles/storage.objectViewer\"]}]}";
+    wa::downscoped minted = wa::downscoped::create(creds, boundary, true, sts);
+    const wa::access_token narrow = minted.token();
+    REQUIRE(narrow.token != minted.token().token && narrow.token != token.token);
+    REQUIRE(narrow.expires_at > std::chrono::system_clock::now() + 30min);
+    REQUIRE(wa::downscoped::try_create(creds, "{\"accessBoundaryRules\": []}").code() ==
+            WA_ERR_INVALID_ARGUMENT);
+    REQUIRE(!creds.allowed_locations().has_value());
+
     // Handles move; the moved-from one is empty and freeing it is a no-op.
     wa::credentials moved = std::move(creds);
     REQUIRE(moved.get() != nullptr);

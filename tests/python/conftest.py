@@ -181,6 +181,8 @@ class FaultyProxy:
         self.upstream = upstream
         self.faults: "collections.deque[tuple[str, float]]" = collections.deque()
         self.counts: "collections.Counter[str]" = collections.Counter()
+        #: Every request forwarded: (method, path, headers, body).
+        self.recorded: "list[tuple[str, str, dict[str, str], bytes]]" = []
         self._lock = threading.Lock()
         proxy = self
 
@@ -195,6 +197,9 @@ class FaultyProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy._lock:
                     proxy.counts[self.path.split("?")[0]] += 1
+                    proxy.recorded.append(
+                        (self.command, self.path, dict(self.headers.items()), body or b"")
+                    )
                     fault = proxy.faults.popleft() if proxy.faults else None
                 if fault is not None and fault[0] == "delay":
                     time.sleep(fault[1])

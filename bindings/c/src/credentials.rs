@@ -25,6 +25,10 @@ impl wa_credentials {
     pub fn new(inner: Credentials) -> Self {
         Self { inner }
     }
+
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.inner
+    }
 }
 
 fn new_credentials(
@@ -488,7 +492,7 @@ pub unsafe extern "C" fn wa_credentials_free(c: *mut wa_credentials) {
     });
 }
 
-fn unix_seconds(t: std::time::SystemTime) -> i64 {
+pub(crate) fn unix_seconds(t: std::time::SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

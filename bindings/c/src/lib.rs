@@ -39,12 +39,14 @@
 
 mod args;
 mod credentials;
+mod downscoped;
 mod error;
 mod identity;
 mod mtls;
 
 pub use args::{wa_string_free, wa_version};
 pub use credentials::*;
+pub use downscoped::*;
 pub use error::{
     wa_last_error_code, wa_last_error_is_transient, wa_last_error_message, wa_result,
     wa_result_name,

@@ -108,6 +108,7 @@ fn programs() -> &'static Path {
             "bad_input",
             "trust_boundary",
             "bound",
+            "downscoped",
         ] {
             let status = Command::new("cc")
                 .args([
@@ -438,6 +439,93 @@ fn c_program_sees_a_transient_error_when_the_metadata_server_is_down() {
         &[("GCE_METADATA_HOST", closed.to_string())],
     );
     assert_eq!(stdout_of(&out), "unreachable: ok\n");
+}
+
+/// What the emulator's check endpoint says a downscoped token carries: status and JSON body
+/// (plain HTTP/1.1 over a socket: the harness needs no HTTP client for one GET).
+fn carried_boundary(emu: &Emulator, token: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(emu.addr()).unwrap();
+    write!(
+        stream,
+        "GET /emulator/v1/downscoped-boundary HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer \
+         {token}\r\nConnection: close\r\n\r\n",
+        emu.host()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+#[test]
+fn c_program_mints_downscoped_tokens_and_reads_the_regional_boundary() {
+    let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
+    let out = run_checked(
+        &programs().join("downscoped"),
+        &[],
+        &[
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_EMULATOR_URL", emu.url()),
+            ("GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED", "true".into()),
+            (
+                "WORKLOAD_AUTH_IAM_CREDENTIALS_ENDPOINT",
+                format!("{}/v1/", emu.url()),
+            ),
+        ],
+    );
+    let stdout = stdout_of(&out);
+    let lines: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|line| line.split_once(' ').unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "server-side",
+            "server-side",
+            "server-side",
+            "client-side",
+            "client-side",
+            "client-side",
+            "x-allowed-locations"
+        ],
+        "{stdout}"
+    );
+    for (kind, token) in &lines[..6] {
+        let (status, body) = carried_boundary(&emu, token);
+        assert_eq!(status, 200, "{kind}: {body}");
+        assert_eq!(body["kind"], *kind, "{body}");
+        let rule = &body["accessBoundary"]["accessBoundaryRules"][0];
+        assert_eq!(
+            rule["availableResource"],
+            "//storage.googleapis.com/projects/_/buckets/c-bucket"
+        );
+        assert_eq!(
+            rule["availablePermissions"],
+            serde_json::json!(["inRole:roles/storage.objectViewer"])
+        );
+        assert!(
+            rule["availabilityCondition"]["expression"]
+                .as_str()
+                .unwrap()
+                .contains("projects/_/buckets/c-bucket/objects/c-"),
+            "{body}"
+        );
+    }
+    // The emulator's answer for its service account, sent as is.
+    assert_eq!(lines[6].1, "0xA30");
+    // One exchange per kind (server-side cached; client-side minted from one intermediary),
+    // one boundary lookup for all the header calls; bad boundaries sent nothing.
+    assert_eq!(emu.requests(Endpoint::StsToken), 2);
+    assert_eq!(emu.requests(Endpoint::AllowedLocations), 1);
 }
 
 /// Credentials directories for the server, the client and a third peer of one trust domain,

@@ -63,6 +63,10 @@ struct Recipe {
     metadata_host: Option<String>,
     allowed_types: Option<Vec<String>>,
     allowed_endpoints: Option<Vec<String>>,
+    /// `default(regional_access_boundary=...)`: `None` lets the environment decide.
+    regional_access_boundary: Option<bool>,
+    /// `default(iam_credentials_endpoint=...)`: where the regional boundary is looked up.
+    iam_credentials_endpoint: Option<String>,
 }
 
 impl Recipe {
@@ -77,6 +81,12 @@ impl Recipe {
         }
         if let Some(json) = &self.json {
             b = b.with_json(json.clone());
+        }
+        if let Some(enabled) = self.regional_access_boundary {
+            b = b.with_regional_access_boundary(enabled);
+        }
+        if let Some(base) = &self.iam_credentials_endpoint {
+            b = b.with_iam_credentials_endpoint(base.clone());
         }
         // `from_service_account_file` and the like accept their one type only.
         let typed = self.factory.strip_prefix("from_").and_then(|rest| {
@@ -197,11 +207,13 @@ fn json_text(py: Python<'_>, info: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// `default(*, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
-/// allowed_endpoints=None, timeout=None)`: Application Default Credentials from the environment.
+/// allowed_endpoints=None, regional_access_boundary=None, iam_credentials_endpoint=None,
+/// timeout=None)`: Application Default Credentials from the environment.
 #[pyfunction]
 #[pyo3(signature = (
     *, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
-    allowed_endpoints=None, timeout=None
+    allowed_endpoints=None, regional_access_boundary=None, iam_credentials_endpoint=None,
+    timeout=None
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub(crate) fn default(
@@ -211,6 +223,8 @@ pub(crate) fn default(
     metadata_host: Option<String>,
     allowed_types: Option<Vec<String>>,
     allowed_endpoints: Option<Vec<String>>,
+    regional_access_boundary: Option<bool>,
+    iam_credentials_endpoint: Option<String>,
     timeout: Option<f64>,
 ) -> PyResult<Credentials> {
     let timeout = deadline(py, timeout)?;
@@ -221,6 +235,8 @@ pub(crate) fn default(
         metadata_host,
         allowed_types,
         allowed_endpoints,
+        regional_access_boundary,
+        iam_credentials_endpoint,
         ..Recipe::default()
     }
     .build_within(py, timeout)
@@ -230,7 +246,7 @@ impl Credentials {
     /// The credentials of this process: `inner`, or after `fork()` credentials rebuilt from the
     /// recipe on the child's first call (the parent's hold connections and in-flight fetches of
     /// threads the child does not have).
-    fn current(&self, py: Python<'_>) -> PyResult<workload_auth::Credentials> {
+    pub(crate) fn current(&self, py: Python<'_>) -> PyResult<workload_auth::Credentials> {
         let generation = crate::forks();
         if generation == self.generation {
             return Ok(self.inner.clone());
@@ -691,21 +707,56 @@ impl Credentials {
 
     /// The headers a request to a Google API needs: `authorization`,
     /// `x-goog-user-project` when there is a quota project, and `x-allowed-locations` when
-    /// regional access boundaries are enabled and known.
-    #[pyo3(signature = (*, timeout=None))]
-    fn headers<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
+    /// regional access boundaries are enabled and known (never for a `url` on a regional
+    /// endpoint or the IAM and STS hosts).
+    #[pyo3(signature = (*, url=None, timeout=None))]
+    fn headers<'py>(
+        &self,
+        py: Python<'py>,
+        url: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let timeout = deadline(py, timeout)?;
         let credentials = self.current(py)?;
-        let all = wait(
-            py,
-            timeout,
-            async move { credentials.request_headers().await },
-        )?;
+        let all = wait(py, timeout, async move {
+            match url {
+                Some(url) => credentials.request_headers_for(&url).await,
+                None => credentials.request_headers().await,
+            }
+        })?;
         let headers = PyDict::new(py);
         for (name, value) in all.iter() {
             headers.set_item(name, value)?;
         }
         Ok(headers)
+    }
+
+    /// The `x-allowed-locations` value for a request to `url` (`None`: any Google API), or
+    /// `None` when none is to be sent (disabled, not yet known, failing, unrestricted, or a
+    /// regional, IAM or STS `url`). Never waits for the boundary lookup.
+    #[pyo3(signature = (url=None, *, timeout=None))]
+    fn allowed_locations(
+        &self,
+        py: Python<'_>,
+        url: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<String>> {
+        let timeout = deadline(py, timeout)?;
+        let credentials = self.current(py)?;
+        let headers = wait(py, timeout, async move {
+            match url {
+                Some(url) => credentials.request_headers_for(&url).await,
+                None => credentials.request_headers().await,
+            }
+        })?;
+        Ok(headers.allowed_locations().map(str::to_owned))
+    }
+
+    /// The state of the regional access boundary, as text: `disabled`, `pending ...`,
+    /// `x-allowed-locations: ...`, `no restriction ...`, `lookup failing ...`.
+    #[getter]
+    fn regional_access_boundary(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.current(py)?.regional_access_boundary().to_string())
     }
 
     /// Why these credentials: every place looked at, the credential type, where the project id
@@ -865,6 +916,8 @@ impl Credentials {
         state.set_item("metadata_host", &recipe.metadata_host)?;
         state.set_item("allowed_types", &recipe.allowed_types)?;
         state.set_item("allowed_endpoints", &recipe.allowed_endpoints)?;
+        state.set_item("regional_access_boundary", recipe.regional_access_boundary)?;
+        state.set_item("iam_credentials_endpoint", &recipe.iam_credentials_endpoint)?;
         let restore = py
             .import("workload_auth._pickle")?
             .getattr("restore_credentials")?;
@@ -922,6 +975,12 @@ impl Credentials {
             metadata_host: get("metadata_host")?.map(|v| v.extract()).transpose()?,
             allowed_types: get("allowed_types")?.map(|v| v.extract()).transpose()?,
             allowed_endpoints: get("allowed_endpoints")?.map(|v| v.extract()).transpose()?,
+            regional_access_boundary: get("regional_access_boundary")?
+                .map(|v| v.extract())
+                .transpose()?,
+            iam_credentials_endpoint: get("iam_credentials_endpoint")?
+                .map(|v| v.extract())
+                .transpose()?,
         }
         .build(py)
     }
@@ -947,7 +1006,7 @@ pub(crate) struct AccessToken {
 }
 
 impl AccessToken {
-    fn of(token: &RustAccessToken) -> Self {
+    pub(crate) fn of(token: &RustAccessToken) -> Self {
         Self {
             token: token.secret().expose().to_owned(),
             token_type: token.token_type().to_owned(),

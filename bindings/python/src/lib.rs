@@ -15,6 +15,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod credentials;
+mod downscoped;
 mod errors;
 mod mtls;
 
@@ -56,6 +57,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<credentials::BoundAccessToken>()?;
     m.add_class::<credentials::Explanation>()?;
     m.add_class::<credentials::ExplanationStep>()?;
+    m.add_class::<downscoped::AccessBoundaryRule>()?;
+    m.add_class::<downscoped::AccessBoundary>()?;
+    m.add_class::<downscoped::DownscopedCredentials>()?;
     m.add_class::<mtls::WorkloadIdentity>()?;
     m.add_class::<mtls::MtlsClient>()?;
     m.add_class::<mtls::MtlsServer>()?;

@@ -97,7 +97,8 @@ pub use explain::{
 };
 pub use kinds::{CredentialType, DEFAULT_UNIVERSE_DOMAIN};
 pub use regional::{
-    ALLOWED_LOCATIONS_HEADER, REGIONAL_ACCESS_BOUNDARY_ENV, RegionalState, TRUST_BOUNDARY_ENV,
+    ALLOWED_LOCATIONS_HEADER, IAM_CREDENTIALS_ENDPOINT_ENV, REGIONAL_ACCESS_BOUNDARY_ENV,
+    RegionalState, TRUST_BOUNDARY_ENV,
 };
 /// The reqwest this crate is built on, whose `Client` [`Builder::with_http_client`] takes.
 pub use reqwest;

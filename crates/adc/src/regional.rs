@@ -35,6 +35,12 @@ pub const TRUST_BOUNDARY_ENV: &str = "GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED";
 pub const REGIONAL_ACCESS_BOUNDARY_ENV: &str =
     "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED";
 
+/// `WORKLOAD_AUTH_IAM_CREDENTIALS_ENDPOINT`: the IAM Service Account Credentials API base the
+/// boundary is looked up at, as [`crate::Builder::with_iam_credentials_endpoint`] (which wins),
+/// for an emulator reached from a binding or the CLI. Must be `https://`, or `http://` to this
+/// machine.
+pub const IAM_CREDENTIALS_ENDPOINT_ENV: &str = "WORKLOAD_AUTH_IAM_CREDENTIALS_ENDPOINT";
+
 /// The header Google APIs read.
 pub const ALLOWED_LOCATIONS_HEADER: &str = "x-allowed-locations";
 
@@ -80,10 +86,20 @@ fn truthy(value: Option<String>) -> bool {
     })
 }
 
+/// google-auth's reading of its own variable: `y`, `yes`, `t`, `true`, `on` or `1`, in any
+/// case, surrounding spaces ignored.
+fn python_truthy(value: Option<String>) -> bool {
+    value.is_some_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        matches!(v.as_str(), "y" | "yes" | "t" | "true" | "on" | "1")
+    })
+}
+
 impl Options {
     pub(crate) fn is_enabled(&self, env: &EnvSource) -> bool {
         self.enabled.unwrap_or_else(|| {
-            truthy(env.var(TRUST_BOUNDARY_ENV)) || truthy(env.var(REGIONAL_ACCESS_BOUNDARY_ENV))
+            truthy(env.var(TRUST_BOUNDARY_ENV))
+                || python_truthy(env.var(REGIONAL_ACCESS_BOUNDARY_ENV))
         })
     }
 }
@@ -260,11 +276,25 @@ impl Regional {
         let Some((subject, lookup_http)) = source.regional_subject() else {
             return Ok(None);
         };
-        let base = options
-            .endpoint
-            .as_deref()
-            .map(|raw| caller_endpoint(raw, "iam_credentials_endpoint", "the builder"))
-            .transpose()?;
+        let base = match (&options.endpoint, env.var(IAM_CREDENTIALS_ENDPOINT_ENV)) {
+            (Some(raw), _) => Some(caller_endpoint(
+                raw,
+                "iam_credentials_endpoint",
+                "the builder",
+            )?),
+            (None, Some(raw)) if !raw.trim().is_empty() => {
+                let mut raw = raw.trim().to_owned();
+                if !raw.ends_with('/') {
+                    raw.push('/');
+                }
+                Some(caller_endpoint(
+                    &raw,
+                    "iam_credentials_endpoint",
+                    IAM_CREDENTIALS_ENDPOINT_ENV,
+                )?)
+            }
+            _ => None,
+        };
         let mtls = lookup_http.is_some();
         Ok(Some(Arc::new(Self {
             subject,
@@ -412,17 +442,10 @@ impl Regional {
         };
         let base = match &self.base {
             Some(base) => base.clone(),
-            None => {
-                let host = if self.mtls {
-                    format!("iamcredentials.mtls.{universe}")
-                } else {
-                    format!("iamcredentials.{universe}")
-                };
-                match Url::parse(&format!("https://{host}/v1/")) {
-                    Ok(url) => url,
-                    Err(_) => return Outcome::NotApplicable(format!("bad host {host}")),
-                }
-            }
+            None => match default_base(self.mtls, &universe) {
+                Some(url) => url,
+                None => return Outcome::NotApplicable(format!("bad universe {universe}")),
+            },
         };
         let url = match base.join(&path) {
             Ok(url) => url,
@@ -463,6 +486,18 @@ impl Regional {
         let locations = fields.opt_str_list("locations")?.unwrap_or_default();
         Ok((encoded, locations))
     }
+}
+
+/// The IAM Service Account Credentials API of `universe`: its mTLS host
+/// (`iamcredentials.mtls.{universe}`) when the credential authenticates with a client
+/// certificate, as google-auth does, else `iamcredentials.{universe}`.
+fn default_base(mtls: bool, universe: &str) -> Option<Url> {
+    let host = if mtls {
+        format!("iamcredentials.mtls.{universe}")
+    } else {
+        format!("iamcredentials.{universe}")
+    };
+    Url::parse(&format!("https://{host}/v1/")).ok()
 }
 
 /// The header value to send at `now`, and whether to start a lookup. Forgets an answer past
@@ -608,6 +643,22 @@ mod tests {
     }
 
     #[test]
+    fn certificate_credentials_look_up_on_the_mtls_host() {
+        let path = "projects/-/serviceAccounts/a@p.iam.gserviceaccount.com/allowedLocations";
+        let mtls = default_base(true, DEFAULT_UNIVERSE_DOMAIN)
+            .unwrap()
+            .join(path)
+            .unwrap();
+        assert_eq!(
+            mtls.as_str(),
+            format!("https://iamcredentials.mtls.googleapis.com/v1/{path}")
+        );
+        let plain = default_base(false, DEFAULT_UNIVERSE_DOMAIN).unwrap();
+        assert_eq!(plain.as_str(), "https://iamcredentials.googleapis.com/v1/");
+        assert!(default_base(true, "bad universe/").is_none());
+    }
+
+    #[test]
     fn service_account_emails_only() {
         assert!(is_service_account_email("a@p.iam.gserviceaccount.com"));
         assert!(is_service_account_email(
@@ -689,6 +740,14 @@ mod tests {
         assert!(o.is_enabled(&env(TRUST_BOUNDARY_ENV, "true")));
         assert!(o.is_enabled(&env(TRUST_BOUNDARY_ENV, "1")));
         assert!(o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, "TRUE")));
+        // Python's variable, read as google-auth reads it.
+        for yes in ["yes", " On ", "t", "Y"] {
+            assert!(
+                o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, yes)),
+                "{yes}"
+            );
+        }
+        assert!(!o.is_enabled(&env(REGIONAL_ACCESS_BOUNDARY_ENV, "enabled")));
         assert!(!o.is_enabled(&env(TRUST_BOUNDARY_ENV, "yes")));
         assert!(!o.is_enabled(&env(TRUST_BOUNDARY_ENV, "0")));
         let forced = Options {

@@ -356,3 +356,73 @@ async fn each_credential_kind_looks_up_its_own_path() {
     }
     emu.shutdown().await;
 }
+
+/// With a client certificate (X.509 workload identity federation), the lookup goes over mutual
+/// TLS, with the same certificate, as it must to `iamcredentials.mtls.googleapis.com` (the
+/// host itself is pinned in the unit tests; here the emulator's mTLS listener stands in for it
+/// and refuses any connection without a certificate it trusts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_credentials_look_up_over_mutual_tls() {
+    use workload_auth_adc::CertificateDer;
+    use workload_auth_emulator::ca::TrustDomainCa;
+
+    let emu = common::emulator().await;
+    let home = TempDir::new("rab-mtls");
+    let ca = TrustDomainCa::new("workload.example").unwrap();
+    let svid = ca
+        .issue("spiffe://workload.example/ns/default/sa/app")
+        .unwrap();
+    let cert = home.write("certs/workload.pem", svid.chain_pem());
+    let key = home.write("certs/workload.key", svid.private_key_pem().expose());
+    let trust_chain = home.write("certs/chain.pem", ca.intermediate_pem());
+    let config = home.write_json(
+        "certificate_config.json",
+        &json!({"version": 1, "cert_configs": {"workload": {"cert_path": cert, "key_path": key}}}),
+    );
+    let listener = emu.start_mtls(&[ca.root_der().to_vec()]).await.unwrap();
+    let file = json!({
+        "type": "external_account",
+        "audience": WORKLOAD_AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:mtls",
+        "token_url": format!("{}/v1/token", listener.url()),
+        "credential_source": {"certificate": {
+            "use_default_certificate_config": true, "trust_chain_path": trust_chain,
+        }},
+    });
+    let path = home.write_json("x509.json", &file);
+    let vars = [
+        (
+            "GOOGLE_API_CERTIFICATE_CONFIG",
+            config.display().to_string(),
+        ),
+        ("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()),
+        (ENABLED.0, ENABLED.1.to_owned()),
+    ];
+    let credentials = common::builder(&home, &vars)
+        .with_tls_root_certificates([CertificateDer::from(listener.server_root_der().to_vec())])
+        .with_iam_credentials_endpoint(format!("{}/v1/", listener.url()))
+        .build()
+        .unwrap();
+    let state = settle(&credentials, is_settled).await;
+    assert!(
+        matches!(&state, RegionalState::Restricted { encoded, .. } if encoded == "0xA30"),
+        "{state:?}"
+    );
+    let lookup = emu
+        .recent_requests()
+        .into_iter()
+        .find(|r| r.endpoint == Endpoint::AllowedLocations)
+        .unwrap();
+    assert_eq!(
+        lookup.path,
+        "/v1/projects/123456789012/locations/global/workloadIdentityPools/test-pool/allowedLocations"
+    );
+    // The emulator's mTLS listener attaches the certificate the connection presented.
+    assert!(
+        lookup
+            .header("x-emulator-mtls-client-certificate")
+            .is_some(),
+        "the lookup did not present the client certificate"
+    );
+    emu.shutdown().await;
+}

@@ -13,6 +13,8 @@
 //!    clear error.
 //! 6. Agent Identity: with an agent-identity workload certificate, tokens are bound to it, handed
 //!    out only together with it, refused with any other certificate, and renewed on rotation.
+//! 7. Boundaries: the regional access boundary header, downscoped tokens made server-side and
+//!    minted client-side (each checked by the emulator), and the federated project id.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,7 @@ pub(crate) async fn run() -> Result<(), String> {
     google_apis(&emulator, scratch.path()).await?;
     workloads(scratch.path()).await?;
     agent_identity(&emulator, scratch.path()).await?;
+    boundaries(&emulator, scratch.path()).await?;
     say("\ndemo complete: every step succeeded");
     Ok(())
 }
@@ -544,5 +547,196 @@ async fn agent_identity(emulator: &Emulator, home: &std::path::Path) -> Result<(
         "   certificate rotated: the next call got a new token bound to {}",
         fresh.fingerprint()
     ));
+    Ok(())
+}
+/// Issue 11 on the emulator: regional access boundaries, credential access boundaries
+/// (downscoped tokens), and workload identity federation's project id.
+async fn boundaries(emulator: &Emulator, home: &std::path::Path) -> Result<(), String> {
+    say("\n-- 7. Boundaries: regional access, downscoped tokens, the federated project --");
+    let credentials = CredentialsBuilder::new()
+        .with_env(EnvSource::from_vars([("GCE_METADATA_HOST", emulator.host())]).with_home(home))
+        .with_metadata_host(emulator.host())
+        .with_regional_access_boundary(true)
+        .with_iam_credentials_endpoint(format!("{}/v1/", emulator.url()))
+        .build()
+        .map_err(err("resolving ADC"))?;
+    // Never waited for: the first requests go without the header while the lookup runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let header = loop {
+        let headers = credentials
+            .request_headers()
+            .await
+            .map_err(err("request headers"))?;
+        if let Some(value) = headers.allowed_locations() {
+            break value.to_owned();
+        }
+        if Instant::now() > deadline {
+            return Err("the regional access boundary lookup never answered".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let regional = credentials
+        .request_headers_for("https://storage.us-central1.rep.googleapis.com/b")
+        .await
+        .map_err(err("request headers"))?;
+    if regional.allowed_locations().is_some() {
+        return Err("a request to a regional endpoint carried x-allowed-locations".into());
+    }
+    say(&format!(
+        "   regional access boundary: requests carry x-allowed-locations: {header} ({}); \
+         requests to regional endpoints carry none",
+        credentials.regional_access_boundary()
+    ));
+    downscoped(emulator, &credentials).await?;
+    federated_project(emulator, home).await
+}
+
+/// A server-side and a client-side downscoped token, each checked by the emulator.
+async fn downscoped(
+    emulator: &Emulator,
+    credentials: &workload_auth::Credentials,
+) -> Result<(), String> {
+    use workload_auth::{
+        AccessBoundary, AccessBoundaryRule, AvailabilityCondition, ClientSideDownscoper,
+        DownscopedCredentials,
+    };
+    let boundary = AccessBoundary::new(vec![
+        AccessBoundaryRule::new(
+            "//storage.googleapis.com/projects/_/buckets/demo-bucket",
+            ["inRole:roles/storage.objectViewer"],
+        )
+        .with_condition(AvailabilityCondition::new(
+            "resource.name.startsWith('projects/_/buckets/demo-bucket/objects/customer-a/')",
+        )),
+    ])
+    .map_err(err("the access boundary"))?;
+    let sts = format!("{}/v1/token", emulator.url());
+    let server_side = DownscopedCredentials::builder(credentials.clone())
+        .with_sts_endpoint(&sts)
+        .build(boundary.clone())
+        .map_err(err("downscoped credentials"))?
+        .access_token()
+        .await
+        .map_err(err("a server-side downscoped token"))?;
+    say(&format!(
+        "   server-side downscoped token: the emulator reads {}",
+        carried_boundary(emulator, server_side.secret().expose()).await?
+    ));
+    let downscoper = ClientSideDownscoper::builder(credentials.clone())
+        .with_sts_endpoint(&sts)
+        .build_client_side()
+        .map_err(err("a client-side downscoper"))?;
+    let prepared = downscoper
+        .prepare(&boundary)
+        .map_err(err("the access boundary"))?;
+    let first = downscoper
+        .token(&prepared)
+        .await
+        .map_err(err("a client-side downscoped token"))?;
+    let count = 10_000u32;
+    let started = Instant::now();
+    for _ in 0..count {
+        let token = downscoper
+            .token(&prepared)
+            .await
+            .map_err(err("a client-side downscoped token"))?;
+        std::hint::black_box(token.secret().len());
+    }
+    say(&format!(
+        "   client-side downscoped tokens: {:.1} µs each, minted locally ({} exchange(s) for {} \
+         tokens); the emulator reads {}",
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(count),
+        downscoper.exchange_count(),
+        count + 1,
+        carried_boundary(emulator, first.secret().expose()).await?
+    ));
+    Ok(())
+}
+
+/// What the emulator's check endpoint says a downscoped token carries, in a few words.
+async fn carried_boundary(emulator: &Emulator, token: &str) -> Result<String, String> {
+    let io = |e: std::io::Error| format!("asking the emulator about a downscoped token: {e}");
+    let mut stream = tokio::net::TcpStream::connect(emulator.addr())
+        .await
+        .map_err(io)?;
+    let request = format!(
+        "GET /emulator/v1/downscoped-boundary HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer \
+         {token}\r\nConnection: close\r\n\r\n",
+        emulator.host()
+    );
+    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .await
+        .map_err(io)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let json: serde_json::Value = serde_json::from_str(body)
+        .map_err(|_| format!("the emulator did not accept the token: {answer}"))?;
+    let rule = &json["accessBoundary"]["accessBoundaryRules"][0];
+    Ok(format!(
+        "{} token, {} with {} if {}",
+        json["kind"].as_str().unwrap_or("?"),
+        rule["availableResource"].as_str().unwrap_or("?"),
+        rule["availablePermissions"][0].as_str().unwrap_or("?"),
+        rule["availabilityCondition"]["expression"]
+            .as_str()
+            .unwrap_or("true")
+    ))
+}
+
+/// Workload identity federation: the project id from Cloud Resource Manager, with the
+/// federated token, once.
+async fn federated_project(emulator: &Emulator, home: &std::path::Path) -> Result<(), String> {
+    const AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locations/global/\
+                            workloadIdentityPools/demo-pool/providers/demo";
+    let subject = "demo-oidc-subject-token";
+    emulator.update_config(|c| {
+        c.identity.sts.audiences.push(AUDIENCE.into());
+        c.identity.sts.subject_tokens.push(subject.into());
+        c.identity
+            .projects
+            .push(("123456789012".into(), "demo-federated-project".into()));
+    });
+    let token_file = home.join("oidc-token");
+    let write = |path: &std::path::Path, text: &str| {
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    };
+    write(&token_file, subject)?;
+    let config = serde_json::json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{}/v1/token", emulator.url()),
+        "credential_source": {"file": token_file.display().to_string()},
+    });
+    let config_file = home.join("federation.json");
+    write(&config_file, &config.to_string())?;
+    let federated = CredentialsBuilder::new()
+        .with_env(EnvSource::from_vars::<String, String>([]).with_home(home))
+        .with_credentials_file(&config_file)
+        .with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+        .with_resource_manager_endpoint(format!("{}/v1/", emulator.url()))
+        .build()
+        .map_err(err("federated credentials"))?;
+    let project = federated
+        .project_id()
+        .await
+        .map_err(err("the federated project id"))?;
+    federated
+        .project_id()
+        .await
+        .map_err(err("the federated project id"))?;
+    say(&format!(
+        "   workload identity federation: project {} from Cloud Resource Manager (project \
+         number 123456789012; {} lookup(s), then cached)",
+        project.as_deref().unwrap_or("unknown"),
+        emulator.requests(Endpoint::ResourceManagerProject)
+    ));
+    if project.as_deref() != Some("demo-federated-project") {
+        return Err("the federated project id did not come from Cloud Resource Manager".into());
+    }
     Ok(())
 }

@@ -645,6 +645,19 @@ fn the_demo_runs_the_whole_story() {
         text.contains("with its own certificate: HTTP 200; with another agent's: HTTP 401"),
         "{text}"
     );
+    assert!(
+        text.contains("requests carry x-allowed-locations: 0xA30"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the emulator reads server-side token, //storage.googleapis.com/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(1 exchange(s) for 10001 tokens); the emulator reads client-side token"),
+        "{text}"
+    );
+    assert!(text.contains("project demo-federated-project"), "{text}");
     assert!(text.contains("demo complete"), "{text}");
 }
 

@@ -36,9 +36,12 @@ from ._errors import (
     WorkloadAuthError,
 )
 from ._native import (
+    AccessBoundary,
+    AccessBoundaryRule,
     AccessToken,
     BoundAccessToken,
     Credentials,
+    DownscopedCredentials,
     Explanation,
     ExplanationStep,
     MtlsClient,
@@ -51,11 +54,14 @@ from ._native import (
 
 __all__ = [
     "CredentialsFileNotFoundError",
+    "AccessBoundary",
+    "AccessBoundaryRule",
     "AccessToken",
     "BoundAccessToken",
     "Credentials",
     "CredentialsNotFoundError",
     "DeadlineExceededError",
+    "DownscopedCredentials",
     "Explanation",
     "ExplanationStep",
     "HttpError",

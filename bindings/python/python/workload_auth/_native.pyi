@@ -20,6 +20,8 @@ def default(
     metadata_host: Optional[str] = None,
     allowed_types: Optional[Sequence[str]] = None,
     allowed_endpoints: Optional[Sequence[str]] = None,
+    regional_access_boundary: Optional[bool] = None,
+    iam_credentials_endpoint: Optional[str] = None,
     timeout: Optional[float] = None,
 ) -> Credentials:
     """Application Default Credentials from the environment: GOOGLE_APPLICATION_CREDENTIALS,
@@ -32,7 +34,13 @@ def default(
     anything in it is used. ``allowed_endpoints``: hosts (``"sts.corp.example"``,
     ``"*.corp.example"``) a credentials file may send credentials to besides Google's token
     endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable. ``timeout``
-    (seconds): DeadlineExceededError when finding the credentials takes longer."""
+    (seconds): DeadlineExceededError when finding the credentials takes longer.
+
+    ``regional_access_boundary``: True looks up the credential's regional access boundary (in
+    the background, never waited for) and sends ``x-allowed-locations``; False never does; None
+    (default) follows GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED. ``iam_credentials_endpoint``: where it
+    is looked up, instead of ``https://iamcredentials.UNIVERSE_DOMAIN/v1/`` (for an emulator;
+    https, or http to this machine)."""
 
 class Credentials:
     """Application Default Credentials with their token caches. Thread-safe; share one."""
@@ -170,9 +178,22 @@ class Credentials:
         again on every call: after a rotation, a new token bound to the new certificate)."""
     def id_token(self, audience: str, *, timeout: Optional[float] = None) -> str:
         """An OpenID Connect ID token whose ``aud`` is ``audience``."""
-    def headers(self, *, timeout: Optional[float] = None) -> Dict[str, str]:
+    def headers(
+        self, *, url: Optional[str] = None, timeout: Optional[float] = None
+    ) -> Dict[str, str]:
         """``authorization``; with a quota project, ``x-goog-user-project``; with regional access
-        boundaries enabled and known, ``x-allowed-locations``."""
+        boundaries enabled and known, ``x-allowed-locations`` (not for a ``url`` on a regional
+        endpoint, ``*.rep.googleapis.com``, or the IAM and STS hosts)."""
+    def allowed_locations(
+        self, url: Optional[str] = None, *, timeout: Optional[float] = None
+    ) -> Optional[str]:
+        """The ``x-allowed-locations`` value for a request to ``url`` (None: any Google API), or
+        None when none is to be sent: disabled, not known yet, failing (fail open),
+        unrestricted, or a regional/IAM/STS ``url``. Never waits for the boundary lookup."""
+    @property
+    def regional_access_boundary(self) -> str:
+        """The regional access boundary's state as text (``disabled``, ``pending ...``,
+        ``x-allowed-locations: 0xA30 (...)``, ``lookup failing ...``)."""
     def explain(self) -> Explanation:
         """Why these credentials: every place looked at, the type, the project's source."""
     def project_id(self, *, timeout: Optional[float] = None) -> Optional[str]:
@@ -223,6 +244,91 @@ class Credentials:
         key; credentials made from JSON in memory raise TypeError."""
     @staticmethod
     def _from_pickle(format: object, state: Mapping[str, Any]) -> Credentials: ...
+
+class AccessBoundaryRule:
+    """One rule of a credential access boundary: a resource, the roles available on it, and an
+    optional CEL condition."""
+
+    def __init__(
+        self,
+        available_resource: str,
+        available_permissions: Sequence[str],
+        *,
+        expression: Optional[str] = None,
+        title: Optional[str] = None,
+        description: Optional[str] = None,
+    ) -> None:
+        """``available_resource``: ``//storage.googleapis.com/projects/_/buckets/NAME``;
+        ``available_permissions``: roles as ``inRole:ROLE``; ``expression``: a CEL condition
+        (``resource.name.startsWith('projects/_/buckets/NAME/objects/PREFIX')``)."""
+    @property
+    def available_resource(self) -> str:
+        """The full resource name."""
+    @property
+    def available_permissions(self) -> List[str]:
+        """The roles available on the resource, each ``inRole:ROLE``."""
+    @property
+    def expression(self) -> Optional[str]:
+        """The condition's CEL expression, if any."""
+    @property
+    def title(self) -> Optional[str]:
+        """The condition's title, if any."""
+    @property
+    def description(self) -> Optional[str]:
+        """The condition's description, if any."""
+
+class AccessBoundary:
+    """A credential access boundary: 1 to 10 rules, checked when made (InvalidArgumentError
+    naming the rule and the field)."""
+
+    def __init__(self, rules: Sequence[AccessBoundaryRule]) -> None:
+        """A boundary of ``rules`` (1 to 10)."""
+    @staticmethod
+    def from_json(json: Union[str, bytes, Mapping[str, Any]]) -> AccessBoundary:
+        """From the Security Token Service's JSON form (``{"accessBoundary":
+        {"accessBoundaryRules": [...]}}`` or the inner object), as text or a dict."""
+    @property
+    def rules(self) -> List[AccessBoundaryRule]:
+        """The rules."""
+    def to_json(self) -> str:
+        """The JSON ``{"accessBoundary": {"accessBoundaryRules": [...]}}``."""
+    def __len__(self) -> int:
+        """How many rules."""
+
+class DownscopedCredentials:
+    """Tokens limited to ``boundary``, made from ``source``: server-side (default), one
+    Security Token Service exchange per token (cached until it nears expiry); or
+    ``client_side=True``, one exchange for an intermediary token and session key, then every
+    token minted locally without a network call (conditions limited to the CEL forms
+    ``startsWith``, ``endsWith``, ``==`` on ``resource.name|type|service``, ``&&``, ``||``).
+    ``sts_endpoint``: the token URL instead of ``https://sts.UNIVERSE_DOMAIN/v1/token``."""
+
+    def __init__(
+        self,
+        source: Credentials,
+        boundary: AccessBoundary,
+        *,
+        client_side: bool = False,
+        sts_endpoint: Optional[str] = None,
+    ) -> None:
+        """Makes no request: the first token does."""
+    def token(self, *, timeout: Optional[float] = None) -> str:
+        """A downscoped access token."""
+    def access_token(self, *, timeout: Optional[float] = None) -> AccessToken:
+        """A downscoped access token with its type and expiry."""
+    def headers(self, *, timeout: Optional[float] = None) -> Dict[str, str]:
+        """``{"authorization": "Bearer <downscoped token>"}``."""
+    @property
+    def boundary(self) -> AccessBoundary:
+        """The boundary the tokens are limited to."""
+    @property
+    def client_side(self) -> bool:
+        """Whether tokens are minted locally."""
+    @property
+    def exchange_count(self) -> int:
+        """How many Security Token Service exchanges were started."""
+    def invalidate(self) -> None:
+        """Forgets the cached (or intermediary) token."""
 
 class AccessToken:
     """An access token and its expiry. ``repr()`` hides the token."""

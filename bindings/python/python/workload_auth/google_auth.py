@@ -244,6 +244,18 @@ class _CacheBacked(_google_credentials.Credentials):  # type: ignore[misc]
         self.apply(headers)
 
 
+def _apply_allowed_locations(
+    wa: _native.Credentials, url: str, headers: MutableMapping[str, str], timeout: Optional[float]
+) -> None:
+    """Sets (or removes) ``x-allowed-locations`` in ``headers`` for a request to ``url``."""
+    with _google_errors():
+        locations = wa.allowed_locations(url, timeout=timeout)
+    if locations:
+        headers["x-allowed-locations"] = locations
+    else:
+        headers.pop("x-allowed-locations", None)
+
+
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "[::1]", "localhost")
 
 
@@ -334,6 +346,9 @@ class Credentials(
         self._universe: Optional[str] = None
         self._bound: Optional[_native.BoundAccessToken] = None
         self._presented: Optional[str] = None
+        # Fixed when the credentials are built: requests of credentials without regional access
+        # boundaries pay nothing for them.
+        self._regional = self._wa.regional_access_boundary != "disabled"
 
     @property
     def workload_auth_credentials(self) -> _native.Credentials:
@@ -412,6 +427,17 @@ class Credentials(
 
     def _forget(self) -> None:
         self._wa.invalidate()
+
+    def before_request(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Puts a valid token in ``headers`` and, with regional access boundaries enabled and
+        known, ``x-allowed-locations`` (not for regional endpoints or the IAM and STS hosts; a
+        stale value in ``headers`` is removed). The boundary lookup runs in the background and
+        is never waited for."""
+        super().before_request(request, method, url, headers)
+        if self._regional:
+            _apply_allowed_locations(self._wa, url, headers, self._timeout)
 
     def _copy(self) -> "Credentials":
         copy = Credentials(
@@ -547,11 +573,15 @@ class AsyncCredentials(_aio_credentials.Credentials):  # type: ignore[misc]
     async def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
-        """Puts the current token (and the quota project) in ``headers``."""
+        """Puts the current token (and the quota project, and with regional access boundaries
+        enabled and known, ``x-allowed-locations``) in ``headers``."""
         await self._sync()
         headers["authorization"] = f"Bearer {self.token}"
         if self._quota_project_id:
             headers["x-goog-user-project"] = self._quota_project_id
+        if self._wa.regional_access_boundary != "disabled":
+            # The token is cached by now: this neither waits for the network nor for a lookup.
+            _apply_allowed_locations(self._wa, url, headers, None)
 
 
 def default(
