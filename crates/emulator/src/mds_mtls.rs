@@ -173,6 +173,30 @@ impl MdsMtlsCa {
         not_after: SystemTime,
     ) -> Result<MdsClientCert> {
         let key = KeyPair::generate().map_err(|e| tls_error("client key", e))?;
+        self.issue_for(key, not_before, not_after, true)
+    }
+
+    /// A client certificate with an Ed25519 key (PKCS#8 `PRIVATE KEY`), which is not the EC key
+    /// the metadata server's clients hold: for tests of the wrong key type.
+    pub fn issue_client_ed25519(&self) -> Result<MdsClientCert> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| tls_error("client key", e))?;
+        let now = SystemTime::now();
+        self.issue_for(
+            key,
+            now - Duration::from_secs(60),
+            now + CLIENT_CERT_LIFETIME,
+            false,
+        )
+    }
+
+    fn issue_for(
+        &self,
+        key: KeyPair,
+        not_before: SystemTime,
+        not_after: SystemTime,
+        sec1: bool,
+    ) -> Result<MdsClientCert> {
         let mut params = CertificateParams::default();
         params
             .distinguished_name
@@ -185,10 +209,15 @@ impl MdsMtlsCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| tls_error("client certificate", e))?;
-        let sec1 = crate::ca::pkcs8_p256_to_sec1(&key.serialize_der())
-            .ok_or_else(|| tls_error("client key", "cannot re-encode"))?;
+        let key_pem = if sec1 {
+            let der = crate::ca::pkcs8_p256_to_sec1(&key.serialize_der())
+                .ok_or_else(|| tls_error("client key", "cannot re-encode"))?;
+            crate::ca::pem_encode("EC PRIVATE KEY", &der)
+        } else {
+            key.serialize_pem()
+        };
         Ok(MdsClientCert {
-            key_pem: SecretString::new(crate::ca::pem_encode("EC PRIVATE KEY", &sec1)),
+            key_pem: SecretString::new(key_pem),
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             not_after,
