@@ -157,6 +157,33 @@ impl MdsMtlsCa {
         &self.root_der
     }
 
+    /// A server certificate from this CA for `dns_names` and `ips`, and its key (PKCS#8 PEM):
+    /// for other servers in tests (the emulator's own has both of the metadata server's names).
+    pub fn issue_server(
+        &self,
+        dns_names: &[&str],
+        ips: &[std::net::IpAddr],
+    ) -> Result<(String, SecretString)> {
+        let key = KeyPair::generate().map_err(|e| tls_error("server key", e))?;
+        let mut leaf = CertificateParams::default();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "workload-auth test metadata server");
+        for name in dns_names {
+            let name = (*name).try_into().map_err(|e| tls_error("SAN", e))?;
+            leaf.subject_alt_names.push(SanType::DnsName(name));
+        }
+        for ip in ips {
+            leaf.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = leaf
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| tls_error("server certificate", e))?;
+        Ok((cert.pem(), SecretString::new(key.serialize_pem())))
+    }
+
     /// A client certificate valid from a minute ago for `lifetime`.
     pub fn issue_client(&self, lifetime: Duration) -> Result<MdsClientCert> {
         let now = SystemTime::now();
