@@ -1,7 +1,7 @@
 //! Application Default Credentials on the metadata server over mTLS: the mode and directory come
 //! from the environment (or the builder), tokens arrive over mTLS only in `strict`, and
 //! `explain` (text and JSON) says which transport was chosen and why.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -44,7 +44,10 @@ async fn strict_mode_from_the_environment_gets_tokens_over_mtls_and_explains_it(
     let text = explanation.to_string();
     assert!(text.contains("metadata_transport"), "{text}");
     let json = serde_json::to_value(&explanation).unwrap();
-    assert!(json.to_string().contains("\"metadata_transport\""), "{json}");
+    assert!(
+        json.to_string().contains("\"metadata_transport\""),
+        "{json}"
+    );
     assert_eq!(emu.plain_http_requests(), 0);
     assert!(emu.mds_mtls_requests() >= 2, "token and project id");
 }

@@ -54,6 +54,11 @@ pub(crate) struct EmulatorArgs {
     #[arg(long, value_name = "DUR", requires = "workload_identity",
           value_parser = crate::token_cmd::parse_timeout)]
     rotate_every: Option<Duration>,
+    /// Also serve the metadata endpoints over mutual TLS on the same port, as Shielded VMs do,
+    /// and write its CA and a client certificate to DIR as `root.crt` and `client.key` (for
+    /// `GCE_METADATA_MTLS_MODE=strict WORKLOAD_AUTH_MDS_MTLS_DIR=DIR`).
+    #[arg(long, value_name = "DIR")]
+    mds_mtls: Option<std::path::PathBuf>,
 }
 
 /// What `--workload-identity` serves, checked before the emulator starts.
@@ -268,6 +273,16 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
         emulator.inject(endpoint, fault, times);
     }
     say(&format!("listening on {}", emulator.addr()));
+    if let Some(dir) = &args.mds_mtls {
+        emulator
+            .enable_mds_mtls(dir)
+            .map_err(|e| format!("--mds-mtls: {}", crate::token_cmd::report(&e)))?;
+        say(&format!(
+            "metadata server over mTLS on the same port; root.crt and client.key in {0}\n\
+             use it with: export GCE_METADATA_MTLS_MODE=strict WORKLOAD_AUTH_MDS_MTLS_DIR={0}",
+            dir.display()
+        ));
+    }
     let _rotation = match identity {
         None => None,
         Some(plan) => Some(write_credentials(plan, args.rotate_every)?),

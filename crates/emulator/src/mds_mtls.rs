@@ -206,8 +206,8 @@ impl MdsMtlsCa {
     /// A client certificate with an Ed25519 key (PKCS#8 `PRIVATE KEY`), which is not the EC key
     /// the metadata server's clients hold: for tests of the wrong key type.
     pub fn issue_client_ed25519(&self) -> Result<MdsClientCert> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .map_err(|e| tls_error("client key", e))?;
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| tls_error("client key", e))?;
         let now = SystemTime::now();
         self.issue_for(
             key,
@@ -320,7 +320,10 @@ impl fmt::Debug for MdsMtlsState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MdsMtlsState")
             .field("enabled", &self.acceptor.load().is_some())
-            .field("plain_requests", &self.plain_requests.load(Ordering::Relaxed))
+            .field(
+                "plain_requests",
+                &self.plain_requests.load(Ordering::Relaxed),
+            )
             .field("tls_requests", &self.tls_requests.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }

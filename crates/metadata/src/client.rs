@@ -10,8 +10,8 @@ use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, RetryPo
 
 use crate::host::{METADATA_HOST_ENV, MetadataHost, join_checked};
 use crate::mds_mtls::{
-    ClientSettings, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV,
-    MDS_MTLS_ROOT_FILE, MdsMtlsMode, MdsTransport, MtlsTransport, exists, resolve_dir, target,
+    ClientSettings, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV, MDS_MTLS_ROOT_FILE,
+    MdsMtlsMode, MdsTransport, MtlsTransport, exists, resolve_dir, target,
 };
 use crate::service_account::{ServiceAccountInfo, parse_service_account};
 use crate::token::{parse_access_token, parse_id_token};
@@ -203,12 +203,17 @@ fn transports(
                 .with_hint("unset GCE_METADATA_HOST, or point it at a loopback emulator")
             })?;
             let reason = format!(
-                "strict: only mTLS, never plain HTTP; client certificate {}, server verified as                  metadata.google.internal against {}",
+                "strict: only mTLS, never plain HTTP; client certificate {}, server verified as \
+                 metadata.google.internal against {}",
                 dir.join(MDS_MTLS_CLIENT_FILE).display(),
                 dir.join(MDS_MTLS_ROOT_FILE).display()
             );
             let mtls = MtlsTransport::load(dir.clone(), target, settings.clone())?;
-            Ok((None, Some(mtls), Some(MdsTransport::mtls(mode, dir, reason))))
+            Ok((
+                None,
+                Some(mtls),
+                Some(MdsTransport::mtls(mode, dir, reason)),
+            ))
         }
         MdsMtlsMode::Default => {
             let missing: Vec<String> = [MDS_MTLS_ROOT_FILE, MDS_MTLS_CLIENT_FILE]
@@ -219,7 +224,11 @@ fn transports(
                 .collect();
             if !missing.is_empty() {
                 let reason = format!("{} does not exist", missing.join(" and "));
-                return Ok((http()?, None, Some(MdsTransport::http(mode, Some(dir), reason))));
+                return Ok((
+                    http()?,
+                    None,
+                    Some(MdsTransport::http(mode, Some(dir), reason)),
+                ));
             }
             let loaded = target(host)
                 .map_err(|why| Error::new(ErrorKind::InvalidArgument, why))
@@ -229,7 +238,11 @@ fn transports(
                 Err(e) => {
                     tracing::warn!("metadata server mTLS unusable, using plain HTTP: {e}");
                     let reason = format!("mTLS unusable ({e})");
-                    Ok((http()?, None, Some(MdsTransport::http(mode, Some(dir), reason))))
+                    Ok((
+                        http()?,
+                        None,
+                        Some(MdsTransport::http(mode, Some(dir), reason)),
+                    ))
                 }
             }
         }
@@ -303,7 +316,9 @@ impl MetadataClient {
     fn route(&self, transport: &MdsTransport) -> Result<(reqwest::Client, &url::Url)> {
         match (&self.inner.mtls, &self.inner.http) {
             (Some(mtls), _) if transport.is_mtls() => Ok((mtls.client(), &mtls.target.base)),
-            (_, Some(http)) if !transport.is_mtls() => Ok((http.clone(), self.inner.host.base_url())),
+            (_, Some(http)) if !transport.is_mtls() => {
+                Ok((http.clone(), self.inner.host.base_url()))
+            }
             _ => Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("no client for the metadata server transport: {transport}"),
@@ -532,7 +547,10 @@ async fn decide(mtls: &MtlsTransport, mode: MdsMtlsMode, timeout: Duration) -> M
     let outcome = mtls
         .client()
         .get(ping.clone())
-        .header(crate::transport::FLAVOR_HEADER, crate::transport::FLAVOR_VALUE)
+        .header(
+            crate::transport::FLAVOR_HEADER,
+            crate::transport::FLAVOR_VALUE,
+        )
         .timeout(timeout)
         .send()
         .await;
@@ -548,14 +566,16 @@ async fn decide(mtls: &MtlsTransport, mode: MdsMtlsMode, timeout: Duration) -> M
             mode,
             mtls.dir.clone(),
             format!(
-                "both files exist in {} and the mTLS ping to {ping} succeeded (server verified as                  169.254.169.254 against root.crt); data requests verify metadata.google.internal",
+                "both files exist in {} and the mTLS ping to {ping} succeeded (server verified as \
+                 169.254.169.254 against root.crt); data requests verify metadata.google.internal",
                 mtls.dir.display()
             ),
         ),
         Some(why) => {
             tracing::warn!(
                 ping = %ping,
-                "metadata server mTLS ping failed ({why}); this client falls back to plain HTTP                  (GCE_METADATA_MTLS_MODE=default; use strict to forbid that)"
+                "metadata server mTLS ping failed ({why}); this client falls back to plain HTTP \
+                 (GCE_METADATA_MTLS_MODE=default; use strict to forbid that)"
             );
             MdsTransport::http(
                 mode,

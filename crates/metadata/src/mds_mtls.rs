@@ -383,8 +383,8 @@ pub(crate) fn target(host: &MetadataHost) -> std::result::Result<Target, String>
         Url::parse(&format!("https://{authority}{path}")).map_err(|e| e.to_string())
     };
     let name = base.host_str().unwrap_or_default();
-    let is_real = port.is_none()
-        && (name == DEFAULT_METADATA_HOST || name == METADATA_IP_NAME.to_string());
+    let is_real =
+        port.is_none() && (name == DEFAULT_METADATA_HOST || name == METADATA_IP_NAME.to_string());
     if is_real {
         return Ok(Target {
             base: https(DEFAULT_METADATA_HOST, API_PREFIX)?,
@@ -413,7 +413,10 @@ pub(crate) fn target(host: &MetadataHost) -> std::result::Result<Target, String>
     }
     let addr = SocketAddr::new(ip, port.unwrap_or(443));
     Ok(Target {
-        base: https(&format!("{DEFAULT_METADATA_HOST}:{}", addr.port()), API_PREFIX)?,
+        base: https(
+            &format!("{DEFAULT_METADATA_HOST}:{}", addr.port()),
+            API_PREFIX,
+        )?,
         ping: https(&addr.to_string(), "/")?,
         pin: Some(addr),
     })
@@ -567,8 +570,9 @@ fn build_client(dir: &Path, target: &Target, settings: &ClientSettings) -> Resul
             format!("cannot verify with the metadata server mTLS CA: {e}"),
         )
     })?;
-    let tls_error =
-        |e: rustls::Error| Error::new(ErrorKind::InvalidArgument, "cannot configure TLS").with_source(e);
+    let tls_error = |e: rustls::Error| {
+        Error::new(ErrorKind::InvalidArgument, "cannot configure TLS").with_source(e)
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?

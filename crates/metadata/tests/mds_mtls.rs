@@ -1,7 +1,7 @@
 //! The metadata server over mutual TLS, against the emulator serving it on loopback: strict mode
 //! never sends plain HTTP, default mode falls back once and says so, the server is verified by
 //! its fixed names, rotation is picked up, and every bad file is a typed error naming it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -79,10 +79,19 @@ async fn strict_mode_sends_no_plain_http_after_an_mtls_failure() {
     let client = client(&emu, MdsMtlsMode::Strict, &dir);
     let err = client.access_token(&[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transport, "{err}");
-    assert!(err.endpoint().unwrap().starts_with("https://metadata.google.internal:"), "{err}");
+    assert!(
+        err.endpoint()
+            .unwrap()
+            .starts_with("https://metadata.google.internal:"),
+        "{err}"
+    );
     assert!(client.project_id().await.is_err());
     assert!(client.mds_transport().await.is_mtls());
-    assert_eq!(emu.plain_http_requests(), 0, "plain HTTP reached the emulator");
+    assert_eq!(
+        emu.plain_http_requests(),
+        0,
+        "plain HTTP reached the emulator"
+    );
     assert_eq!(emu.mds_mtls_requests(), 0);
 
     // The server certificate is verified against root.crt only: another CA's root fails too.
@@ -301,7 +310,11 @@ fn strict_mode_refuses_a_non_loopback_host_override() {
     let dir = temp_dir("host");
     ca.write_dir(&dir, &ca.issue_client(CLIENT_CERT_LIFETIME).unwrap())
         .unwrap();
-    for host in ["10.1.2.3:8080", "metadata.example.com", "169.254.169.254:8080"] {
+    for host in [
+        "10.1.2.3:8080",
+        "metadata.example.com",
+        "169.254.169.254:8080",
+    ] {
         let err = MetadataClient::builder()
             .host(host)
             .mtls_mode(MdsMtlsMode::Strict)
@@ -311,7 +324,12 @@ fn strict_mode_refuses_a_non_loopback_host_override() {
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{host}: {err}");
         assert!(err.to_string().contains("loopback"), "{err}");
     }
-    for host in ["127.0.0.1:9", "localhost:9", "[::1]:9", "metadata.google.internal"] {
+    for host in [
+        "127.0.0.1:9",
+        "localhost:9",
+        "[::1]:9",
+        "metadata.google.internal",
+    ] {
         MetadataClient::builder()
             .host(host)
             .mtls_mode(MdsMtlsMode::Strict)
@@ -334,7 +352,10 @@ fn modes_parse_lower_cased_and_anything_else_is_an_error() {
             mode
         );
     }
-    assert_eq!(MdsMtlsMode::from_env_value(None).unwrap(), MdsMtlsMode::None);
+    assert_eq!(
+        MdsMtlsMode::from_env_value(None).unwrap(),
+        MdsMtlsMode::None
+    );
     assert_eq!(
         MdsMtlsMode::from_env_value(Some("")).unwrap(),
         MdsMtlsMode::None

@@ -122,7 +122,10 @@ async fn python_ssl_verifies_both_names_of_the_emulator() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.starts_with("HTTP/1.1 200"), "{name}: {stdout}");
-        assert!(stdout.contains(&emu.config().project_id), "{name}: {stdout}");
+        assert!(
+            stdout.contains(&emu.config().project_id),
+            "{name}: {stdout}"
+        );
     }
     // Any other name fails Python's verification: the certificate is for those two only.
     let d = dir.clone();
@@ -247,12 +250,7 @@ async fn our_client_against_a_python_ssl_server_requiring_a_client_certificate()
     ca.write_dir(&dir, &ca.issue_client(CLIENT_CERT_LIFETIME).unwrap())
         .unwrap();
 
-    let server = PyServer::start(
-        &ca,
-        &dir,
-        &["metadata.google.internal"],
-        &[METADATA_IP],
-    );
+    let server = PyServer::start(&ca, &dir, &["metadata.google.internal"], &[METADATA_IP]);
     // default mode: the ping (verified as 169.254.169.254), then data (as the DNS name).
     let client = our_client(server.port, MdsMtlsMode::Default, &dir);
     assert_eq!(client.project_id().await.unwrap(), "py-project");
