@@ -51,6 +51,7 @@ pub use workload_auth_adc::{
     Builder as CredentialsBuilder, CredentialType, Credentials, EnvSource, Explanation,
     RegionalState, RequestHeaders,
 };
+pub use workload_auth_metadata::{MdsMtlsMode, MdsTransport};
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
 };
