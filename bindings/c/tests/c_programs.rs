@@ -224,7 +224,10 @@ fn c_program_chooses_strict_mds_mtls_and_sends_no_plain_http() {
         ],
     );
     assert_eq!(stdout_of(&out), "mds-mtls: ok\n");
-    assert!(emu.mds_mtls_requests() >= 2, "token and explain's project id");
+    assert!(
+        emu.mds_mtls_requests() >= 2,
+        "token and explain's project id"
+    );
     assert_eq!(emu.plain_http_requests(), 0);
 }
 

@@ -555,6 +555,27 @@ impl fmt::Debug for MtlsTransport {
 }
 
 fn build_client(dir: &Path, target: &Target, settings: &ClientSettings) -> Result<reqwest::Client> {
+    let config = tls_config(dir)?;
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")));
+    if let Some(addr) = target.pin {
+        builder = builder.resolve(DEFAULT_METADATA_HOST, addr);
+    }
+    builder.build().map_err(|e| {
+        Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client").with_source(e)
+    })
+}
+
+/// The TLS client configuration for the files in `dir`: the server verified against `root.crt`
+/// by the metadata server's fixed names, `client.key` presented.
+pub(crate) fn tls_config(dir: &Path) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = load_roots(&dir.join(MDS_MTLS_ROOT_FILE))?;
     let client_path = dir.join(MDS_MTLS_CLIENT_FILE);
@@ -579,21 +600,7 @@ fn build_client(dir: &Path, target: &Target, settings: &ClientSettings) -> Resul
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedNames { inner }))
         .with_client_cert_resolver(Arc::new(FixedClientCert(certified)));
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")));
-    if let Some(addr) = target.pin {
-        builder = builder.resolve(DEFAULT_METADATA_HOST, addr);
-    }
-    builder.build().map_err(|e| {
-        Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client").with_source(e)
-    })
+    Ok(config)
 }
 
 /// Presents `certified` whatever the server asks.

@@ -366,3 +366,35 @@ fn modes_parse_lower_cased_and_anything_else_is_an_error() {
         assert_eq!(err.endpoint(), Some("GCE_METADATA_MTLS_MODE"));
     }
 }
+
+#[tokio::test]
+async fn strict_detection_probes_over_mtls_and_never_plain_http() {
+    use workload_auth_metadata::{DetectionInput, detect};
+    let (emu, ca, dir) = mtls_emulator("detect").await;
+    let input = |dir: &Path| {
+        DetectionInput::with_env_vars([
+            ("GCE_METADATA_MTLS_MODE", "strict".to_owned()),
+            ("WORKLOAD_AUTH_MDS_MTLS_DIR", dir.display().to_string()),
+        ])
+        .dmi_product_name_path("/nonexistent/workload-auth/product_name")
+        .probe_addr(emu.addr())
+        .probe_response_timeout(Duration::from_secs(5))
+    };
+    let probe = input(&dir);
+    let found = tokio::task::spawn_blocking(move || detect(&probe))
+        .await
+        .unwrap();
+    assert!(found.is_on_google_cloud(), "{found}");
+    assert!(found.explain().contains("over mTLS"), "{found}");
+    assert_eq!(emu.mds_mtls_requests(), 1);
+
+    // A client certificate the server refuses: not a metadata server, and still no plain HTTP.
+    let other = temp_dir("detect-foreign");
+    foreign_client_cert(&other, &ca);
+    let probe = input(&other);
+    let refused = tokio::task::spawn_blocking(move || detect(&probe))
+        .await
+        .unwrap();
+    assert!(!refused.is_on_google_cloud(), "{refused}");
+    assert_eq!(emu.plain_http_requests(), 0);
+}

@@ -51,10 +51,10 @@ pub use workload_auth_adc::{
     Builder as CredentialsBuilder, CredentialType, Credentials, EnvSource, Explanation,
     RegionalState, RequestHeaders,
 };
-pub use workload_auth_metadata::{MdsMtlsMode, MdsTransport};
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
 };
+pub use workload_auth_metadata::{MdsMtlsMode, MdsTransport};
 
 /// Application Default Credentials, every credential type and its explanation.
 pub mod adc {

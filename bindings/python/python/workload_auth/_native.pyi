@@ -21,6 +21,8 @@ def default(
     allowed_types: Optional[Sequence[str]] = None,
     allowed_endpoints: Optional[Sequence[str]] = None,
     timeout: Optional[float] = None,
+    metadata_mtls_mode: Optional[str] = None,
+    metadata_mtls_dir: Union[str, "os.PathLike[str]", None] = None,
 ) -> Credentials:
     """Application Default Credentials from the environment: GOOGLE_APPLICATION_CREDENTIALS,
     gcloud's credentials file, then the metadata server (``metadata_host``, else
@@ -32,7 +34,13 @@ def default(
     anything in it is used. ``allowed_endpoints``: hosts (``"sts.corp.example"``,
     ``"*.corp.example"``) a credentials file may send credentials to besides Google's token
     endpoints and localhost, like the WORKLOAD_AUTH_ALLOWED_ENDPOINTS variable. ``timeout``
-    (seconds): DeadlineExceededError when finding the credentials takes longer."""
+    (seconds): DeadlineExceededError when finding the credentials takes longer.
+
+    ``metadata_mtls_mode``: how the metadata server is reached, ``"none"`` (plain HTTP),
+    ``"default"`` (mTLS when its files exist) or ``"strict"`` (mTLS only, never plain HTTP);
+    else GCE_METADATA_MTLS_MODE. ``metadata_mtls_dir``: the directory of its ``root.crt`` and
+    ``client.key``, else WORKLOAD_AUTH_MDS_MTLS_DIR, else /run/google-mds-mtls. ``explain()``
+    shows the transport chosen and why."""
 
 class Credentials:
     """Application Default Credentials with their token caches. Thread-safe; share one."""
