@@ -391,32 +391,9 @@ pub fn detect(input: &DetectionInput) -> Detection {
     if !input.probe_enabled {
         return finish(false, None, Rule::Probe, "disabled".to_owned(), &mut checks);
     }
-    // GCE_METADATA_MTLS_MODE=strict: the probe too goes over mTLS (port 443), never plain HTTP.
-    let strict = input.var(MDS_MTLS_MODE_ENV).is_some_and(|v| {
-        MdsMtlsMode::parse(&v, MDS_MTLS_MODE_ENV).ok() == Some(MdsMtlsMode::Strict)
-    });
-    let mtls_dir = strict.then(|| resolve_dir(None, input.var(MDS_MTLS_DIR_ENV).as_deref()));
-    let default_port = if strict { 443 } else { 80 };
-    let (addr, source) = match input.probe_addr {
-        Some(addr) => (addr, ""),
-        None => match input.var(METADATA_IP_ENV) {
-            Some(value) => match parse_probe_addr(&value, default_port) {
-                Some(addr) => (addr, " (from GCE_METADATA_IP)"),
-                None => {
-                    let outcome = format!(
-                        "GCE_METADATA_IP is {:?}, not an IP address or ip:port; not probed",
-                        snippet(&value, 60)
-                    );
-                    return finish(false, None, Rule::Probe, outcome, &mut checks);
-                }
-            },
-            None => (SocketAddr::new(METADATA_IP_ADDR.ip(), default_port), ""),
-        },
-    };
-    let source = if strict {
-        format!("{source} over mTLS")
-    } else {
-        source.to_owned()
+    let (addr, source, mtls_dir) = match probe_target(input) {
+        Ok(target) => target,
+        Err(outcome) => return finish(false, None, Rule::Probe, outcome, &mut checks),
     };
     let probe_start = Instant::now();
     let result = probe(
@@ -440,6 +417,34 @@ pub fn detect(input: &DetectionInput) -> Detection {
         ),
     };
     finish(on, None, Rule::Probe, outcome, &mut checks)
+}
+
+/// Where the probe goes, how that was chosen (for the outcome), and the mTLS directory when
+/// `GCE_METADATA_MTLS_MODE=strict` makes the probe go over mTLS (port 443), never plain HTTP.
+/// An unusable `GCE_METADATA_IP` is the outcome to report instead.
+fn probe_target(input: &DetectionInput) -> Result<(SocketAddr, String, Option<PathBuf>), String> {
+    let strict = input.var(MDS_MTLS_MODE_ENV).is_some_and(|v| {
+        MdsMtlsMode::parse(&v, MDS_MTLS_MODE_ENV).ok() == Some(MdsMtlsMode::Strict)
+    });
+    let mtls_dir = strict.then(|| resolve_dir(None, input.var(MDS_MTLS_DIR_ENV).as_deref()));
+    let default_port = if strict { 443 } else { 80 };
+    let (addr, source) = match input.probe_addr {
+        Some(addr) => (addr, ""),
+        None => match input.var(METADATA_IP_ENV) {
+            Some(value) => match parse_probe_addr(&value, default_port) {
+                Some(addr) => (addr, " (from GCE_METADATA_IP)"),
+                None => {
+                    return Err(format!(
+                        "GCE_METADATA_IP is {:?}, not an IP address or ip:port; not probed",
+                        snippet(&value, 60)
+                    ));
+                }
+            },
+            None => (SocketAddr::new(METADATA_IP_ADDR.ip(), default_port), ""),
+        },
+    };
+    let over = if strict { " over mTLS" } else { "" };
+    Ok((addr, format!("{source}{over}"), mtls_dir))
 }
 
 /// [`detect`] on the real process.
