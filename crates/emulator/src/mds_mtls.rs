@@ -357,3 +357,37 @@ impl MdsMtlsState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_guest_agent_layout() {
+        let ca = MdsMtlsCa::new().unwrap();
+        let client = ca.issue_client(CLIENT_CERT_LIFETIME).unwrap();
+        let dir = std::env::temp_dir().join(format!("wa-emu-mds-{}", std::process::id()));
+        ca.write_dir(&dir, &client).unwrap();
+        let root = std::fs::read_to_string(dir.join(ROOT_FILE)).unwrap();
+        assert_eq!(root, ca.root_pem());
+        let combined = std::fs::read_to_string(dir.join(CLIENT_FILE)).unwrap();
+        let key_at = combined.find("-----BEGIN EC PRIVATE KEY-----").unwrap();
+        let cert_at = combined.find("-----BEGIN CERTIFICATE-----").unwrap();
+        assert!(key_at < cert_at);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.join(CLIENT_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "client.key is readable by others: {mode:o}"
+            );
+        }
+        assert!(!format!("{client:?}").contains("PRIVATE"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
