@@ -475,6 +475,10 @@ impl Credentials {
             .collect();
         if let Some(client) = &self.inner.metadata {
             details.extend(metadata_transport_details(client).await);
+            // Decided now: name the URL requests really go to (https over mTLS).
+            if let Some(server) = details.iter_mut().find(|d| d.name == "metadata_server") {
+                server.value = client.base_url();
+            }
         }
         Explanation {
             steps: self.inner.steps.clone(),

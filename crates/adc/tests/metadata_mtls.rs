@@ -40,6 +40,13 @@ async fn strict_mode_from_the_environment_gets_tokens_over_mtls_and_explains_it(
     let explanation = creds.explain().await;
     assert_eq!(detail(&explanation, "metadata_transport"), "mtls");
     assert_eq!(detail(&explanation, "metadata_mtls_mode"), "strict");
+    assert_eq!(
+        detail(&explanation, "metadata_server"),
+        format!(
+            "https://metadata.google.internal:{}/computeMetadata/v1/",
+            emu.addr().port()
+        )
+    );
     assert!(detail(&explanation, "metadata_transport_reason").contains("never plain HTTP"));
     let text = explanation.to_string();
     assert!(text.contains("metadata_transport"), "{text}");

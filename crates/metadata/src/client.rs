@@ -287,6 +287,13 @@ impl MetadataClient {
         &self.inner.host
     }
 
+    /// The base URL requests go to: `http://HOST/computeMetadata/v1/`, or over mTLS
+    /// `https://metadata.google.internal[:PORT]/computeMetadata/v1/` (in `default` mode, before
+    /// the transport is decided, the mTLS one).
+    pub fn base_url(&self) -> String {
+        self.endpoint("")
+    }
+
     /// The mTLS mode this client was built with.
     pub fn mtls_mode(&self) -> MdsMtlsMode {
         self.inner.mode
