@@ -61,6 +61,12 @@ def test_default_with_strict_mtls_gets_tokens_and_explains_the_transport(
     assert details["metadata_mtls_mode"] == "strict"
     assert "never plain HTTP" in details["metadata_transport_reason"]
     assert creds.project_id() == "mtls-project"
+    # A pickle keeps the transport choice (never the files' contents).
+    import pickle
+
+    data = pickle.dumps(creds)
+    assert b"PRIVATE KEY" not in data
+    assert _details(pickle.loads(data))["metadata_transport"] == "mtls"
 
 
 def test_an_unknown_mode_and_missing_files_are_typed_errors(tmp_path: pathlib.Path) -> None:
