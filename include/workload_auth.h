@@ -211,6 +211,30 @@ const char *wa_version(void);
 WA_MUST_USE wa_result wa_credentials_new_default(wa_credentials **out);
 
 /**
+ * Application Default Credentials, like `wa_credentials_new_default`, reaching the metadata
+ * server over the transport `mode` names: `"none"` (plain HTTP), `"default"` (mTLS when
+ * `root.crt` and `client.key` exist, plain HTTP otherwise or after one failed mTLS ping) or
+ * `"strict"` (mTLS only: plain HTTP is never sent). NULL reads `GCE_METADATA_MTLS_MODE`.
+ * `dir` is the directory holding `root.crt` and `client.key`; NULL reads
+ * `WORKLOAD_AUTH_MDS_MTLS_DIR`, else `/run/google-mds-mtls`. The transport chosen and why
+ * appear in `wa_credentials_explain_json` (`metadata_transport`, `metadata_mtls_mode`,
+ * `metadata_transport_reason`).
+ *
+ * An unknown mode is `WA_ERR_INVALID_ARGUMENT`; in strict mode, a missing, half-written or
+ * expired file, a directory in its place or a non-EC key is `WA_ERR_INVALID_CREDENTIALS`,
+ * and the message names the file.
+ *
+ * # Safety
+ *
+ * `mode` and `dir` must be NULL or NUL-terminated strings; `out` as in
+ * `wa_credentials_new_default`.
+ */
+WA_MUST_USE
+wa_result wa_credentials_new_default_mds_mtls(const char *mode,
+                                              const char *dir,
+                                              wa_credentials **out);
+
+/**
  * Credentials from the credentials file at `path` (any `type` ADC knows), instead of searching.
  * A file that does not exist or cannot be read is `WA_ERR_IO`; one that is not a credentials
  * file is `WA_ERR_INVALID_CREDENTIALS`.

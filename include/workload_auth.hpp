@@ -193,6 +193,21 @@ class credentials {
         return make(r, c);
     }
 
+    /* ADC's search, reaching the metadata server over `mode` ("none", "default", "strict": mTLS
+     * only) with root.crt and client.key from `dir` (default: WORKLOAD_AUTH_MDS_MTLS_DIR, else
+     * /run/google-mds-mtls). wa_credentials_explain_json shows the transport chosen and why. */
+    static credentials find_default_mds_mtls(const std::string &mode,
+                                             const std::optional<std::string> &dir = std::nullopt) {
+        return try_find_default_mds_mtls(mode, dir).value();
+    }
+    static result<credentials> try_find_default_mds_mtls(
+        const std::string &mode, const std::optional<std::string> &dir = std::nullopt) {
+        wa_credentials *c = nullptr;
+        const wa_result r = wa_credentials_new_default_mds_mtls(
+            mode.c_str(), dir ? dir->c_str() : nullptr, &c);
+        return make(r, c);
+    }
+
     /* Any credentials file. For a file from a source you do not control, use from_file_typed. */
     static credentials from_file(const std::string &path) { return try_from_file(path).value(); }
     static result<credentials> try_from_file(const std::string &path) {

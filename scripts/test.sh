@@ -14,6 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # cmake (C tests)
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v curl >/dev/null || need_apt+=(curl)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v valgrind >/dev/null || need_apt+=(valgrind)

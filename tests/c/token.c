@@ -7,6 +7,7 @@
  *                      emulator, plus bad files
  *   token deadline     the emulator answers slowly: calls with deadlines return in time
  *   token unreachable  the metadata server address is a closed port: a transient transport error
+ *   token mds-mtls     the metadata server over mTLS in strict mode (WA_TEST_MDS_DIR)
  */
 #include <pthread.h>
 #include <time.h>
@@ -233,6 +234,33 @@ static void deadline(void) {
     printf("deadline: ok\n");
 }
 
+/* The metadata server over mTLS in strict mode (WA_TEST_MDS_DIR holds root.crt and client.key):
+ * a token, and explain naming the transport; an unknown mode is an invalid argument and a
+ * directory without the files fails, naming the file. */
+static void mds_mtls(void) {
+    wa_credentials *creds = NULL;
+    CHECK(wa_credentials_new_default_mds_mtls("strict", wa_test_env("WA_TEST_MDS_DIR"), &creds));
+    char *token = NULL;
+    CHECK(wa_credentials_access_token(creds, NULL, &token, NULL));
+    ASSERT(strlen(token) > 10);
+    wa_string_free(token);
+    char *json = NULL;
+    CHECK(wa_credentials_explain_json(creds, &json));
+    ASSERT(strstr(json, "\"name\":\"metadata_transport\",\"value\":\"mtls\"") != NULL);
+    ASSERT(strstr(json, "\"name\":\"metadata_mtls_mode\",\"value\":\"strict\"") != NULL);
+    wa_string_free(json);
+    wa_credentials_free(creds);
+
+    wa_credentials *none = NULL;
+    EXPECT_CODE(wa_credentials_new_default_mds_mtls("sometimes", NULL, &none), WA_ERR_INVALID_ARGUMENT);
+    ASSERT(none == NULL);
+    ASSERT_LAST_ERROR_CONTAINS("sometimes");
+    EXPECT_CODE(wa_credentials_new_default_mds_mtls("strict", "/nonexistent/wa-mds", &none),
+                WA_ERR_INVALID_CREDENTIALS);
+    ASSERT_LAST_ERROR_CONTAINS("/nonexistent/wa-mds/root.crt");
+    printf("mds-mtls: ok\n");
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "metadata";
     if (strcmp(mode, "metadata") == 0) {
@@ -243,6 +271,8 @@ int main(int argc, char **argv) {
         deadline();
     } else if (strcmp(mode, "unreachable") == 0) {
         unreachable();
+    } else if (strcmp(mode, "mds-mtls") == 0) {
+        mds_mtls();
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use workload_auth::core::runtime;
 use workload_auth::{
-    AccessToken, CredentialType, Credentials, CredentialsBuilder, Error, ErrorKind,
+    AccessToken, CredentialType, Credentials, CredentialsBuilder, Error, ErrorKind, MdsMtlsMode,
 };
 
 use crate::args::{Out, OutPtr, handle, opt_str_arg, str_arg};
@@ -76,6 +76,46 @@ pub unsafe extern "C" fn wa_credentials_new_default(out: *mut *mut wa_credential
         // SAFETY: forwarded contract of `out`.
         let out = unsafe { OutPtr::ptr(out, "out") }?;
         new_credentials(CredentialsBuilder::new(), out)
+    })
+}
+
+/// Application Default Credentials, like `wa_credentials_new_default`, reaching the metadata
+/// server over the transport `mode` names: `"none"` (plain HTTP), `"default"` (mTLS when
+/// `root.crt` and `client.key` exist, plain HTTP otherwise or after one failed mTLS ping) or
+/// `"strict"` (mTLS only: plain HTTP is never sent). NULL reads `GCE_METADATA_MTLS_MODE`.
+/// `dir` is the directory holding `root.crt` and `client.key`; NULL reads
+/// `WORKLOAD_AUTH_MDS_MTLS_DIR`, else `/run/google-mds-mtls`. The transport chosen and why
+/// appear in `wa_credentials_explain_json` (`metadata_transport`, `metadata_mtls_mode`,
+/// `metadata_transport_reason`).
+///
+/// An unknown mode is `WA_ERR_INVALID_ARGUMENT`; in strict mode, a missing, half-written or
+/// expired file, a directory in its place or a non-EC key is `WA_ERR_INVALID_CREDENTIALS`,
+/// and the message names the file.
+///
+/// # Safety
+///
+/// `mode` and `dir` must be NULL or NUL-terminated strings; `out` as in
+/// `wa_credentials_new_default`.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wa_credentials_new_default_mds_mtls(
+    mode: *const c_char,
+    dir: *const c_char,
+    out: *mut *mut wa_credentials,
+) -> wa_result {
+    boundary("wa_credentials_new_default_mds_mtls", || {
+        // SAFETY: forwarded contracts.
+        let out = unsafe { OutPtr::ptr(out, "out") }?;
+        // SAFETY: forwarded contracts.
+        let (mode, dir) = unsafe { (opt_str_arg(mode, "mode")?, opt_str_arg(dir, "dir")?) };
+        let mut builder = CredentialsBuilder::new();
+        if let Some(mode) = mode {
+            builder = builder.with_metadata_mtls_mode(mode.parse::<MdsMtlsMode>()?);
+        }
+        if let Some(dir) = dir {
+            builder = builder.with_metadata_mtls_dir(dir);
+        }
+        new_credentials(builder, out)
     })
 }
 

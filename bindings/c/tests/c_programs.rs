@@ -168,6 +168,8 @@ fn run_valgrind(
             "--errors-for-leak-kinds=definite,indirect",
             "--show-leak-kinds=definite,indirect",
             "--error-exitcode=99",
+            // Deep enough to reach the TLS layer from a socket write (suppressions name it).
+            "--num-callers=40",
         ])
         .args(
             suppressions
@@ -289,6 +291,28 @@ fn c_program_gets_bound_tokens_only_with_their_certificate() {
     let issued = emu.issued_token(&value("rotated=")).unwrap();
     assert_eq!(issued.bound_fingerprint, Some(fp2));
     assert_eq!(emu.requests(Endpoint::Token), 2);
+}
+
+#[test]
+fn c_program_chooses_strict_mds_mtls_and_sends_no_plain_http() {
+    let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("mds");
+    emu.enable_mds_mtls(&dir).unwrap();
+    let out = run_checked(
+        &programs().join("token"),
+        &["mds-mtls"],
+        &[
+            ("GCE_METADATA_HOST", emu.host()),
+            ("WA_TEST_MDS_DIR", dir.display().to_string()),
+        ],
+    );
+    assert_eq!(stdout_of(&out), "mds-mtls: ok\n");
+    assert!(
+        emu.mds_mtls_requests() >= 2,
+        "token and explain's project id"
+    );
+    assert_eq!(emu.plain_http_requests(), 0);
 }
 
 #[test]

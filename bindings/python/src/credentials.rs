@@ -8,7 +8,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use workload_auth::core::runtime;
-use workload_auth::{AccessToken as RustAccessToken, CredentialType, CredentialsBuilder};
+use workload_auth::{
+    AccessToken as RustAccessToken, CredentialType, CredentialsBuilder, MdsMtlsMode,
+};
 
 use crate::errors::{IntoPy, deadline_exceeded, invalid_argument, py_repr, py_repr_opt};
 
@@ -61,6 +63,9 @@ struct Recipe {
     scopes: Option<Vec<String>>,
     quota_project: Option<String>,
     metadata_host: Option<String>,
+    /// The metadata server transport (`none`, `default`, `strict`) and its files' directory.
+    metadata_mtls_mode: Option<String>,
+    metadata_mtls_dir: Option<PathBuf>,
     allowed_types: Option<Vec<String>>,
     allowed_endpoints: Option<Vec<String>>,
     /// `default(regional_access_boundary=...)`: `None` lets the environment decide.
@@ -87,6 +92,12 @@ impl Recipe {
         }
         if let Some(base) = &self.iam_credentials_endpoint {
             b = b.with_iam_credentials_endpoint(base.clone());
+        }
+        if let Some(mode) = &self.metadata_mtls_mode {
+            b = b.with_metadata_mtls_mode(mode.parse::<MdsMtlsMode>().or_raise(py)?);
+        }
+        if let Some(dir) = &self.metadata_mtls_dir {
+            b = b.with_metadata_mtls_dir(dir.clone());
         }
         // `from_service_account_file` and the like accept their one type only.
         let typed = self.factory.strip_prefix("from_").and_then(|rest| {
@@ -208,12 +219,13 @@ fn json_text(py: Python<'_>, info: &Bound<'_, PyAny>) -> PyResult<String> {
 
 /// `default(*, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
 /// allowed_endpoints=None, regional_access_boundary=None, iam_credentials_endpoint=None,
-/// timeout=None)`: Application Default Credentials from the environment.
+/// timeout=None, metadata_mtls_mode=None, metadata_mtls_dir=None)`: Application Default
+/// Credentials from the environment.
 #[pyfunction]
 #[pyo3(signature = (
     *, scopes=None, quota_project=None, metadata_host=None, allowed_types=None,
     allowed_endpoints=None, regional_access_boundary=None, iam_credentials_endpoint=None,
-    timeout=None
+    timeout=None, metadata_mtls_mode=None, metadata_mtls_dir=None
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub(crate) fn default(
@@ -226,6 +238,8 @@ pub(crate) fn default(
     regional_access_boundary: Option<bool>,
     iam_credentials_endpoint: Option<String>,
     timeout: Option<f64>,
+    metadata_mtls_mode: Option<String>,
+    metadata_mtls_dir: Option<PathBuf>,
 ) -> PyResult<Credentials> {
     let timeout = deadline(py, timeout)?;
     Recipe {
@@ -233,6 +247,8 @@ pub(crate) fn default(
         scopes: scope_list(scopes)?,
         quota_project,
         metadata_host,
+        metadata_mtls_mode,
+        metadata_mtls_dir,
         allowed_types,
         allowed_endpoints,
         regional_access_boundary,
@@ -914,6 +930,8 @@ impl Credentials {
         state.set_item("scopes", &recipe.scopes)?;
         state.set_item("quota_project", &recipe.quota_project)?;
         state.set_item("metadata_host", &recipe.metadata_host)?;
+        state.set_item("metadata_mtls_mode", &recipe.metadata_mtls_mode)?;
+        state.set_item("metadata_mtls_dir", &recipe.metadata_mtls_dir)?;
         state.set_item("allowed_types", &recipe.allowed_types)?;
         state.set_item("allowed_endpoints", &recipe.allowed_endpoints)?;
         state.set_item("regional_access_boundary", recipe.regional_access_boundary)?;
@@ -973,6 +991,10 @@ impl Credentials {
             scopes: get("scopes")?.map(|v| v.extract()).transpose()?,
             quota_project: get("quota_project")?.map(|v| v.extract()).transpose()?,
             metadata_host: get("metadata_host")?.map(|v| v.extract()).transpose()?,
+            metadata_mtls_mode: get("metadata_mtls_mode")?
+                .map(|v| v.extract())
+                .transpose()?,
+            metadata_mtls_dir: get("metadata_mtls_dir")?.map(|v| v.extract()).transpose()?,
             allowed_types: get("allowed_types")?.map(|v| v.extract()).transpose()?,
             allowed_endpoints: get("allowed_endpoints")?.map(|v| v.extract()).transpose()?,
             regional_access_boundary: get("regional_access_boundary")?

@@ -11,7 +11,8 @@ use workload_auth_core::fs::{
 };
 use workload_auth_core::{CacheConfig, Error, ErrorKind, Result, SecretString};
 use workload_auth_metadata::{
-    DEFAULT_METADATA_HOST, DetectionInput, METADATA_HOST_ENV, MetadataClient, detect,
+    DEFAULT_MDS_MTLS_DIR, DEFAULT_METADATA_HOST, DetectionInput, MDS_MTLS_DIR_ENV,
+    MDS_MTLS_MODE_ENV, METADATA_HOST_ENV, MdsMtlsMode, MetadataClient, detect,
 };
 
 use crate::credentials::{Credentials, ProjectState, Resolved};
@@ -56,6 +57,8 @@ pub struct Builder {
     quota_project: Option<String>,
     explicit: Option<Explicit>,
     metadata_host: Option<String>,
+    metadata_mtls_mode: Option<MdsMtlsMode>,
+    metadata_mtls_dir: Option<PathBuf>,
     env: EnvSource,
     detection: Option<DetectionInput>,
     roots: TlsRoots,
@@ -85,6 +88,8 @@ impl fmt::Debug for Builder {
                 },
             )
             .field("metadata_host", &self.metadata_host)
+            .field("metadata_mtls_mode", &self.metadata_mtls_mode)
+            .field("metadata_mtls_dir", &self.metadata_mtls_dir)
             .field("env", &self.env)
             .field("roots", &self.roots)
             .field("http_client", &self.http_client.is_some())
@@ -110,6 +115,8 @@ impl Builder {
             quota_project: None,
             explicit: None,
             metadata_host: None,
+            metadata_mtls_mode: None,
+            metadata_mtls_dir: None,
             env: EnvSource::process(),
             detection: None,
             roots: TlsRoots::default(),
@@ -209,6 +216,24 @@ impl Builder {
     #[must_use]
     pub fn with_metadata_host(mut self, host: impl Into<String>) -> Self {
         self.metadata_host = Some(host.into());
+        self
+    }
+
+    /// How the metadata server is reached: plain HTTP ([`MdsMtlsMode::None`], the default),
+    /// mTLS when its files exist ([`MdsMtlsMode::Default`]) or mTLS only
+    /// ([`MdsMtlsMode::Strict`]), whatever `GCE_METADATA_MTLS_MODE` says.
+    /// [`Credentials::explain`] reports the transport chosen and why.
+    #[must_use]
+    pub fn with_metadata_mtls_mode(mut self, mode: MdsMtlsMode) -> Self {
+        self.metadata_mtls_mode = Some(mode);
+        self
+    }
+
+    /// The directory holding the metadata server's `root.crt` and `client.key` instead of
+    /// `WORKLOAD_AUTH_MDS_MTLS_DIR` or `/run/google-mds-mtls`.
+    #[must_use]
+    pub fn with_metadata_mtls_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.metadata_mtls_dir = Some(dir.into());
         self
     }
 
@@ -680,11 +705,17 @@ impl Builder {
                 last.detail = e.to_string();
             }
         };
-        let client = MetadataClient::builder()
-            .host(host.clone())
-            .retry_policy(workload_auth_core::RetryPolicy::none())
-            .binding_form(self.binding_form)
-            .build()
+        let client = self
+            .metadata_mtls()
+            .and_then(|(mode, dir)| {
+                MetadataClient::builder()
+                    .host(host.clone())
+                    .mtls_mode(mode)
+                    .mtls_dir(dir)
+                    .retry_policy(workload_auth_core::RetryPolicy::none())
+                    .binding_form(self.binding_form)
+                    .build()
+            })
             .inspect_err(|e| fail(steps, e))?;
         let binding = self.agent_binding().inspect_err(|e| fail(steps, e))?;
         Ok(Found {
@@ -706,6 +737,20 @@ impl Builder {
             return Ok(None);
         };
         Ok(files.load()?.map(|_| files))
+    }
+
+    /// The metadata server's mTLS mode and directory: the builder's, else the environment's.
+    fn metadata_mtls(&self) -> Result<(MdsMtlsMode, PathBuf)> {
+        let mode = match self.metadata_mtls_mode {
+            Some(mode) => mode,
+            None => MdsMtlsMode::from_env_value(self.env.var(MDS_MTLS_MODE_ENV).as_deref())?,
+        };
+        let dir = self
+            .metadata_mtls_dir
+            .clone()
+            .or_else(|| self.env.nonempty(MDS_MTLS_DIR_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MDS_MTLS_DIR));
+        Ok((mode, dir))
     }
 
     fn not_tried(&self, steps: &mut Vec<Step>, gcloud_file: Option<&Path>) {

@@ -682,17 +682,25 @@ impl Credentials {
             },
         }
         .to_string();
+        let mut details: Vec<Detail> = self
+            .inner
+            .source
+            .details()
+            .into_iter()
+            .map(|(name, value)| Detail { name, value })
+            .collect();
+        if let Some(client) = &self.inner.metadata {
+            details.extend(metadata_transport_details(client).await);
+            // Decided now: name the URL requests really go to (https over mTLS).
+            if let Some(server) = details.iter_mut().find(|d| d.name == "metadata_server") {
+                server.value = client.base_url();
+            }
+        }
         Explanation {
             steps: self.inner.steps.clone(),
             credential_type: Some(self.credential_type()),
             credential_source: Some(self.inner.origin.clone()),
-            details: self
-                .inner
-                .source
-                .details()
-                .into_iter()
-                .map(|(name, value)| Detail { name, value })
-                .collect(),
+            details,
             project_id,
             project_id_source,
             project_id_steps: project_steps,
@@ -754,6 +762,26 @@ impl Credentials {
             Err(e) => Explanation::failed(self.inner.steps.clone(), e.to_string()),
         }
     }
+}
+
+/// The metadata server transport (`metadata_transport`: `mtls` or `http`), the mode it was
+/// chosen under and why: in `default` mode this makes the one mTLS ping if no request has yet.
+async fn metadata_transport_details(client: &MetadataClient) -> [Detail; 3] {
+    let transport = client.mds_transport().await;
+    [
+        Detail {
+            name: "metadata_transport".to_owned(),
+            value: transport.name().to_owned(),
+        },
+        Detail {
+            name: "metadata_mtls_mode".to_owned(),
+            value: transport.mode().to_string(),
+        },
+        Detail {
+            name: "metadata_transport_reason".to_owned(),
+            value: transport.reason().to_owned(),
+        },
+    ]
 }
 
 /// The headers of a request to a Google API. `Debug` does not show the token.

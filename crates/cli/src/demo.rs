@@ -15,6 +15,8 @@
 //!    out only together with it, refused with any other certificate, and renewed on rotation.
 //! 7. Boundaries: the regional access boundary header, downscoped tokens made server-side and
 //!    minted client-side (each checked by the emulator), and the federated project id.
+//! 8. The metadata server over mutual TLS in `strict` mode, on an emulator of its own, with a
+//!    client certificate rotated mid-run and not one plain-HTTP request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +65,7 @@ pub(crate) async fn run() -> Result<(), String> {
     workloads(scratch.path()).await?;
     agent_identity(&emulator, scratch.path()).await?;
     boundaries(&emulator, scratch.path()).await?;
+    metadata_over_mtls(scratch.path()).await?;
     say("\ndemo complete: every step succeeded");
     Ok(())
 }
@@ -164,6 +167,73 @@ async fn google_apis(emulator: &Emulator, home: &std::path::Path) -> Result<(), 
         "   a second ID-token call was served from the cache ({} identity request(s) in all)",
         emulator.requests(Endpoint::Identity)
     ));
+    Ok(())
+}
+
+/// ADC against a metadata server that speaks mTLS (`GCE_METADATA_MTLS_MODE=strict`): tokens over
+/// mTLS only, the transport in `explain`, a rotated client certificate picked up without a
+/// restart, and the count of plain-HTTP requests (none).
+async fn metadata_over_mtls(home: &std::path::Path) -> Result<(), String> {
+    say("\n-- 8. The metadata server over mTLS (strict) --");
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .map_err(err("starting the mTLS emulator"))?;
+    let dir = home.join("mds-mtls");
+    let ca = emulator
+        .enable_mds_mtls(&dir)
+        .map_err(err("enabling MDS mTLS"))?;
+    say(&format!(
+        "   the emulator wrote root.crt and client.key to {} (as the guest agent does)",
+        dir.display()
+    ));
+    let env = EnvSource::from_vars([
+        ("GCE_METADATA_HOST", emulator.host()),
+        ("GCE_METADATA_MTLS_MODE", "strict".to_owned()),
+        ("WORKLOAD_AUTH_MDS_MTLS_DIR", dir.display().to_string()),
+    ])
+    .with_home(home);
+    let credentials = CredentialsBuilder::new()
+        .with_env(env)
+        .with_metadata_host(emulator.host())
+        .build()
+        .map_err(err("resolving ADC over mTLS"))?;
+    let token = credentials
+        .access_token()
+        .await
+        .map_err(err("fetching a token over mTLS"))?;
+    say(&format!(
+        "   access token over mTLS: {} bytes",
+        token.secret().len()
+    ));
+    let explanation = credentials.explain().await;
+    for detail in explanation
+        .details
+        .iter()
+        .filter(|d| d.name.starts_with("metadata_"))
+    {
+        say(&format!("   explain: {} = {}", detail.name, detail.value));
+    }
+    let rotated = ca
+        .issue_client(workload_auth_emulator::mds_mtls::CLIENT_CERT_LIFETIME)
+        .and_then(|client| ca.write_dir(&dir, &client).map(|()| client))
+        .map_err(err("rotating the MDS client certificate"))?;
+    credentials
+        .id_token("https://backend.demo.run.app")
+        .await
+        .map_err(err("fetching an ID token after rotation"))?;
+    let seen = emulator.mds_mtls_client_certs();
+    if seen.last().map(Vec::as_slice) != Some(rotated.cert_der()) {
+        return Err("the rotated MDS client certificate was not used".into());
+    }
+    say("   client certificate rotated on disk; the next request presented the new one");
+    say(&format!(
+        "   {} request(s) over mTLS, {} over plain HTTP",
+        emulator.mds_mtls_requests(),
+        emulator.plain_http_requests()
+    ));
+    if emulator.plain_http_requests() != 0 {
+        return Err("strict mode sent a plain-HTTP request".into());
+    }
     Ok(())
 }
 

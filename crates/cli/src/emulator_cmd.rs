@@ -67,6 +67,12 @@ pub(crate) struct EmulatorArgs {
     #[arg(long, value_name = "LAYOUT", default_value = "gke", requires = "workload_identity",
           value_parser = parse_layout)]
     layout: Layout,
+
+    /// Also serve the metadata endpoints over mutual TLS on the same port, as Shielded VMs do,
+    /// and write its CA and a client certificate to DIR as `root.crt` and `client.key` (for
+    /// `GCE_METADATA_MTLS_MODE=strict WORKLOAD_AUTH_MDS_MTLS_DIR=DIR`).
+    #[arg(long, value_name = "DIR")]
+    mds_mtls: Option<std::path::PathBuf>,
 }
 
 fn parse_layout(name: &str) -> Result<Layout, String> {
@@ -423,6 +429,16 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
         emulator.inject(endpoint, fault, times);
     }
     say(&format!("listening on {}", emulator.addr()));
+    if let Some(dir) = &args.mds_mtls {
+        emulator
+            .enable_mds_mtls(dir)
+            .map_err(|e| format!("--mds-mtls: {}", crate::token_cmd::report(&e)))?;
+        say(&format!(
+            "metadata server over mTLS on the same port; root.crt and client.key in {0}\n\
+             use it with: export GCE_METADATA_MTLS_MODE=strict WORKLOAD_AUTH_MDS_MTLS_DIR={0}",
+            dir.display()
+        ));
+    }
     let _rotation = match identity {
         None => None,
         Some(plan) => Some(write_credentials(plan, args.rotate_every)?),

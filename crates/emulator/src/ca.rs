@@ -677,7 +677,7 @@ fn der_write(tag: u8, contents: &[u8], out: &mut Vec<u8>) {
 
 /// Re-encodes ring's PKCS#8 P-256 key as a SEC1 `ECPrivateKey` with the curve named, as OpenSSL
 /// writes it.
-fn pkcs8_p256_to_sec1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn pkcs8_p256_to_sec1(pkcs8: &[u8]) -> Option<Vec<u8>> {
     const PRIME256V1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
     let (_, info, _) = der_tlv(pkcs8)?; // PrivateKeyInfo SEQUENCE
     let (_, _version, rest) = der_tlv(info)?;

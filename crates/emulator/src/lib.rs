@@ -29,6 +29,9 @@
 //! default) and never talks to Google; its signing key is public, so nothing it issues is worth
 //! anything outside tests; it does not enforce scopes or IAM policy; and it speaks HTTP/1.1 only,
 //! with `Content-Length` request bodies (chunked uploads get 501).
+//!
+//! [`Emulator::enable_mds_mtls`] also serves the metadata endpoints over mutual TLS on the same
+//! port, as Shielded VMs do ([`mds_mtls`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,6 +43,7 @@ mod endpoint;
 mod fault;
 mod http;
 mod identity;
+pub mod mds_mtls;
 mod metadata;
 mod record;
 mod router;

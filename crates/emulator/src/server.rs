@@ -240,6 +240,42 @@ impl Emulator {
         crate::identity::mtls::start(Arc::clone(&self.state), client_roots).await
     }
 
+    /// Serves the metadata endpoints also over mutual TLS on this emulator's port (plain HTTP
+    /// keeps working, as on a Shielded VM), with a new [`MdsMtlsCa`](crate::mds_mtls::MdsMtlsCa):
+    /// a client certificate valid for 48 hours is issued and written with the CA into `dir` as
+    /// `root.crt` and `client.key`. Returns the CA, to issue further certificates (rotation,
+    /// expiry) and write them with [`MdsMtlsCa::write_dir`](crate::mds_mtls::MdsMtlsCa::write_dir).
+    pub fn enable_mds_mtls(&self, dir: &std::path::Path) -> Result<crate::mds_mtls::MdsMtlsCa> {
+        let ca = crate::mds_mtls::MdsMtlsCa::new()?;
+        let client = ca.issue_client(crate::mds_mtls::CLIENT_CERT_LIFETIME)?;
+        ca.write_dir(dir, &client)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config()?));
+        self.state.mds_mtls.acceptor.store(Some(Arc::new(acceptor)));
+        Ok(ca)
+    }
+
+    /// How many requests arrived over plain HTTP on this emulator's port.
+    pub fn plain_http_requests(&self) -> u64 {
+        self.state
+            .mds_mtls
+            .plain_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many requests arrived over mutual TLS on this emulator's port.
+    pub fn mds_mtls_requests(&self) -> u64 {
+        self.state
+            .mds_mtls
+            .tls_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The client certificate (DER) of each mTLS connection to the metadata endpoints, oldest
+    /// first (the last 64).
+    pub fn mds_mtls_client_certs(&self) -> Vec<Vec<u8>> {
+        self.state.mds_mtls.client_certs()
+    }
+
     /// Stops accepting, lets in-flight requests finish (for up to two seconds), closes every
     /// connection and returns when the server is gone.
     pub async fn shutdown(mut self) {
@@ -334,10 +370,45 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut signal: watch
 }
 
 async fn serve_tcp(mut stream: TcpStream, state: &State, signal: watch::Receiver<bool>) {
-    if serve_connection(&mut stream, state, signal).await == Ending::Reset {
+    if let Some(acceptor) = state.mds_mtls.acceptor.load_full()
+        && starts_tls(&stream, state).await
+    {
+        serve_tls(stream, &acceptor, state, signal).await;
+        return;
+    }
+    if serve_connection(&mut stream, state, signal, false).await == Ending::Reset {
         // A zero linger turns the close into a reset (RST) instead of an orderly FIN.
         let _ = stream.set_zero_linger();
     }
+}
+
+/// Whether the client's first byte starts a TLS handshake (a handshake record, 0x16), waiting
+/// for it no longer than for a request's head.
+async fn starts_tls(stream: &TcpStream, state: &State) -> bool {
+    let mut first = [0u8; 1];
+    let wait = state.config().limits.header_timeout;
+    matches!(
+        tokio::time::timeout(wait, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == 0x16
+    )
+}
+
+/// Serves one connection over mutual TLS (the handshake refuses clients without a certificate
+/// from the MDS CA).
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    state: &State,
+    signal: watch::Receiver<bool>,
+) {
+    let wait = state.config().limits.header_timeout;
+    let Ok(Ok(mut tls)) = tokio::time::timeout(wait, acceptor.accept(stream)).await else {
+        return;
+    };
+    if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        state.mds_mtls.saw_client_cert(leaf.as_ref());
+    }
+    serve_connection(&mut tls, state, signal, true).await;
 }
 
 /// How a connection ended.
@@ -353,6 +424,7 @@ pub(crate) async fn serve_connection<S>(
     stream: &mut S,
     state: &State,
     mut signal: watch::Receiver<bool>,
+    over_tls: bool,
 ) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -365,6 +437,9 @@ where
             read = http::read_request(stream, &mut buf, &limits) => read,
         };
         let read = read.map(without_client_certificate);
+        if read.is_ok() {
+            state.mds_mtls.count(over_tls);
+        }
         let (response, framing, close) = match read {
             Ok(request) => match router::respond(state, &request).await {
                 Reply::Reset => return Ending::Reset,

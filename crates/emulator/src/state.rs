@@ -21,6 +21,7 @@ pub(crate) struct State {
     pub(crate) tokens: TokenRegistry,
     pub(crate) log: RequestLog,
     pub(crate) downscope: crate::identity::downscope::DownscopeRegistry,
+    pub(crate) mds_mtls: crate::mds_mtls::MdsMtlsState,
 }
 
 impl State {
@@ -33,6 +34,7 @@ impl State {
             tokens: TokenRegistry::default(),
             log: RequestLog::default(),
             downscope: Default::default(),
+            mds_mtls: Default::default(),
         })
     }
 

@@ -2,13 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, RetryPolicy};
 
 use crate::binding::{BindingForm, CertificateBinding, FINGERPRINT_PARAM};
-use crate::host::{METADATA_HOST_ENV, MetadataHost};
+use crate::host::{METADATA_HOST_ENV, MetadataHost, join_checked};
+use crate::mds_mtls::{
+    ClientSettings, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV, MDS_MTLS_ROOT_FILE,
+    MdsMtlsMode, MdsTransport, MtlsTransport, exists, resolve_dir, target,
+};
 use crate::service_account::{ServiceAccountInfo, parse_service_account};
 use crate::token::{parse_access_token, parse_id_token};
 use crate::transport::{Answer, malformed, send_once};
@@ -44,7 +49,13 @@ pub struct MetadataClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    /// The plain-HTTP client; `None` in `strict` mode, so plain HTTP cannot be sent at all.
+    http: Option<reqwest::Client>,
+    /// The mTLS side, when the mode and the files allow it.
+    mtls: Option<MtlsTransport>,
+    /// The transport, decided once: at build, or by the first request's mTLS ping.
+    transport: tokio::sync::OnceCell<MdsTransport>,
+    mode: MdsMtlsMode,
     host: MetadataHost,
     timeout: Duration,
     retry: RetryPolicy,
@@ -59,6 +70,8 @@ pub struct MetadataClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     binding_form: BindingForm,
+    mtls_mode: Option<MdsMtlsMode>,
+    mtls_dir: Option<PathBuf>,
 }
 
 impl Default for MetadataClientBuilder {
@@ -69,6 +82,8 @@ impl Default for MetadataClientBuilder {
             connect_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             binding_form: BindingForm::default(),
+            mtls_mode: None,
+            mtls_dir: None,
         }
     }
 }
@@ -114,28 +129,53 @@ impl MetadataClientBuilder {
         self
     }
 
-    /// Builds the client. Reads `GCE_METADATA_HOST` now when no host was given.
+
+    /// How the metadata server is reached (default: the value of `GCE_METADATA_MTLS_MODE`,
+    /// else [`MdsMtlsMode::None`]). See [`MdsMtlsMode`] and the crate's mTLS section.
+    #[must_use]
+    pub fn mtls_mode(mut self, mode: MdsMtlsMode) -> Self {
+        self.mtls_mode = Some(mode);
+        self
+    }
+
+    /// The directory holding `root.crt` and `client.key` (default: the value of
+    /// `WORKLOAD_AUTH_MDS_MTLS_DIR`, else `/run/google-mds-mtls`).
+    #[must_use]
+    pub fn mtls_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.mtls_dir = Some(dir.into());
+        self
+    }
+
+    /// Builds the client. Reads `GCE_METADATA_HOST`, `GCE_METADATA_MTLS_MODE` and
+    /// `WORKLOAD_AUTH_MDS_MTLS_DIR` now for what was not given.
     ///
-    /// Fails with [`ErrorKind::InvalidArgument`] when the host is not `host[:port]`.
+    /// Fails with [`ErrorKind::InvalidArgument`] when the host is not `host[:port]` or the mode
+    /// is not `none`, `default` or `strict`, and in `strict` mode when the host is overridden to
+    /// a non-loopback address; with [`ErrorKind::InvalidCredentials`] (naming the file) in
+    /// `strict` mode when `root.crt` or `client.key` is missing, half-written, a directory,
+    /// holds a non-EC key or an expired certificate.
     pub fn build(self) -> Result<MetadataClient> {
         let env = std::env::var(METADATA_HOST_ENV).ok();
         let host = MetadataHost::resolve(self.host.as_deref(), env.as_deref())?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client")
-                    .with_source(e)
-            })?;
+        let mode = match self.mtls_mode {
+            Some(mode) => mode,
+            None => MdsMtlsMode::from_env_value(std::env::var(MDS_MTLS_MODE_ENV).ok().as_deref())?,
+        };
+        let dir = resolve_dir(
+            self.mtls_dir.as_deref(),
+            std::env::var(MDS_MTLS_DIR_ENV).ok().as_deref(),
+        );
+        let settings = ClientSettings {
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        let (http, mtls, decided) = transports(mode, dir, &host, &settings)?;
         Ok(MetadataClient {
             inner: Arc::new(Inner {
                 http,
+                mtls,
+                transport: tokio::sync::OnceCell::new_with(decided),
+                mode,
                 host,
                 timeout: self.timeout,
                 retry: self.retry,
@@ -143,6 +183,101 @@ impl MetadataClientBuilder {
             }),
         })
     }
+}
+
+/// The plain-HTTP client, the mTLS side, and the transport when it is decided without a ping.
+type Transports = (
+    Option<reqwest::Client>,
+    Option<MtlsTransport>,
+    Option<MdsTransport>,
+);
+
+fn transports(
+    mode: MdsMtlsMode,
+    dir: PathBuf,
+    host: &MetadataHost,
+    settings: &ClientSettings,
+) -> Result<Transports> {
+    let http = || http_client(settings).map(Some);
+    match mode {
+        MdsMtlsMode::None => Ok((
+            http()?,
+            None,
+            Some(MdsTransport::http(
+                mode,
+                None,
+                "metadata server mTLS is off (GCE_METADATA_MTLS_MODE unset or none)",
+            )),
+        )),
+        MdsMtlsMode::Strict => {
+            let target = target(host).map_err(|why| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("GCE_METADATA_MTLS_MODE=strict: {why}"),
+                )
+                .with_endpoint(host.to_string())
+                .with_hint("unset GCE_METADATA_HOST, or point it at a loopback emulator")
+            })?;
+            let reason = format!(
+                "strict: only mTLS, never plain HTTP; client certificate {}, server verified as \
+                 metadata.google.internal against {}",
+                dir.join(MDS_MTLS_CLIENT_FILE).display(),
+                dir.join(MDS_MTLS_ROOT_FILE).display()
+            );
+            let mtls = MtlsTransport::load(dir.clone(), target, settings.clone())?;
+            Ok((
+                None,
+                Some(mtls),
+                Some(MdsTransport::mtls(mode, dir, reason)),
+            ))
+        }
+        MdsMtlsMode::Default => {
+            let missing: Vec<String> = [MDS_MTLS_ROOT_FILE, MDS_MTLS_CLIENT_FILE]
+                .iter()
+                .map(|f| dir.join(f))
+                .filter(|p| !exists(p))
+                .map(|p| p.display().to_string())
+                .collect();
+            if !missing.is_empty() {
+                let reason = format!("{} does not exist", missing.join(" and "));
+                return Ok((
+                    http()?,
+                    None,
+                    Some(MdsTransport::http(mode, Some(dir), reason)),
+                ));
+            }
+            let loaded = target(host)
+                .map_err(|why| Error::new(ErrorKind::InvalidArgument, why))
+                .and_then(|t| MtlsTransport::load(dir.clone(), t, settings.clone()));
+            match loaded {
+                Ok(mtls) => Ok((http()?, Some(mtls), None)),
+                Err(e) => {
+                    tracing::warn!("metadata server mTLS unusable, using plain HTTP: {e}");
+                    let reason = format!("mTLS unusable ({e})");
+                    Ok((
+                        http()?,
+                        None,
+                        Some(MdsTransport::http(mode, Some(dir), reason)),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn http_client(settings: &ClientSettings) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config()?)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client").with_source(e)
+        })
 }
 
 /// A rustls configuration on the ring provider. The metadata server is plain HTTP, so it is never
@@ -166,6 +301,52 @@ impl MetadataClient {
     /// The metadata server this client talks to.
     pub fn host(&self) -> &MetadataHost {
         &self.inner.host
+    }
+
+    /// The base URL requests go to: `http://HOST/computeMetadata/v1/`, or over mTLS
+    /// `https://metadata.google.internal[:PORT]/computeMetadata/v1/` (in `default` mode, before
+    /// the transport is decided, the mTLS one).
+    pub fn base_url(&self) -> String {
+        self.endpoint("")
+    }
+
+    /// The mTLS mode this client was built with.
+    pub fn mtls_mode(&self) -> MdsMtlsMode {
+        self.inner.mode
+    }
+
+    /// The transport this client uses and why. In `default` mode with both files present, the
+    /// first call (or the first request) pings the server over mTLS once to decide; every
+    /// later call returns that decision.
+    pub async fn mds_transport(&self) -> MdsTransport {
+        self.transport().await.clone()
+    }
+
+    /// The transport, deciding it on first use.
+    async fn transport(&self) -> &MdsTransport {
+        self.inner
+            .transport
+            .get_or_init(|| async {
+                match &self.inner.mtls {
+                    Some(mtls) => decide(mtls, self.inner.mode, self.inner.timeout).await,
+                    None => MdsTransport::http(self.inner.mode, None, "no mTLS configuration"),
+                }
+            })
+            .await
+    }
+
+    /// The HTTP client and base URL for `transport`.
+    fn route(&self, transport: &MdsTransport) -> Result<(reqwest::Client, &url::Url)> {
+        match (&self.inner.mtls, &self.inner.http) {
+            (Some(mtls), _) if transport.is_mtls() => Ok((mtls.client(), &mtls.target.base)),
+            (_, Some(http)) if !transport.is_mtls() => {
+                Ok((http.clone(), self.inner.host.base_url()))
+            }
+            _ => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("no client for the metadata server transport: {transport}"),
+            )),
+        }
     }
 
     /// An OAuth 2.0 access token of the attached service account, for `scopes` (none: the VM's
@@ -432,8 +613,10 @@ impl MetadataClient {
         query: &[(&str, String)],
         body: Option<&[u8]>,
     ) -> Result<Answer> {
-        let endpoint = self.endpoint(path);
-        let mut url = self.inner.host.url(path)?;
+        let transport = self.transport().await;
+        let (http, base) = self.route(transport)?;
+        let endpoint = format!("{base}{path}");
+        let mut url = join_checked(base, path)?;
         if !query.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
@@ -442,7 +625,7 @@ impl MetadataClient {
         inner
             .retry
             .run(|| async {
-                match send_once(&inner.http, &url, body, &endpoint, inner.timeout).await? {
+                match send_once(&http, &url, body, &endpoint, inner.timeout).await? {
                     Answer::Status(status, body)
                         if workload_auth_core::status_is_transient(status) =>
                     {
@@ -454,10 +637,77 @@ impl MetadataClient {
             .await
     }
 
-    /// The URL of `path` without its query, as errors name it.
+    /// The URL of `path` without its query, as errors name it: over mTLS once that is
+    /// decided (or possible), else over plain HTTP.
     fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.inner.host.base_url())
+        let mtls = match self.inner.transport.get() {
+            Some(transport) => transport.is_mtls(),
+            None => self.inner.mtls.is_some(),
+        };
+        match &self.inner.mtls {
+            Some(m) if mtls => format!("{}{path}", m.target.base),
+            _ => format!("{}{path}", self.inner.host.base_url()),
+        }
     }
+}
+
+/// `default` mode with usable files: one mTLS ping decides. The failures google-auth falls back
+/// on (TLS and connection errors, timeouts, 4xx and 5xx) choose plain HTTP, logged; anything else
+/// keeps mTLS.
+async fn decide(mtls: &MtlsTransport, mode: MdsMtlsMode, timeout: Duration) -> MdsTransport {
+    let ping = &mtls.target.ping;
+    let outcome = mtls
+        .client()
+        .get(ping.clone())
+        .header(
+            crate::transport::FLAVOR_HEADER,
+            crate::transport::FLAVOR_VALUE,
+        )
+        .timeout(timeout)
+        .send()
+        .await;
+    let failure = match outcome {
+        Ok(response) if response.status().as_u16() >= 400 => {
+            Some(format!("it answered HTTP {}", response.status().as_u16()))
+        }
+        Ok(_) => None,
+        Err(e) => Some(error_chain(&e)),
+    };
+    match failure {
+        None => MdsTransport::mtls(
+            mode,
+            mtls.dir.clone(),
+            format!(
+                "both files exist in {} and the mTLS ping to {ping} succeeded (server verified as \
+                 169.254.169.254 against root.crt); data requests verify metadata.google.internal",
+                mtls.dir.display()
+            ),
+        ),
+        Some(why) => {
+            tracing::warn!(
+                ping = %ping,
+                "metadata server mTLS ping failed ({why}); this client falls back to plain HTTP \
+                 (GCE_METADATA_MTLS_MODE=default; use strict to forbid that)"
+            );
+            MdsTransport::http(
+                mode,
+                Some(mtls.dir.clone()),
+                format!("the mTLS ping to {ping} failed ({why}); fell back to plain HTTP"),
+            )
+        }
+    }
+}
+
+/// An error and its causes on one line (transport errors never hold secrets).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn utf8<'a>(body: &'a [u8], endpoint: &str) -> Result<&'a str> {
@@ -485,6 +735,7 @@ impl fmt::Debug for MetadataClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetadataClient")
             .field("host", &self.inner.host)
+            .field("mtls_mode", &self.inner.mode)
             .field("timeout", &self.inner.timeout)
             .field("retry", &self.inner.retry)
             .finish_non_exhaustive()

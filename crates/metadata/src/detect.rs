@@ -9,6 +9,9 @@
 //! 4. `K_SERVICE`, `CLOUD_RUN_JOB`, `FUNCTION_TARGET` or `GAE_SERVICE` set → yes (serverless).
 //! 5. One probe: a TCP connect to the metadata IP (tens of milliseconds at most; on Google Cloud
 //!    it takes well under one) and `GET /`, whose answer must carry `Metadata-Flavor: Google`.
+//!    With `GCE_METADATA_MTLS_MODE=strict` the probe goes over mutual TLS to port 443 (the server
+//!    verified as `169.254.169.254`, the files from `WORKLOAD_AUTH_MDS_MTLS_DIR` or
+//!    `/run/google-mds-mtls`), never plain HTTP.
 //!
 //! Off Google Cloud with nothing configured this takes one failed connect: milliseconds.
 
@@ -24,6 +27,7 @@ use workload_auth_core::fs::{is_not_found, read_bounded};
 use workload_auth_core::{Error, ErrorKind};
 
 use crate::host::{METADATA_HOST_ENV, MetadataHost};
+use crate::mds_mtls::{MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV, MdsMtlsMode, resolve_dir};
 use crate::transport::{FLAVOR_HEADER, FLAVOR_VALUE};
 use workload_auth_core::http::snippet;
 
@@ -387,27 +391,16 @@ pub fn detect(input: &DetectionInput) -> Detection {
     if !input.probe_enabled {
         return finish(false, None, Rule::Probe, "disabled".to_owned(), &mut checks);
     }
-    let (addr, source) = match input.probe_addr {
-        Some(addr) => (addr, ""),
-        None => match input.var(METADATA_IP_ENV) {
-            Some(value) => match parse_probe_addr(&value) {
-                Some(addr) => (addr, " (from GCE_METADATA_IP)"),
-                None => {
-                    let outcome = format!(
-                        "GCE_METADATA_IP is {:?}, not an IP address or ip:port; not probed",
-                        snippet(&value, 60)
-                    );
-                    return finish(false, None, Rule::Probe, outcome, &mut checks);
-                }
-            },
-            None => (METADATA_IP_ADDR, ""),
-        },
+    let (addr, source, mtls_dir) = match probe_target(input) {
+        Ok(target) => target,
+        Err(outcome) => return finish(false, None, Rule::Probe, outcome, &mut checks),
     };
     let probe_start = Instant::now();
     let result = probe(
         addr,
         input.probe_connect_timeout,
         input.probe_response_timeout,
+        mtls_dir.as_deref(),
     );
     let took = probe_start.elapsed();
     let (on, outcome) = match result {
@@ -424,6 +417,34 @@ pub fn detect(input: &DetectionInput) -> Detection {
         ),
     };
     finish(on, None, Rule::Probe, outcome, &mut checks)
+}
+
+/// Where the probe goes, how that was chosen (for the outcome), and the mTLS directory when
+/// `GCE_METADATA_MTLS_MODE=strict` makes the probe go over mTLS (port 443), never plain HTTP.
+/// An unusable `GCE_METADATA_IP` is the outcome to report instead.
+fn probe_target(input: &DetectionInput) -> Result<(SocketAddr, String, Option<PathBuf>), String> {
+    let strict = input.var(MDS_MTLS_MODE_ENV).is_some_and(|v| {
+        MdsMtlsMode::parse(&v, MDS_MTLS_MODE_ENV).ok() == Some(MdsMtlsMode::Strict)
+    });
+    let mtls_dir = strict.then(|| resolve_dir(None, input.var(MDS_MTLS_DIR_ENV).as_deref()));
+    let default_port = if strict { 443 } else { 80 };
+    let (addr, source) = match input.probe_addr {
+        Some(addr) => (addr, ""),
+        None => match input.var(METADATA_IP_ENV) {
+            Some(value) => match parse_probe_addr(&value, default_port) {
+                Some(addr) => (addr, " (from GCE_METADATA_IP)"),
+                None => {
+                    return Err(format!(
+                        "GCE_METADATA_IP is {:?}, not an IP address or ip:port; not probed",
+                        snippet(&value, 60)
+                    ));
+                }
+            },
+            None => (SocketAddr::new(METADATA_IP_ADDR.ip(), default_port), ""),
+        },
+    };
+    let over = if strict { " over mTLS" } else { "" };
+    Ok((addr, format!("{source}{over}"), mtls_dir))
 }
 
 /// [`detect`] on the real process.
@@ -443,30 +464,92 @@ fn read_product_name(path: &Path) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
-/// `ip` (port 80) or `ip:port`.
-fn parse_probe_addr(value: &str) -> Option<SocketAddr> {
+/// `ip` (port `default_port`) or `ip:port`.
+fn parse_probe_addr(value: &str, default_port: u16) -> Option<SocketAddr> {
     let value = value.trim();
     value.parse::<SocketAddr>().ok().or_else(|| {
         value
             .parse::<IpAddr>()
             .ok()
-            .map(|ip| SocketAddr::new(ip, 80))
+            .map(|ip| SocketAddr::new(ip, default_port))
     })
 }
 
-/// Connects to `addr`, sends `GET /` and checks the answer's `Metadata-Flavor` header.
+/// Connects to `addr`, sends `GET /` and checks the answer's `Metadata-Flavor` header; over
+/// mutual TLS with the files in `mtls_dir` when given (the server verified as
+/// `169.254.169.254`).
 fn probe(
     addr: SocketAddr,
     connect_timeout: Duration,
     response_timeout: Duration,
+    mtls_dir: Option<&Path>,
 ) -> Result<(), String> {
-    let mut stream =
+    let stream =
         TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| match e.kind() {
             std::io::ErrorKind::TimedOut => {
                 format!("no connection within {} ms", connect_timeout.as_millis())
             }
             _ => format!("cannot connect: {e}"),
         })?;
+    let _ = stream.set_nodelay(true);
+    let Some(dir) = mtls_dir else {
+        return exchange(stream, addr, response_timeout);
+    };
+    let config = crate::mds_mtls::tls_config(dir)
+        .map_err(|e| format!("the mTLS files are unusable: {e}"))?;
+    let name = rustls::pki_types::ServerName::IpAddress(
+        IpAddr::V4(crate::mds_mtls::METADATA_IP_NAME).into(),
+    );
+    let connection = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| format!("cannot start TLS: {e}"))?;
+    exchange(
+        TimedStream(rustls::StreamOwned::new(connection, stream)),
+        addr,
+        response_timeout,
+    )
+}
+
+/// A stream whose socket read timeout can be set: plain TCP, or TLS over TCP.
+trait Timed: Read + Write {
+    fn set_timeouts(&mut self, read: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for TcpStream {
+    fn set_timeouts(&mut self, read: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(read))?;
+        self.set_write_timeout(Some(read))
+    }
+}
+
+struct TimedStream(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+
+impl Read for TimedStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for TimedStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Timed for TimedStream {
+    fn set_timeouts(&mut self, read: Duration) -> std::io::Result<()> {
+        self.0.sock.set_timeouts(read)
+    }
+}
+
+/// Sends `GET /` on `stream` and checks the answer, within `response_timeout`.
+fn exchange(
+    mut stream: impl Timed,
+    addr: SocketAddr,
+    response_timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + response_timeout;
     let host = match addr {
         SocketAddr::V4(a) if a.port() == 80 => a.ip().to_string(),
@@ -482,11 +565,9 @@ fn probe(
         ),
         _ => format!("connected, then the exchange failed: {e}"),
     };
-    stream.set_nodelay(true).map_err(io)?;
-    stream
-        .set_write_timeout(Some(response_timeout))
-        .map_err(io)?;
+    stream.set_timeouts(response_timeout).map_err(io)?;
     stream.write_all(request.as_bytes()).map_err(io)?;
+    stream.flush().map_err(io)?;
 
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -495,7 +576,7 @@ fn probe(
         if remaining.is_zero() {
             return Err(io(std::io::ErrorKind::TimedOut.into()));
         }
-        stream.set_read_timeout(Some(remaining)).map_err(io)?;
+        stream.set_timeouts(remaining).map_err(io)?;
         let n = stream.read(&mut chunk).map_err(io)?;
         if n == 0 {
             return Err("connected, but the connection closed before a complete answer".to_owned());
@@ -649,12 +730,15 @@ mod tests {
 
     #[test]
     fn probe_addresses_parse() {
-        assert_eq!(parse_probe_addr("169.254.169.254"), Some(METADATA_IP_ADDR));
         assert_eq!(
-            parse_probe_addr("127.0.0.1:8080"),
+            parse_probe_addr("169.254.169.254", 80),
+            Some(METADATA_IP_ADDR)
+        );
+        assert_eq!(
+            parse_probe_addr("127.0.0.1:8080", 80),
             Some("127.0.0.1:8080".parse().unwrap())
         );
-        assert_eq!(parse_probe_addr("metadata.google.internal"), None);
+        assert_eq!(parse_probe_addr("metadata.google.internal", 80), None);
         let d = detect(
             &DetectionInput::with_env_vars([("GCE_METADATA_IP", "not-an-ip")])
                 .dmi_product_name_path(no_dmi()),

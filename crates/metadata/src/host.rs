@@ -106,31 +106,38 @@ impl MetadataHost {
     /// The URL of `path` (relative to `/computeMetadata/v1/`). A path that could leave that
     /// prefix or this host once joined ([`check_path`]) is an [`ErrorKind::InvalidArgument`],
     /// and the joined URL is checked again, so no request for it can be sent.
+    #[cfg(test)]
     pub(crate) fn url(&self, path: &str) -> Result<Url> {
-        let refuse = |why: &str| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "invalid metadata path {:?}: {why}; expected a relative path such as instance/zone",
-                    workload_auth_core::http::snippet(path, 80)
-                ),
-            )
-            .with_endpoint(self.base.to_string())
-        };
-        check_path(path).map_err(refuse)?;
-        let url = self.base.join(path).map_err(|e| refuse(&e.to_string()))?;
-        let stays = url.scheme() == self.base.scheme()
-            && url.host() == self.base.host()
-            && url.port() == self.base.port()
-            && url.query().is_none()
-            && url.fragment().is_none()
-            && url.path().starts_with(API_PREFIX)
-            && url.path().len() > API_PREFIX.len();
-        if !stays {
-            return Err(refuse("it leaves the metadata API"));
-        }
-        Ok(url)
+        join_checked(&self.base, path)
     }
+}
+
+/// `path` joined to `base` (`SCHEME://AUTHORITY/computeMetadata/v1/`), refused as
+/// [`MetadataHost::url`] describes.
+pub(crate) fn join_checked(base: &Url, path: &str) -> Result<Url> {
+    let refuse = |why: &str| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "invalid metadata path {:?}: {why}; expected a relative path such as instance/zone",
+                workload_auth_core::http::snippet(path, 80)
+            ),
+        )
+        .with_endpoint(base.to_string())
+    };
+    check_path(path).map_err(refuse)?;
+    let url = base.join(path).map_err(|e| refuse(&e.to_string()))?;
+    let stays = url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port() == base.port()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.path().starts_with(API_PREFIX)
+        && url.path().len() > API_PREFIX.len();
+    if !stays {
+        return Err(refuse("it leaves the metadata API"));
+    }
+    Ok(url)
 }
 
 /// Why `path` is not a plain path under `/computeMetadata/v1/`, if it is not.

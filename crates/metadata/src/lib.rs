@@ -33,7 +33,18 @@
 //!
 //! What this crate deliberately does not do: cache tokens (that is `workload-auth-core`'s
 //! `TokenCache`, used by the credential crates), choose between credential types (ADC), verify
-//! certificates or ID tokens, or speak to the mTLS metadata-server endpoint.
+//! certificates or ID tokens.
+//!
+//! # The metadata server over mTLS
+//!
+//! `GCE_METADATA_MTLS_MODE` (or [`MetadataClientBuilder::mtls_mode`]) = `none` (default) |
+//! `default` | `strict` makes the client speak HTTPS with a client certificate to
+//! `https://metadata.google.internal/computeMetadata/v1/`, using `root.crt` and `client.key` from
+//! `/run/google-mds-mtls` (or `WORKLOAD_AUTH_MDS_MTLS_DIR`, [`MetadataClientBuilder::mtls_dir`]).
+//! [`MetadataClient::mds_transport`] says which transport was chosen and why. `strict` never
+//! sends plain HTTP; `default` falls back once, logged. An overridden `GCE_METADATA_HOST` must
+//! be a loopback address in either mode (the server is still verified as
+//! `metadata.google.internal`); google-auth refuses every override in `strict`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -44,6 +55,7 @@ mod detect;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
+mod mds_mtls;
 mod service_account;
 mod token;
 mod transport;
@@ -57,6 +69,10 @@ pub use detect::{
     SERVERLESS_ENV, detect, detect_environment,
 };
 pub use host::{DEFAULT_METADATA_HOST, METADATA_HOST_ENV, MetadataHost};
+pub use mds_mtls::{
+    DEFAULT_MDS_MTLS_DIR, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV,
+    MDS_MTLS_ROOT_FILE, METADATA_IP_NAME, MdsMtlsMode, MdsTransport,
+};
 pub use service_account::ServiceAccountInfo;
 pub use transport::MAX_BODY_BYTES;
 pub use workload::{WorkloadCertificatesUnavailable, WorkloadIdentities, trust_anchors_from_json};

@@ -76,6 +76,7 @@ pub use workload_auth_adc::{
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
 };
+pub use workload_auth_metadata::{MdsMtlsMode, MdsTransport};
 
 /// Application Default Credentials, every credential type and its explanation.
 pub mod adc {

@@ -23,6 +23,8 @@ def default(
     regional_access_boundary: Optional[bool] = None,
     iam_credentials_endpoint: Optional[str] = None,
     timeout: Optional[float] = None,
+    metadata_mtls_mode: Optional[str] = None,
+    metadata_mtls_dir: Union[str, "os.PathLike[str]", None] = None,
 ) -> Credentials:
     """Application Default Credentials from the environment: GOOGLE_APPLICATION_CREDENTIALS,
     gcloud's credentials file, then the metadata server (``metadata_host``, else
@@ -40,7 +42,13 @@ def default(
     the background, never waited for) and sends ``x-allowed-locations``; False never does; None
     (default) follows GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED. ``iam_credentials_endpoint``: where it
     is looked up, instead of ``https://iamcredentials.UNIVERSE_DOMAIN/v1/`` (for an emulator;
-    https, or http to this machine)."""
+    https, or http to this machine).
+
+    ``metadata_mtls_mode``: how the metadata server is reached, ``"none"`` (plain HTTP),
+    ``"default"`` (mTLS when its files exist) or ``"strict"`` (mTLS only, never plain HTTP);
+    else GCE_METADATA_MTLS_MODE. ``metadata_mtls_dir``: the directory of its ``root.crt`` and
+    ``client.key``, else WORKLOAD_AUTH_MDS_MTLS_DIR, else /run/google-mds-mtls. ``explain()``
+    shows the transport chosen and why."""
 
 class Credentials:
     """Application Default Credentials with their token caches. Thread-safe; share one."""
