@@ -200,11 +200,18 @@ impl Credentials {
     /// cache when it holds a fresh one. A hit allocates nothing: the token is shared with the
     /// cache, not copied.
     pub async fn access_token(&self) -> Result<AccessToken> {
+        // The hit first, outside `get`'s future: the first poll then builds no other future.
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return Ok(AccessToken::clone(&token));
+        }
         Ok(AccessToken::clone(&*self.inner.default_cache.get().await?))
     }
 
     /// [`Credentials::access_token`] for callers without an async runtime (blocks the thread).
     pub fn access_token_blocking(&self) -> Result<AccessToken> {
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return Ok(AccessToken::clone(&token));
+        }
         Ok(AccessToken::clone(
             &*self.inner.default_cache.get_blocking()?,
         ))
@@ -213,6 +220,9 @@ impl Credentials {
     /// The cached access token, lent without copying it (the hot path: no allocation on a cache
     /// hit). Hold it for one request; clone the token to keep it longer.
     pub async fn access_token_cached(&self) -> Result<Cached<AccessToken>> {
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return Ok(token);
+        }
         self.inner.default_cache.get().await
     }
 
@@ -329,6 +339,8 @@ impl Credentials {
     /// Forgets every cached token (say, after an API answered 401); the next call fetches anew.
     pub fn invalidate(&self) {
         self.inner.default_cache.invalidate();
+        // The ready headers hold the forgotten token: drop them too.
+        self.inner.headers.store(None);
         self.inner.scoped.invalidate();
         self.inner.id_tokens.invalidate();
         self.inner.audience_jwts.invalidate();
@@ -338,6 +350,9 @@ impl Credentials {
     /// `x-goog-user-project`; with regional access boundaries enabled and known,
     /// `x-allowed-locations` (never waited for: see [`Credentials::regional_access_boundary`]).
     pub async fn request_headers(&self) -> Result<RequestHeaders> {
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return self.headers_with(&token, true);
+        }
         self.headers(true).await
     }
 
@@ -354,12 +369,15 @@ impl Credentials {
 
     /// [`Credentials::request_headers`] for callers without an async runtime.
     pub fn request_headers_blocking(&self) -> Result<RequestHeaders> {
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return self.headers_with(&token, true);
+        }
         let token = self.access_token_cached_blocking()?;
         self.headers_with(&token, true)
     }
 
     async fn headers(&self, with_locations: bool) -> Result<RequestHeaders> {
-        let token = self.access_token_cached().await?;
+        let token = self.inner.default_cache.get().await?;
         self.headers_with(&token, with_locations)
     }
 
