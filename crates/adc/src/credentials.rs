@@ -200,11 +200,14 @@ impl Credentials {
     /// cache when it holds a fresh one. A hit allocates nothing: the token is shared with the
     /// cache, not copied.
     pub async fn access_token(&self) -> Result<AccessToken> {
-        // The hit first, outside `get`'s future: the first poll then builds no other future.
+        // The hit first; the miss boxed, so that this future stays a few words long (a caller
+        // moves it before polling it) and a miss, which fetches anyway, pays for the box.
         if let Some(token) = self.inner.default_cache.get_cached() {
             return Ok(AccessToken::clone(&token));
         }
-        Ok(AccessToken::clone(&*self.inner.default_cache.get().await?))
+        Ok(AccessToken::clone(
+            &*Box::pin(self.inner.default_cache.get()).await?,
+        ))
     }
 
     /// [`Credentials::access_token`] for callers without an async runtime (blocks the thread).
@@ -223,7 +226,7 @@ impl Credentials {
         if let Some(token) = self.inner.default_cache.get_cached() {
             return Ok(token);
         }
-        self.inner.default_cache.get().await
+        Box::pin(self.inner.default_cache.get()).await
     }
 
     /// [`Credentials::access_token_cached`] for callers without an async runtime.
@@ -353,7 +356,7 @@ impl Credentials {
         if let Some(token) = self.inner.default_cache.get_cached() {
             return self.headers_with(&token, true);
         }
-        self.headers(true).await
+        Box::pin(self.headers(true)).await
     }
 
     /// [`Credentials::request_headers`] for a request to `url`: requests to regional endpoints
@@ -385,10 +388,8 @@ impl Credentials {
     /// locations) the boundary's current generation, else a new set, kept for the next call.
     fn headers_with(&self, token: &AccessToken, with_locations: bool) -> Result<RequestHeaders> {
         let regional = self.inner.regional.as_ref().filter(|_| with_locations);
-        let generation = match regional {
-            Some(regional) => Some(Regional::with_header(regional, token.secret(), |g, _| g)),
-            None => None,
-        };
+        let generation =
+            regional.map(|regional| Regional::with_header(regional, token.secret(), |g, _| g));
         if let Some(set) = &*self.inner.headers.load()
             && AccessToken::ptr_eq(&set.token, token)
             && generation.is_none_or(|g| set.generation == g)

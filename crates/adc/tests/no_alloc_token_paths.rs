@@ -104,7 +104,7 @@ fn measure(credentials: &Credentials, locations: Option<&str>) -> Vec<(&'static 
             allocations(|| {
                 for _ in 0..CALLS {
                     let headers = credentials.request_headers_blocking().unwrap();
-                    lengths += headers.header_values().map(|(_, v)| v.len()).count();
+                    lengths += headers.header_values().map(|(_, v)| v.len()).sum::<usize>();
                 }
             }),
         ),
