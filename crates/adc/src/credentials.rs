@@ -5,6 +5,8 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwapOption;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use tokio::sync::OnceCell;
 use workload_auth_core::{
     AccessToken, CacheConfig, Cached, Error, ErrorKind, IdToken, Result, SecretString, SystemClock,
@@ -149,6 +151,9 @@ struct Inner {
     metadata: Option<MetadataClient>,
     regional: Option<Arc<Regional>>,
     signing: crate::kinds::iam::BlobSigning,
+    /// The default token's ready request headers, rebuilt when the token or the regional
+    /// boundary's generation changes (so a warm `request_headers` allocates nothing).
+    headers: ArcSwapOption<HeaderSet>,
 }
 
 /// Credentials found by Application Default Credentials. Cheap to clone; clones share their
@@ -229,6 +234,7 @@ impl Credentials {
                 metadata: resolved.metadata,
                 regional: resolved.regional,
                 signing: resolved.signing,
+                headers: ArcSwapOption::empty(),
             }),
         }
     }
@@ -239,13 +245,24 @@ impl Credentials {
     }
 
     /// An access token for the builder's scopes (or the credential type's default), from the
-    /// cache when it holds a fresh one.
+    /// cache when it holds a fresh one. A hit allocates nothing: the token is shared with the
+    /// cache, not copied.
     pub async fn access_token(&self) -> Result<AccessToken> {
-        Ok(AccessToken::clone(&*self.inner.default_cache.get().await?))
+        // The hit first; the miss boxed, so that this future stays a few words long (a caller
+        // moves it before polling it) and a miss, which fetches anyway, pays for the box.
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return Ok(AccessToken::clone(&token));
+        }
+        Ok(AccessToken::clone(
+            &*Box::pin(self.inner.default_cache.get()).await?,
+        ))
     }
 
     /// [`Credentials::access_token`] for callers without an async runtime (blocks the thread).
     pub fn access_token_blocking(&self) -> Result<AccessToken> {
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return Ok(AccessToken::clone(&token));
+        }
         Ok(AccessToken::clone(
             &*self.inner.default_cache.get_blocking()?,
         ))
@@ -254,7 +271,10 @@ impl Credentials {
     /// The cached access token, lent without copying it (the hot path: no allocation on a cache
     /// hit). Hold it for one request; clone the token to keep it longer.
     pub async fn access_token_cached(&self) -> Result<Cached<AccessToken>> {
-        self.inner.default_cache.get().await
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return Ok(token);
+        }
+        Box::pin(self.inner.default_cache.get()).await
     }
 
     /// [`Credentials::access_token_cached`] for callers without an async runtime.
@@ -538,6 +558,8 @@ impl Credentials {
     pub fn invalidate(&self) {
         self.lock_bound().invalidate();
         self.inner.default_cache.invalidate();
+        // The ready headers hold the forgotten token: drop them too.
+        self.inner.headers.store(None);
         self.inner.scoped.invalidate();
         self.inner.id_tokens.invalidate();
         self.inner.audience_jwts.invalidate();
@@ -547,7 +569,10 @@ impl Credentials {
     /// `x-goog-user-project`; with regional access boundaries enabled and known,
     /// `x-allowed-locations` (never waited for: see [`Credentials::regional_access_boundary`]).
     pub async fn request_headers(&self) -> Result<RequestHeaders> {
-        self.headers(true).await
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return self.headers_with(&token, true);
+        }
+        Box::pin(self.headers(true)).await
     }
 
     /// [`Credentials::request_headers`] for a request to `url`: requests to regional endpoints
@@ -563,25 +588,52 @@ impl Credentials {
 
     /// [`Credentials::request_headers`] for callers without an async runtime.
     pub fn request_headers_blocking(&self) -> Result<RequestHeaders> {
+        if let Some(token) = self.inner.default_cache.get_cached() {
+            return self.headers_with(&token, true);
+        }
         let token = self.access_token_cached_blocking()?;
-        Ok(self.headers_with(&token, true))
+        self.headers_with(&token, true)
     }
 
     async fn headers(&self, with_locations: bool) -> Result<RequestHeaders> {
-        let token = self.access_token_cached().await?;
-        Ok(self.headers_with(&token, with_locations))
+        let token = self.inner.default_cache.get().await?;
+        self.headers_with(&token, with_locations)
     }
 
-    fn headers_with(&self, token: &AccessToken, with_locations: bool) -> RequestHeaders {
-        let allowed_locations = match (&self.inner.regional, with_locations) {
-            (Some(regional), true) => Regional::header(regional, token.secret()),
-            _ => None,
-        };
-        RequestHeaders {
-            authorization: token.authorization_header(),
-            user_project: self.quota_project_id().map(str::to_owned),
-            allowed_locations,
+    /// The headers for `token`: the ready set when it was built for this token and (with
+    /// locations) the boundary's current generation, else a new set, kept for the next call.
+    fn headers_with(&self, token: &AccessToken, with_locations: bool) -> Result<RequestHeaders> {
+        let regional = self.inner.regional.as_ref().filter(|_| with_locations);
+        let generation =
+            regional.map(|regional| Regional::with_header(regional, token.secret(), |g, _| g));
+        if let Some(set) = &*self.inner.headers.load()
+            && AccessToken::ptr_eq(&set.token, token)
+            && generation.is_none_or(|g| set.generation == g)
+        {
+            return Ok(RequestHeaders {
+                set: Arc::clone(set),
+                with_locations,
+            });
         }
+        let (generation, allowed_locations) = match regional {
+            Some(regional) => Regional::with_header(regional, token.secret(), |g, value| {
+                (g, value.map(str::to_owned))
+            }),
+            // Built without asking the boundary: never reused for a call that sends it.
+            None if self.inner.regional.is_some() => (NOT_ASKED, None),
+            None => (0, None),
+        };
+        let set = Arc::new(HeaderSet::new(
+            token,
+            generation,
+            self.quota_project_id(),
+            allowed_locations,
+        )?);
+        self.inner.headers.store(Some(Arc::clone(&set)));
+        Ok(RequestHeaders {
+            set,
+            with_locations,
+        })
     }
 
     /// The state of this credential's regional access boundary: disabled, pending, the allowed
@@ -784,54 +836,158 @@ async fn metadata_transport_details(client: &MetadataClient) -> [Detail; 3] {
     ]
 }
 
+/// The generation of a header set built without asking the regional boundary (for a URL it
+/// does not apply to); the boundary's own generations never reach it.
+const NOT_ASKED: u64 = u64::MAX;
+
+/// The request headers of one token, built once per token (and regional boundary generation)
+/// and shared by every [`RequestHeaders`] handed out until either changes.
+struct HeaderSet {
+    token: AccessToken,
+    generation: u64,
+    authorization: Arc<SecretString>,
+    authorization_value: HeaderValue,
+    user_project: Option<(String, HeaderValue)>,
+    allowed_locations: Option<(String, HeaderValue)>,
+}
+
+/// The bytes of a sensitive header value, zeroed when the last `HeaderValue` sharing them drops.
+struct SecretBytes(Arc<SecretString>);
+
+impl AsRef<[u8]> for SecretBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.expose().as_bytes()
+    }
+}
+
+impl HeaderSet {
+    fn new(
+        token: &AccessToken,
+        generation: u64,
+        user_project: Option<&str>,
+        allowed_locations: Option<String>,
+    ) -> Result<Self> {
+        let authorization = Arc::new(token.authorization_header());
+        let bytes = bytes::Bytes::from_owner(SecretBytes(Arc::clone(&authorization)));
+        let mut authorization_value = HeaderValue::from_maybe_shared(bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::MalformedResponse,
+                "the access token cannot be sent in an HTTP header (it holds control characters \
+                 or non-ASCII bytes)",
+            )
+        })?;
+        authorization_value.set_sensitive(true);
+        let user_project = match user_project {
+            Some(project) => Some((
+                project.to_owned(),
+                HeaderValue::from_str(project).map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("the quota project {project:?} cannot be sent in an HTTP header"),
+                    )
+                })?,
+            )),
+            None => None,
+        };
+        // The boundary's answer was checked to be printable ASCII when it arrived.
+        let allowed_locations = allowed_locations.and_then(|encoded| {
+            let value = HeaderValue::from_str(&encoded).ok()?;
+            Some((encoded, value))
+        });
+        Ok(Self {
+            token: token.clone(),
+            generation,
+            authorization,
+            authorization_value,
+            user_project,
+            allowed_locations,
+        })
+    }
+}
+
 /// The headers of a request to a Google API. `Debug` does not show the token.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Cheap to clone: every value is built once per token and shared (the `authorization` value
+/// marked sensitive, so `http` and `hyper` keep it out of their logs and HPACK tables).
+#[derive(Clone)]
 pub struct RequestHeaders {
-    authorization: SecretString,
-    user_project: Option<String>,
-    allowed_locations: Option<String>,
+    set: Arc<HeaderSet>,
+    /// Whether `x-allowed-locations` applies to the request these headers are for.
+    with_locations: bool,
 }
 
 impl RequestHeaders {
     /// The `authorization` header's value, `Bearer <token>`.
     pub fn authorization(&self) -> &SecretString {
-        &self.authorization
+        &self.set.authorization
     }
 
     /// The `x-goog-user-project` header's value, when there is a quota project.
     pub fn user_project(&self) -> Option<&str> {
-        self.user_project.as_deref()
+        self.set.user_project.as_ref().map(|(p, _)| p.as_str())
     }
 
     /// The `x-allowed-locations` header's value (the credential's regional access boundary),
     /// when enabled and known.
     pub fn allowed_locations(&self) -> Option<&str> {
-        self.allowed_locations.as_deref()
+        self.locations().map(|(l, _)| l.as_str())
+    }
+
+    fn locations(&self) -> Option<&(String, HeaderValue)> {
+        self.set
+            .allowed_locations
+            .as_ref()
+            .filter(|_| self.with_locations)
     }
 
     /// `(name, value)` of every header, names in lower case. The values include the token:
     /// do not log them.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        std::iter::once(("authorization", self.authorization.expose()))
+        std::iter::once(("authorization", self.set.authorization.expose()))
+            .chain(self.user_project().map(|p| ("x-goog-user-project", p)))
             .chain(
-                self.user_project
-                    .as_deref()
-                    .map(|p| ("x-goog-user-project", p)),
+                self.allowed_locations()
+                    .map(|l| (ALLOWED_LOCATIONS_HEADER, l)),
+            )
+    }
+
+    /// The `authorization` header's ready value (marked sensitive), to insert in an
+    /// `http::HeaderMap` without copying the token.
+    pub fn authorization_value(&self) -> &HeaderValue {
+        &self.set.authorization_value
+    }
+
+    /// [`RequestHeaders::iter`] as ready `http` header names and values (the `authorization`
+    /// value marked sensitive): cloning one is a reference-count increment, not a copy.
+    pub fn header_values(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+        std::iter::once((AUTHORIZATION, &self.set.authorization_value))
+            .chain(
+                self.set
+                    .user_project
+                    .as_ref()
+                    .map(|(_, v)| (HeaderName::from_static("x-goog-user-project"), v)),
             )
             .chain(
-                self.allowed_locations
-                    .as_deref()
-                    .map(|l| (ALLOWED_LOCATIONS_HEADER, l)),
+                self.locations()
+                    .map(|(_, v)| (HeaderName::from_static(ALLOWED_LOCATIONS_HEADER), v)),
             )
     }
 }
 
+impl PartialEq for RequestHeaders {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RequestHeaders {}
+
 impl fmt::Debug for RequestHeaders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestHeaders")
-            .field("authorization", &self.authorization)
-            .field("user_project", &self.user_project)
-            .field("allowed_locations", &self.allowed_locations)
+            .field("authorization", &self.set.authorization)
+            .field("user_project", &self.user_project())
+            .field("allowed_locations", &self.allowed_locations())
             .finish()
     }
 }
@@ -857,13 +1013,22 @@ mod tests {
         }
     }
 
+    fn token(secret: &str) -> AccessToken {
+        let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        AccessToken::new(secret.into(), "Bearer", expires)
+    }
+
+    fn headers(set: HeaderSet, with_locations: bool) -> RequestHeaders {
+        RequestHeaders {
+            set: Arc::new(set),
+            with_locations,
+        }
+    }
+
     #[test]
     fn request_headers_hide_the_token() {
-        let h = RequestHeaders {
-            authorization: SecretString::from("Bearer ya29.secret"),
-            user_project: Some("quota-proj".into()),
-            allowed_locations: None,
-        };
+        let set = HeaderSet::new(&token("ya29.secret"), 0, Some("quota-proj"), None).unwrap();
+        let h = headers(set, true);
         assert!(!format!("{h:?}").contains("ya29"));
         let all: Vec<_> = h.iter().collect();
         assert_eq!(
@@ -873,5 +1038,49 @@ mod tests {
                 ("x-goog-user-project", "quota-proj")
             ]
         );
+        assert!(h.authorization_value().is_sensitive());
+        assert!(!format!("{:?}", h.authorization_value()).contains("ya29"));
+        let values: Vec<_> = h
+            .header_values()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+            .collect();
+        let strings: Vec<_> = all
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(values, strings);
+    }
+
+    #[test]
+    fn allowed_locations_only_for_requests_they_apply_to() {
+        let set = HeaderSet::new(&token("ya29.t"), 3, None, Some("0xA30".into())).unwrap();
+        let set = Arc::new(set);
+        let sent = RequestHeaders {
+            set: Arc::clone(&set),
+            with_locations: true,
+        };
+        let skipped = RequestHeaders {
+            set,
+            with_locations: false,
+        };
+        assert_eq!(sent.allowed_locations(), Some("0xA30"));
+        assert_eq!(sent.header_values().count(), 2);
+        assert_eq!(skipped.allowed_locations(), None);
+        assert_eq!(skipped.iter().count(), 1);
+        assert_eq!(skipped.header_values().count(), 1);
+        assert_ne!(sent, skipped);
+    }
+
+    #[test]
+    fn values_that_cannot_be_headers_are_typed_errors() {
+        let err = HeaderSet::new(&token("ya29.a\r\nx-evil: 1"), 0, None, None)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+        assert!(!err.to_string().contains("evil"));
+        let err = HeaderSet::new(&token("ya29.ok"), 0, Some("proj\nx"), None)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     }
 }

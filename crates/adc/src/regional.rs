@@ -238,6 +238,9 @@ struct Machine {
     last_error: Option<String>,
     /// The state last logged, so each change is logged once.
     logged: Option<RegionalState>,
+    /// Changes whenever the header value may have (each recorded outcome, each forgotten
+    /// answer), so a caller can keep header values built from it until it moves.
+    generation: u64,
 }
 
 /// One credential's regional access boundary.
@@ -312,6 +315,7 @@ impl Regional {
                 not_applicable: None,
                 last_error: None,
                 logged: None,
+                generation: 0,
             }),
         })))
     }
@@ -320,19 +324,24 @@ impl Regional {
         self.machine.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The header value to send now, if any; starts a background lookup when one is due. Never
-    /// waits for the network.
-    pub(crate) fn header(this: &Arc<Self>, token: &SecretString) -> Option<String> {
+    /// Lends `f` the header value to send now, if any, with its generation (a caller that kept
+    /// header values built at the same generation reuses them: the request hot path copies
+    /// nothing); starts a background lookup when one is due. Never waits for the network.
+    pub(crate) fn with_header<R>(
+        this: &Arc<Self>,
+        token: &SecretString,
+        f: impl FnOnce(u64, Option<&str>) -> R,
+    ) -> R {
         let now = Instant::now();
         let mut m = this.lock();
-        let (value, start) = decide(&mut m, now, &this.timing);
+        let start = decide(&mut m, now, &this.timing);
         if start && let Ok(handle) = workload_auth_core::runtime::handle() {
             m.in_flight = true;
             let weak = Arc::downgrade(this);
             let token = token.clone();
             handle.spawn(lookup_task(weak, token));
         }
-        value
+        f(m.generation, header_value(&m))
     }
 
     /// Looks up now (for `explain`, which may wait), unless an answer is already known.
@@ -500,14 +509,14 @@ fn default_base(mtls: bool, universe: &str) -> Option<Url> {
     Url::parse(&format!("https://{host}/v1/")).ok()
 }
 
-/// The header value to send at `now`, and whether to start a lookup. Forgets an answer past
-/// its hard expiry.
-fn decide(m: &mut Machine, now: Instant, timing: &Timing) -> (Option<String>, bool) {
+/// Whether to start a lookup at `now`. Forgets an answer past its hard expiry.
+fn decide(m: &mut Machine, now: Instant, timing: &Timing) -> bool {
     if m.not_applicable.is_some() {
-        return (None, false);
+        return false;
     }
     if m.answer.as_ref().is_some_and(|a| now >= a.expires) {
         m.answer = None;
+        m.generation = m.generation.wrapping_add(1);
     }
     let due = match &m.answer {
         None => true,
@@ -516,19 +525,25 @@ fn decide(m: &mut Machine, now: Instant, timing: &Timing) -> (Option<String>, bo
             .checked_sub(timing.refresh_before)
             .is_none_or(|t| now >= t),
     };
-    let value = m
-        .answer
+    due && !m.in_flight && m.next_attempt.is_none_or(|t| now >= t)
+}
+
+/// The header value to send, once [`decide`] has forgotten an expired answer.
+fn header_value(m: &Machine) -> Option<&str> {
+    if m.not_applicable.is_some() {
+        return None;
+    }
+    m.answer
         .as_ref()
         .filter(|a| a.encoded != NO_RESTRICTION)
-        .map(|a| a.encoded.clone());
-    let start = due && !m.in_flight && m.next_attempt.is_none_or(|t| now >= t);
-    (value, start)
+        .map(|a| a.encoded.as_str())
 }
 
 /// Records a lookup's outcome: a new answer (valid for the TTL), or a failure (the last answer
 /// is kept; the next try waits 15 min, doubling to 6 h, each wait drawn from [50 %, 100 %]).
 fn record(m: &mut Machine, outcome: Outcome, now: Instant, timing: &Timing) {
     m.in_flight = false;
+    m.generation = m.generation.wrapping_add(1);
     match outcome {
         Outcome::Answer(encoded, locations) => {
             m.answer = now.checked_add(timing.ttl).map(|expires| Answer {
@@ -680,7 +695,40 @@ mod tests {
             not_applicable: None,
             last_error: None,
             logged: None,
+            generation: 0,
         }
+    }
+
+    /// [`super::decide`] with the header value it leaves, as these tests read it.
+    fn decide(m: &mut Machine, now: Instant, t: &Timing) -> (Option<String>, bool) {
+        let start = super::decide(m, now, t);
+        (header_value(m).map(str::to_owned), start)
+    }
+
+    #[test]
+    fn the_generation_moves_whenever_the_header_value_may_have() {
+        let t = Timing::default();
+        let mut m = machine();
+        let t0 = Instant::now();
+        let h = |n: u64| t0 + Duration::from_secs(n * 60);
+        let mut seen = vec![m.generation];
+        let moved = |seen: &mut Vec<u64>, m: &Machine| {
+            assert!(!seen.contains(&m.generation), "{seen:?}");
+            seen.push(m.generation);
+        };
+        record(&mut m, Outcome::Answer("0xA30".into(), vec![]), t0, &t);
+        moved(&mut seen, &m);
+        // Asking again changes nothing while the answer lives.
+        decide(&mut m, h(1), &t);
+        assert_eq!(Some(&m.generation), seen.last());
+        record(&mut m, failed(), h(300), &t);
+        moved(&mut seen, &m);
+        // The hard expiry forgets the answer: the value changed without a lookup.
+        assert_eq!(decide(&mut m, h(360), &t).0, None);
+        moved(&mut seen, &m);
+        record(&mut m, Outcome::Answer("0xB40".into(), vec![]), h(361), &t);
+        moved(&mut seen, &m);
+        assert_eq!(decide(&mut m, h(362), &t).0.as_deref(), Some("0xB40"));
     }
 
     fn failed() -> Outcome {

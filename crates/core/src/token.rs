@@ -1,6 +1,7 @@
 //! Access tokens and ID tokens, with their expiry.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -40,8 +41,16 @@ pub trait Expiring: Send + Sync + 'static {
 }
 
 /// An OAuth 2.0 access token.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Cloning is cheap and never copies the secret: clones share one allocation (an atomic reference
+/// count), so a cache can hand out a token per request without allocating. The secret is zeroed
+/// when the last clone is dropped.
+#[derive(Clone)]
 pub struct AccessToken {
+    inner: Arc<AccessTokenInner>,
+}
+
+struct AccessTokenInner {
     token: SecretString,
     token_type: String,
     expires_at: SystemTime,
@@ -51,52 +60,77 @@ impl AccessToken {
     /// A token that expires at `expires_at`. `token_type` is normally `Bearer`.
     pub fn new(token: SecretString, token_type: impl Into<String>, expires_at: SystemTime) -> Self {
         Self {
-            token,
-            token_type: token_type.into(),
-            expires_at,
+            inner: Arc::new(AccessTokenInner {
+                token,
+                token_type: token_type.into(),
+                expires_at,
+            }),
         }
     }
 
     /// The token itself, for an `Authorization` header. Do not log it.
     pub fn secret(&self) -> &SecretString {
-        &self.token
+        &self.inner.token
     }
 
     /// The token type (`Bearer`).
     pub fn token_type(&self) -> &str {
-        &self.token_type
+        &self.inner.token_type
     }
 
     /// When the token expires.
     pub fn expires_at(&self) -> SystemTime {
-        self.expires_at
+        self.inner.expires_at
     }
 
     /// Seconds from now until expiry (0 when already expired).
     pub fn expires_in(&self) -> Duration {
-        self.expires_at
+        self.inner
+            .expires_at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
     }
 
     /// The value of an `Authorization` header: `Bearer <token>`.
     pub fn authorization_header(&self) -> SecretString {
-        SecretString::new(format!("{} {}", self.token_type, self.token.expose()))
+        SecretString::new(format!(
+            "{} {}",
+            self.inner.token_type,
+            self.inner.token.expose()
+        ))
+    }
+
+    /// Whether `a` and `b` are clones of one token (the same fetch), not merely equal: lets a
+    /// caller keep values derived from a token (ready header values) until the token changes,
+    /// with one pointer comparison.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
     }
 }
 
+impl PartialEq for AccessToken {
+    fn eq(&self, other: &Self) -> bool {
+        Self::ptr_eq(self, other)
+            || (self.inner.token == other.inner.token
+                && self.inner.token_type == other.inner.token_type
+                && self.inner.expires_at == other.inner.expires_at)
+    }
+}
+
+impl Eq for AccessToken {}
+
 impl Expiring for AccessToken {
     fn expires_at(&self) -> SystemTime {
-        self.expires_at
+        self.inner.expires_at
     }
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("token", &self.token)
-            .field("token_type", &self.token_type)
-            .field("expires_at", &unix_seconds(self.expires_at))
+            .field("token", &self.inner.token)
+            .field("token_type", &self.inner.token_type)
+            .field("expires_at", &unix_seconds(self.inner.expires_at))
             .finish()
     }
 }
@@ -273,5 +307,20 @@ mod tests {
         assert_eq!(t.authorization_header().expose(), "Bearer ya29.abc");
         assert!(!format!("{t:?}").contains("ya29"));
         assert!(t.expires_in() <= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn access_token_clones_share_the_secret() {
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        let t = AccessToken::new("ya29.shared".into(), "Bearer", expires);
+        let clone = t.clone();
+        assert!(AccessToken::ptr_eq(&t, &clone));
+        assert!(std::ptr::eq(t.secret(), clone.secret()));
+        // Equal values from separate fetches are equal, but not the same token.
+        let other = AccessToken::new("ya29.shared".into(), "Bearer", expires);
+        assert_eq!(t, other);
+        assert!(!AccessToken::ptr_eq(&t, &other));
+        assert_ne!(t, AccessToken::new("ya29.other".into(), "Bearer", expires));
+        assert!(!format!("{clone:?}").contains("ya29"));
     }
 }
