@@ -129,7 +129,6 @@ impl MetadataClientBuilder {
         self
     }
 
-
     /// How the metadata server is reached (default: the value of `GCE_METADATA_MTLS_MODE`,
     /// else [`MdsMtlsMode::None`]). See [`MdsMtlsMode`] and the crate's mTLS section.
     #[must_use]
