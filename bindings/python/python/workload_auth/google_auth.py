@@ -408,11 +408,17 @@ class Credentials(
         token = self._wa.access_token(self._effective_scopes(), timeout=self._timeout)
         return token.token, token.expires_at
 
+    def _forget(self) -> None:
+        self._wa.invalidate()
+
     def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
-        """Puts a valid token in ``headers``; a bound token only when the transport was given
-        its certificate through ``client_cert_callback``."""
+        """Puts a valid token in ``headers`` (a bound token only when the transport was given
+        its certificate through ``client_cert_callback``) and, with regional access boundaries
+        enabled and known, ``x-allowed-locations`` (not for regional endpoints or the IAM and
+        STS hosts; a stale value in ``headers`` is removed). The boundary lookup runs in the
+        background and is never waited for."""
         if not self.valid:
             self._sync()
         if self._bound is not None and self._presented != self._bound.fingerprint:
@@ -424,18 +430,6 @@ class Credentials(
                 kind="invalid_argument",
             )
         self.apply(headers)
-
-    def _forget(self) -> None:
-        self._wa.invalidate()
-
-    def before_request(
-        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
-    ) -> None:
-        """Puts a valid token in ``headers`` and, with regional access boundaries enabled and
-        known, ``x-allowed-locations`` (not for regional endpoints or the IAM and STS hosts; a
-        stale value in ``headers`` is removed). The boundary lookup runs in the background and
-        is never waited for."""
-        super().before_request(request, method, url, headers)
         if self._regional:
             _apply_allowed_locations(self._wa, url, headers, self._timeout)
 
