@@ -160,7 +160,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ));
     }
 
-    let shutdown = wait_for_shutdown();
+    let shutdown = crate::shutdown::wait_for_shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -352,28 +352,6 @@ fn explain(e: &Error) -> String {
 fn warn(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "workload-auth: {line}");
-}
-
-async fn wait_for_shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` in UTC, for messages (a time before the epoch or past year 9999 is
