@@ -137,21 +137,7 @@ pub(crate) async fn start(state: Arc<State>, client_roots: &[Vec<u8>]) -> Result
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| tls_error("server certificate", e))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator mTLS: cannot listen").with_source(e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator mTLS: no address").with_source(e))?;
-    let (shutdown, signal) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, acceptor, state, signal));
-    Ok(MtlsListener {
-        addr,
-        server_root_der,
-        shutdown,
-        task,
-    })
+    listen(state, config, server_root_der, "emulator mTLS").await
 }
 
 /// Starts serving `state`'s endpoints over TLS (1.2 or 1.3, no client certificate) on a free
@@ -165,13 +151,23 @@ pub(crate) async fn start_server_auth(state: Arc<State>) -> Result<MtlsListener>
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| tls_error("server certificate", e))?;
+    listen(state, config, server_root_der, "emulator TLS").await
+}
+
+/// Serves `state` with `config` on a free loopback port; `label` starts the error messages.
+async fn listen(
+    state: Arc<State>,
+    config: rustls::ServerConfig,
+    server_root_der: Vec<u8>,
+    label: &str,
+) -> Result<MtlsListener> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator TLS: cannot listen").with_source(e))?;
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{label}: cannot listen")).with_source(e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator TLS: no address").with_source(e))?;
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{label}: no address")).with_source(e))?;
     let (shutdown, signal) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, acceptor, state, signal));
     Ok(MtlsListener {
