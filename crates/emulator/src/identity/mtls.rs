@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::SanType;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
@@ -83,31 +80,16 @@ fn server_identity() -> Result<(
     Vec<CertificateDer<'static>>,
     PrivateKeyDer<'static>,
 )> {
-    let root_key = KeyPair::generate().map_err(|e| tls_error("root key", e))?;
-    let mut root = CertificateParams::default();
-    root.distinguished_name
-        .push(DnType::CommonName, "workload-auth emulator TLS root");
-    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root_cert = root
-        .self_signed(&root_key)
-        .map_err(|e| tls_error("root certificate", e))?;
-    let issuer = Issuer::new(root, root_key);
-
-    let key = KeyPair::generate().map_err(|e| tls_error("server key", e))?;
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "workload-auth emulator");
-    leaf.subject_alt_names = vec![
+    let sans = vec![
         SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
         SanType::DnsName("localhost".try_into().map_err(|e| tls_error("SAN", e))?),
     ];
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_cert = leaf
-        .signed_by(&key, &issuer)
-        .map_err(|e| tls_error("server certificate", e))?;
+    let (root_cert, _, leaf_cert, key) = crate::mds_mtls::root_and_server(
+        "workload-auth emulator TLS root",
+        "workload-auth emulator",
+        sans,
+    )
+    .map_err(|(what, e)| tls_error(what, e))?;
     Ok((
         root_cert.der().to_vec(),
         vec![leaf_cert.der().clone()],
