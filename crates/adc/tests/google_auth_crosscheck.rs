@@ -144,7 +144,7 @@ async fn check(emu: &Emulator, home: &TempDir, case: Case) {
         .with_env(env)
         .with_detection(
             DetectionInput::with_env(move |n| lookup.var(n))
-                .dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
+                .with_dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
                 .without_probe(),
         )
         .with_cache_config(fast_cache());
