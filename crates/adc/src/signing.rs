@@ -4,6 +4,12 @@
 //! PKCS#1 `RSA PRIVATE KEY`) or an EC P-256 key (PKCS#8 or SEC1 `EC PRIVATE KEY`). RSA keys sign
 //! RS256, P-256 keys ES256 (the fixed-length `r || s` signature JWS requires).
 //!
+//! The PEM is decoded here by hand rather than with a general PEM reader (such as
+//! rustls-pki-types'): this way the base64 text and the decoded DER only ever live in `Zeroizing`
+//! buffers that are wiped when dropped, a SEC1 key is wrapped into PKCS#8 (what ring loads) in
+//! such a buffer too, and a refused key (encrypted, a certificate, no END line) gets an error
+//! saying which it is, without quoting the key.
+//!
 //! ```
 //! # fn main() -> workload_auth_core::Result<()> {
 //! # let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/test_ec_p256_pkcs8.pem")).unwrap();

@@ -144,17 +144,13 @@ async fn check(emu: &Emulator, home: &TempDir, case: Case) {
         .with_env(env)
         .with_detection(
             DetectionInput::with_env(move |n| lookup.var(n))
-                .dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
+                .with_dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
                 .without_probe(),
         )
         .with_cache_config(fast_cache());
     if let Some(root) = &case.tls_root {
         builder = builder.with_tls_root_certificates([CertificateDer::from(root.clone())]);
-        std::fs::write(
-            home.path().join("tls-root.pem"),
-            workload_auth_emulator::ca::pem_encode("CERTIFICATE", root),
-        )
-        .unwrap();
+        std::fs::write(home.path().join("tls-root.pem"), certificate_pem(root)).unwrap();
     }
     let ours = builder
         .build()
@@ -620,4 +616,17 @@ async fn google_auth_and_workload_auth_agree_on_every_credential_kind() {
         )
         .await;
     }
+}
+
+/// `root` as a PEM certificate, for the file the Python side reads.
+fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }

@@ -157,8 +157,8 @@ async fn off_google_cloud_with_nothing_configured_fails_in_milliseconds() {
     let env = EnvSource::from_vars([("HOME", home.path().display().to_string())]);
     let lookup = env.clone();
     let detection = DetectionInput::with_env(move |name| lookup.var(name))
-        .dmi_product_name_path(home.path().join("product_name"))
-        .probe_addr(format!("127.0.0.1:{port}").parse().unwrap());
+        .with_dmi_product_name_path(home.path().join("product_name"))
+        .with_probe_addr(format!("127.0.0.1:{port}").parse().unwrap());
     let started = Instant::now();
     let err = Builder::new()
         .with_env(env)

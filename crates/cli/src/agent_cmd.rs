@@ -113,27 +113,11 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot start the agent: {e}"))?;
     say(&format!("agent serving {endpoint} from {describe}"));
     server
-        .serve_until(shutdown_signal())
+        .serve_until(crate::shutdown::wait_for_shutdown())
         .await
         .map_err(|e| e.to_string())?;
     say("agent stopped");
     Ok(())
-}
-
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
 }
 
 #[cfg(test)]

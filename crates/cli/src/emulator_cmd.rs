@@ -448,7 +448,7 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
         emulator.host(),
         emulator.host()
     ));
-    wait_for_shutdown().await;
+    crate::shutdown::wait_for_shutdown().await;
     emulator.shutdown().await;
     Ok(())
 }
@@ -486,26 +486,4 @@ fn write_credentials(
         })
         .map_err(|e| crate::token_cmd::report(&e))?;
     Ok(Some(rotation))
-}
-
-async fn wait_for_shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

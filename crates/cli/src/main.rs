@@ -10,6 +10,7 @@ mod demo;
 mod emulator_cmd;
 mod mtls_cmd;
 mod output;
+mod shutdown;
 mod token_cmd;
 
 use std::net::SocketAddr;

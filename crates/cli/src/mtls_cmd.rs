@@ -22,8 +22,6 @@ use workload_auth::mtls::{
     VerificationError, VerifiedChainCache, WatchOptions, Watcher, handshake_error,
 };
 
-use workload_auth_emulator::credentials_dir::rfc3339;
-
 use crate::output::say;
 
 /// How long a peer may take to complete the handshake before the server gives up on it.
@@ -162,7 +160,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ));
     }
 
-    let shutdown = wait_for_shutdown();
+    let shutdown = crate::shutdown::wait_for_shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -222,7 +220,7 @@ async fn report_reloads(store: SvidStore) {
                     "credentials reloaded from {}: serving as {} until {}",
                     current.origin(),
                     current.svid().spiffe_id(),
-                    rfc3339(current.svid().not_after(), false)
+                    rfc3339(current.svid().not_after())
                 ));
             }
             () = tokio::time::sleep(Duration::from_secs(1)) => {
@@ -356,24 +354,32 @@ fn warn(line: &str) {
     let _ = writeln!(err, "workload-auth: {line}");
 }
 
-async fn wait_for_shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+/// `YYYY-MM-DDTHH:MM:SSZ` in UTC, for messages (a time before the epoch or past year 9999 is
+/// written as the epoch).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(format)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_writes_utc_seconds() {
+        assert_eq!(super::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(1_709_251_199);
+        assert_eq!(super::rfc3339(leap), "2024-02-29T23:59:59Z");
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(super::rfc3339(before), "1970-01-01T00:00:00Z");
     }
 }

@@ -631,8 +631,8 @@ impl fmt::Debug for IssuedSvid {
     }
 }
 
-/// PEM with 64-column lines.
-pub fn pem_encode(label: &str, der: &[u8]) -> String {
+/// PEM with 64-column lines: the emulator's one PEM encoder (rustls-pki-types only decodes).
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {

@@ -440,7 +440,7 @@ impl Drop for Rotation {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (with nanoseconds when `fraction`), in UTC. Times before the epoch
 /// are written as the epoch, times past year 9999 as its last second.
-pub fn rfc3339(t: SystemTime, fraction: bool) -> String {
+pub(crate) fn rfc3339(t: SystemTime, fraction: bool) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let at = i64::try_from(d.as_secs())
         .ok()

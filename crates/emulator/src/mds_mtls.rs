@@ -40,6 +40,45 @@ fn tls_error(what: &str, e: impl fmt::Display) -> Error {
     )
 }
 
+/// A root certificate, its issuer, a server certificate and the server's key.
+pub(crate) type ServerPki = (
+    rcgen::Certificate,
+    Issuer<'static, KeyPair>,
+    rcgen::Certificate,
+    KeyPair,
+);
+
+/// A fresh root CA named `root_name` and a server certificate named `leaf_name` for `sans` that it
+/// signed (ECDSA P-256): the root, its issuer, the server certificate and key. An error names the
+/// step that failed.
+pub(crate) fn root_and_server(
+    root_name: &str,
+    leaf_name: &str,
+    sans: Vec<SanType>,
+) -> std::result::Result<ServerPki, (&'static str, rcgen::Error)> {
+    let root_key = KeyPair::generate().map_err(|e| ("root key", e))?;
+    let mut root = CertificateParams::default();
+    root.distinguished_name.push(DnType::CommonName, root_name);
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root_cert = root
+        .self_signed(&root_key)
+        .map_err(|e| ("root certificate", e))?;
+    let issuer = Issuer::new(root, root_key);
+
+    let key = KeyPair::generate().map_err(|e| ("server key", e))?;
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name.push(DnType::CommonName, leaf_name);
+    leaf.subject_alt_names = sans;
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_cert = leaf
+        .signed_by(&key, &issuer)
+        .map_err(|e| ("server certificate", e))?;
+    Ok((root_cert, issuer, leaf_cert, key))
+}
+
 fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, "emulator MDS mTLS: cannot write a file")
         .with_endpoint(path.display().to_string())
@@ -109,22 +148,7 @@ impl MdsMtlsCa {
     /// A fresh CA (ECDSA P-256) and a server certificate for `metadata.google.internal` and
     /// `169.254.169.254`.
     pub fn new() -> Result<Self> {
-        let root_key = KeyPair::generate().map_err(|e| tls_error("root key", e))?;
-        let mut root = CertificateParams::default();
-        root.distinguished_name
-            .push(DnType::CommonName, "workload-auth emulator MDS mTLS root");
-        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let root_cert = root
-            .self_signed(&root_key)
-            .map_err(|e| tls_error("root certificate", e))?;
-        let issuer = Issuer::new(root, root_key);
-
-        let key = KeyPair::generate().map_err(|e| tls_error("server key", e))?;
-        let mut leaf = CertificateParams::default();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "metadata.google.internal");
-        leaf.subject_alt_names = vec![
+        let sans = vec![
             SanType::DnsName(
                 "metadata.google.internal"
                     .try_into()
@@ -132,12 +156,12 @@ impl MdsMtlsCa {
             ),
             SanType::IpAddress(Ipv4Addr::new(169, 254, 169, 254).into()),
         ];
-        leaf.is_ca = IsCa::ExplicitNoCa;
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_cert = leaf
-            .signed_by(&key, &issuer)
-            .map_err(|e| tls_error("server certificate", e))?;
+        let (root_cert, issuer, leaf_cert, key) = root_and_server(
+            "workload-auth emulator MDS mTLS root",
+            "metadata.google.internal",
+            sans,
+        )
+        .map_err(|(what, e)| tls_error(what, e))?;
         Ok(Self {
             root_pem: root_cert.pem(),
             root_der: root_cert.der().to_vec(),

@@ -63,7 +63,8 @@ impl IdTokenSigner {
                 "e": URL_SAFE_NO_PAD.encode(&components.e),
             }]
         });
-        let pem_certs = json!({ kid.clone(): pem_encode("RSA PUBLIC KEY", &public_der) });
+        let pem_certs =
+            json!({ kid.clone(): crate::ca::pem_encode("RSA PUBLIC KEY", &public_der) });
         Ok(Self {
             key,
             rng: SystemRandom::new(),
@@ -142,17 +143,6 @@ fn pem_body(pem: &str, label: &str) -> Result<Vec<u8>> {
         )
         .with_source(e)
     })
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use crate::workload::{
 };
 use workload_auth_core::http::snippet;
 
-/// The universe domain when the metadata server does not name one.
+/// The universe domain of Google Cloud's public universe: what the metadata server means when it
+/// names none, and what the other credential kinds (re-exported by the ADC crate) assume.
 pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
 
 const TOKEN: &str = "instance/service-accounts/default/token";

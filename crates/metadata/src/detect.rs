@@ -109,14 +109,14 @@ impl DetectionInput {
 
     /// Reads the DMI product name from `path` instead of [`DMI_PRODUCT_NAME_PATH`].
     #[must_use]
-    pub fn dmi_product_name_path(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn with_dmi_product_name_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.dmi_product_name_path = path.into();
         self
     }
 
     /// Probes `addr` instead of `GCE_METADATA_IP` or [`METADATA_IP_ADDR`].
     #[must_use]
-    pub fn probe_addr(mut self, addr: SocketAddr) -> Self {
+    pub fn with_probe_addr(mut self, addr: SocketAddr) -> Self {
         self.probe_addr = Some(addr);
         self
     }
@@ -130,7 +130,7 @@ impl DetectionInput {
 
     /// The probe's connect limit (default [`DEFAULT_PROBE_CONNECT_TIMEOUT`]).
     #[must_use]
-    pub fn probe_connect_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_probe_connect_timeout(mut self, timeout: Duration) -> Self {
         self.probe_connect_timeout = timeout;
         self
     }
@@ -138,7 +138,7 @@ impl DetectionInput {
     /// The limit for the probe's answer after connecting (default
     /// [`DEFAULT_PROBE_RESPONSE_TIMEOUT`]).
     #[must_use]
-    pub fn probe_response_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_probe_response_timeout(mut self, timeout: Duration) -> Self {
         self.probe_response_timeout = timeout;
         self
     }
@@ -283,8 +283,9 @@ impl fmt::Display for Detection {
 
 /// Decides whether this process runs on Google Cloud, looking at `input`.
 ///
-/// Blocking, but bounded: at most one connect of `probe_connect_timeout` plus one answer of
-/// `probe_response_timeout`, and only when no local fact decides. Needs no async runtime; from
+/// Blocking, but bounded: at most one connect (limit:
+/// [`DetectionInput::with_probe_connect_timeout`]) plus one answer (limit:
+/// [`DetectionInput::with_probe_response_timeout`]), and only when no local fact decides. Needs no async runtime; from
 /// async code, run it where blocking is allowed (e.g. `tokio::task::spawn_blocking`) if those
 /// few milliseconds matter.
 pub fn detect(input: &DetectionInput) -> Detection {
@@ -628,7 +629,7 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         DetectionInput::with_env_vars(vars)
-            .dmi_product_name_path(no_dmi())
+            .with_dmi_product_name_path(no_dmi())
             .without_probe()
     }
 
@@ -674,12 +675,12 @@ mod tests {
         let other = dir.join("other");
         std::fs::write(&other, "Standard PC (Q35 + ICH9, 2009)\n").unwrap();
 
-        let d = detect(&input(&[]).dmi_product_name_path(&google));
+        let d = detect(&input(&[]).with_dmi_product_name_path(&google));
         assert!(d.is_on_google_cloud());
         assert_eq!(d.decided_by(), Rule::DmiProductName);
         assert!(d.checks()[2].outcome.contains("Google Compute Engine"));
 
-        let d = detect(&input(&[]).dmi_product_name_path(&other));
+        let d = detect(&input(&[]).with_dmi_product_name_path(&other));
         assert!(!d.is_on_google_cloud());
         assert!(d.explain().contains("Standard PC"), "{}", d.explain());
         std::fs::remove_dir_all(&dir).unwrap();
@@ -741,7 +742,7 @@ mod tests {
         assert_eq!(parse_probe_addr("metadata.google.internal", 80), None);
         let d = detect(
             &DetectionInput::with_env_vars([("GCE_METADATA_IP", "not-an-ip")])
-                .dmi_product_name_path(no_dmi()),
+                .with_dmi_product_name_path(no_dmi()),
         );
         assert!(!d.is_on_google_cloud());
         assert!(d.checks().last().unwrap().outcome.contains("not probed"));

@@ -71,7 +71,7 @@ fn probe_inside_isolated_namespace() {
         interfaces()
     );
     let input = DetectionInput::with_env_vars(Vec::<(String, String)>::new())
-        .dmi_product_name_path("/nonexistent/workload-auth/product_name");
+        .with_dmi_product_name_path("/nonexistent/workload-auth/product_name");
     let start = Instant::now();
     let detection = detect(&input);
     let elapsed = start.elapsed();

@@ -20,8 +20,8 @@ fn no_dmi() -> PathBuf {
 fn probe(addr: SocketAddr) -> Detection {
     detect(
         &DetectionInput::with_env_vars(Vec::<(String, String)>::new())
-            .dmi_product_name_path(no_dmi())
-            .probe_addr(addr),
+            .with_dmi_product_name_path(no_dmi())
+            .with_probe_addr(addr),
     )
 }
 
@@ -89,9 +89,9 @@ fn a_silent_peer_is_given_up_on_after_the_response_timeout() {
     let start = Instant::now();
     let d = detect(
         &DetectionInput::with_env_vars(Vec::<(String, String)>::new())
-            .dmi_product_name_path(no_dmi())
-            .probe_addr(addr)
-            .probe_response_timeout(Duration::from_millis(100)),
+            .with_dmi_product_name_path(no_dmi())
+            .with_probe_addr(addr)
+            .with_probe_response_timeout(Duration::from_millis(100)),
     );
     let elapsed = start.elapsed();
     drop(listener);
@@ -130,7 +130,7 @@ fn gce_metadata_ip_from_the_environment_is_probed() {
     let emu = Emulator::start_in_thread(EmulatorConfig::default()).unwrap();
     let d = detect(
         &DetectionInput::with_env_vars([("GCE_METADATA_IP", emu.addr().to_string())])
-            .dmi_product_name_path(no_dmi()),
+            .with_dmi_product_name_path(no_dmi()),
     );
     assert!(d.is_on_google_cloud(), "{d}");
     assert!(probe_outcome(&d).contains("GCE_METADATA_IP"), "{d}");
@@ -146,8 +146,8 @@ fn local_rules_decide_without_probing() {
     ] {
         let d = detect(
             &DetectionInput::with_env_vars(vars.clone())
-                .dmi_product_name_path(no_dmi())
-                .probe_addr(emu.addr()),
+                .with_dmi_product_name_path(no_dmi())
+                .with_probe_addr(emu.addr()),
         );
         assert_ne!(d.decided_by(), Rule::Probe, "{vars:?}");
     }

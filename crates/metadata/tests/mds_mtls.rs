@@ -376,9 +376,9 @@ async fn strict_detection_probes_over_mtls_and_never_plain_http() {
             ("GCE_METADATA_MTLS_MODE", "strict".to_owned()),
             ("WORKLOAD_AUTH_MDS_MTLS_DIR", dir.display().to_string()),
         ])
-        .dmi_product_name_path("/nonexistent/workload-auth/product_name")
-        .probe_addr(emu.addr())
-        .probe_response_timeout(Duration::from_secs(5))
+        .with_dmi_product_name_path("/nonexistent/workload-auth/product_name")
+        .with_probe_addr(emu.addr())
+        .with_probe_response_timeout(Duration::from_secs(5))
     };
     let probe = input(&dir);
     let found = tokio::task::spawn_blocking(move || detect(&probe))

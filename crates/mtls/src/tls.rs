@@ -54,6 +54,9 @@ impl SpiffeServerCertVerifier {
     }
 }
 
+// Deliberately parallel to the `ClientCertVerifier` impl below: rustls has one trait per side,
+// each with its own signature methods; both forward to the one `SpiffeVerifier`, which holds the
+// logic, so only these few forwarding lines repeat.
 impl ServerCertVerifier for SpiffeServerCertVerifier {
     fn verify_server_cert(
         &self,
@@ -106,6 +109,8 @@ impl SpiffeClientCertVerifier {
     }
 }
 
+// Deliberately parallel to the `ServerCertVerifier` impl above (one rustls trait per side); the
+// signature methods forward to the same `SpiffeVerifier`.
 impl ClientCertVerifier for SpiffeClientCertVerifier {
     fn offer_client_auth(&self) -> bool {
         true

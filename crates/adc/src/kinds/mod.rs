@@ -33,8 +33,8 @@ pub(crate) type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'sta
 /// The scope most Google APIs accept, requested when nothing else is asked for.
 pub(crate) const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// The universe domain of Google Cloud's public universe.
-pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
+/// The universe domain of Google Cloud's public universe (one definition, in the metadata crate).
+pub use workload_auth_metadata::DEFAULT_UNIVERSE_DOMAIN;
 
 /// The kind of credential Application Default Credentials chose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -131,7 +131,7 @@ impl Drop for TempDir {
 /// Detection that never probes the network and sees no Google Cloud marker.
 pub fn no_cloud() -> DetectionInput {
     DetectionInput::with_env_vars::<&str, &str>([])
-        .dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
+        .with_dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
         .without_probe()
 }
 
@@ -156,7 +156,7 @@ pub fn builder(home: &TempDir, vars: &[(&str, String)]) -> Builder {
         .with_home(home.path());
     let lookup = env.clone();
     let detection = DetectionInput::with_env(move |name| lookup.var(name))
-        .dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
+        .with_dmi_product_name_path("/nonexistent/workload-auth-test/product_name")
         .without_probe();
     Builder::new()
         .with_env(env)

@@ -133,7 +133,7 @@ fn prelude(
     config: &EmulatorConfig,
     request: &Request,
     email: &str,
-) -> Result<serde_json::Map<String, Value>, Response> {
+) -> Result<Body, Response> {
     authorize(state, config, request)?;
     if !known_account(config, email) {
         return Err(google_error(
@@ -147,16 +147,30 @@ fn prelude(
     Ok(body)
 }
 
-pub(crate) fn generate_access_token(
+/// A request's parsed JSON body.
+pub(crate) type Body = serde_json::Map<String, Value>;
+
+/// Runs the checks every IAM credentials call shares (caller authorized, account known, body
+/// parsed, delegates known), then `answer` with the parsed body.
+pub(crate) fn serve(
     state: &State,
     config: &EmulatorConfig,
     request: &Request,
     email: &str,
+    answer: fn(&State, &EmulatorConfig, &Body, &str) -> Response,
 ) -> Response {
-    let body = match prelude(state, config, request, email) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+    match prelude(state, config, request, email) {
+        Ok(body) => answer(state, config, &body, email),
+        Err(response) => response,
+    }
+}
+
+pub(crate) fn generate_access_token(
+    state: &State,
+    config: &EmulatorConfig,
+    body: &Body,
+    _email: &str,
+) -> Response {
     let scopes: Vec<String> = body
         .get("scope")
         .and_then(Value::as_array)
@@ -211,13 +225,9 @@ pub(crate) fn generate_access_token(
 pub(crate) fn generate_id_token(
     state: &State,
     config: &EmulatorConfig,
-    request: &Request,
+    body: &Body,
     email: &str,
 ) -> Response {
-    let body = match prelude(state, config, request, email) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let Some(audience) = body
         .get("audience")
         .and_then(Value::as_str)
@@ -262,17 +272,13 @@ const MAX_BLOB: usize = 64 * 1024;
 /// emulator publishes at `/oauth2/v3/certs` under `keyId`.
 pub(crate) fn sign_blob(
     state: &State,
-    config: &EmulatorConfig,
-    request: &Request,
-    email: &str,
+    _config: &EmulatorConfig,
+    body: &Body,
+    _email: &str,
 ) -> Response {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
 
-    let body = match prelude(state, config, request, email) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let payload = body
         .get("payload")
         .and_then(Value::as_str)

@@ -146,12 +146,14 @@ pub(crate) fn handle(state: &State, route: &IdentityRoute, request: &Request) ->
         IdentityRoute::StsToken => sts::exchange(state, &config, request),
         IdentityRoute::StsOAuthToken => sts::refresh(state, &config, request),
         IdentityRoute::GenerateAccessToken(email) => {
-            iam::generate_access_token(state, &config, request, email)
+            iam::serve(state, &config, request, email, iam::generate_access_token)
         }
         IdentityRoute::GenerateIdToken(email) => {
-            iam::generate_id_token(state, &config, request, email)
+            iam::serve(state, &config, request, email, iam::generate_id_token)
         }
-        IdentityRoute::SignBlob(email) => iam::sign_blob(state, &config, request, email),
+        IdentityRoute::SignBlob(email) => {
+            iam::serve(state, &config, request, email, iam::sign_blob)
+        }
         IdentityRoute::AwsSessionToken => aws::session_token(state, &identity.aws, request),
         IdentityRoute::AwsRegion => aws::availability_zone(state, &identity.aws, request),
         IdentityRoute::AwsRoleList => aws::role_name(state, &identity.aws, request),

@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::SanType;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
@@ -83,31 +80,16 @@ fn server_identity() -> Result<(
     Vec<CertificateDer<'static>>,
     PrivateKeyDer<'static>,
 )> {
-    let root_key = KeyPair::generate().map_err(|e| tls_error("root key", e))?;
-    let mut root = CertificateParams::default();
-    root.distinguished_name
-        .push(DnType::CommonName, "workload-auth emulator TLS root");
-    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root_cert = root
-        .self_signed(&root_key)
-        .map_err(|e| tls_error("root certificate", e))?;
-    let issuer = Issuer::new(root, root_key);
-
-    let key = KeyPair::generate().map_err(|e| tls_error("server key", e))?;
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "workload-auth emulator");
-    leaf.subject_alt_names = vec![
+    let sans = vec![
         SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
         SanType::DnsName("localhost".try_into().map_err(|e| tls_error("SAN", e))?),
     ];
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_cert = leaf
-        .signed_by(&key, &issuer)
-        .map_err(|e| tls_error("server certificate", e))?;
+    let (root_cert, _, leaf_cert, key) = crate::mds_mtls::root_and_server(
+        "workload-auth emulator TLS root",
+        "workload-auth emulator",
+        sans,
+    )
+    .map_err(|(what, e)| tls_error(what, e))?;
     Ok((
         root_cert.der().to_vec(),
         vec![leaf_cert.der().clone()],
@@ -137,21 +119,7 @@ pub(crate) async fn start(state: Arc<State>, client_roots: &[Vec<u8>]) -> Result
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| tls_error("server certificate", e))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator mTLS: cannot listen").with_source(e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator mTLS: no address").with_source(e))?;
-    let (shutdown, signal) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, acceptor, state, signal));
-    Ok(MtlsListener {
-        addr,
-        server_root_der,
-        shutdown,
-        task,
-    })
+    listen(state, config, server_root_der, "emulator mTLS").await
 }
 
 /// Starts serving `state`'s endpoints over TLS (1.2 or 1.3, no client certificate) on a free
@@ -165,13 +133,23 @@ pub(crate) async fn start_server_auth(state: Arc<State>) -> Result<MtlsListener>
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| tls_error("server certificate", e))?;
+    listen(state, config, server_root_der, "emulator TLS").await
+}
+
+/// Serves `state` with `config` on a free loopback port; `label` starts the error messages.
+async fn listen(
+    state: Arc<State>,
+    config: rustls::ServerConfig,
+    server_root_der: Vec<u8>,
+    label: &str,
+) -> Result<MtlsListener> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator TLS: cannot listen").with_source(e))?;
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{label}: cannot listen")).with_source(e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Io, "emulator TLS: no address").with_source(e))?;
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{label}: no address")).with_source(e))?;
     let (shutdown, signal) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, acceptor, state, signal));
     Ok(MtlsListener {
