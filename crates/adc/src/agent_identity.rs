@@ -26,9 +26,8 @@ use workload_auth_metadata::CertificateBinding;
 
 use crate::client_certificate::USE_CLIENT_CERTIFICATE_ENV;
 use crate::env::EnvSource;
-use workload_auth_core::json::{Fields, parse_object};
 
-use crate::kinds::x509::{certificates, default_config_path, read_limited};
+use crate::kinds::x509::{certificates, default_config_path, read_limited, read_workload_paths};
 
 /// `GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN`: `false` asks for unbound tokens.
 pub const ENABLE_RUNTIME_BOUND_TOKEN_ENV: &str = "GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN";
@@ -111,7 +110,7 @@ impl CertificateFiles {
         {
             // A configuration without a workload certificate (say, only gcloud's `keychain`
             // entry) binds nothing, as in google-auth; a broken one is an error naming it.
-            return Ok(workload_paths(&config)?.map(|(cert, key)| Self {
+            return Ok(read_workload_paths(&config)?.map(|(cert, key)| Self {
                 cert,
                 key,
                 origin: format!("certificate configuration {}", config.display()),
@@ -176,32 +175,6 @@ impl CertificateFiles {
             not_after: leaf.not_after,
         }))
     }
-}
-
-/// `cert_configs.workload.cert_path` (and `key_path`, when given) of a `certificate_config.json`;
-/// `None` when it has no workload entry.
-fn workload_paths(config: &Path) -> Result<Option<(PathBuf, Option<PathBuf>)>> {
-    let place = config.display().to_string();
-    let content = read_limited(config, "the certificate configuration")?;
-    let map = parse_object(
-        &content,
-        &place,
-        ErrorKind::InvalidCredentials,
-        "the certificate configuration",
-    )?;
-    let fields = Fields::of_file(&map, &place);
-    let Some(workload) = fields
-        .opt_object("cert_configs")?
-        .map(|configs| configs.opt_object("workload"))
-        .transpose()?
-        .flatten()
-    else {
-        return Ok(None);
-    };
-    Ok(Some((
-        PathBuf::from(workload.str("cert_path")?),
-        workload.opt_nonempty_str("key_path")?.map(PathBuf::from),
-    )))
 }
 
 /// The fingerprint of `chain`'s leaf when it is an Agent Identity certificate.

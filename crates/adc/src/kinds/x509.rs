@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use workload_auth_core::fs::{MAX_PEM_FILE_BYTES, read_bounded};
-use workload_auth_core::json::{Fields, parse_object};
+use workload_auth_core::json::{Fields, JsonObject, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use zeroize::Zeroizing;
 
@@ -168,8 +168,8 @@ pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>
     read_bounded(path, MAX_PEM_FILE_BYTES, &format!("{what} file"))
 }
 
-/// `cert_configs.workload.{cert_path,key_path}` of `certificate_config.json`.
-pub(crate) fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
+/// The `certificate_config.json` at `path`, parsed, and the name its errors give it.
+fn parse_config(path: &Path) -> Result<(JsonObject, String)> {
     let place = path.display().to_string();
     let content = read_limited(path, "the certificate configuration")?;
     let map = parse_object(
@@ -178,12 +178,39 @@ pub(crate) fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
         ErrorKind::InvalidCredentials,
         "the certificate configuration",
     )?;
+    Ok((map, place))
+}
+
+/// `cert_configs.workload.{cert_path,key_path}` of `certificate_config.json`, both required
+/// (a client certificate for mutual TLS needs its key).
+pub(crate) fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (map, place) = parse_config(path)?;
     let fields = Fields::of_file(&map, &place);
     let workload = fields.object("cert_configs")?.object("workload")?;
     Ok((
         PathBuf::from(workload.str("cert_path")?),
         PathBuf::from(workload.str("key_path")?),
     ))
+}
+
+/// `cert_configs.workload.cert_path` (and `key_path`, when given) of a
+/// `certificate_config.json`; `None` when it has no workload entry (a certificate only needs to
+/// be read, not used for a handshake, to bind tokens to it).
+pub(crate) fn read_workload_paths(path: &Path) -> Result<Option<(PathBuf, Option<PathBuf>)>> {
+    let (map, place) = parse_config(path)?;
+    let fields = Fields::of_file(&map, &place);
+    let Some(workload) = fields
+        .opt_object("cert_configs")?
+        .map(|configs| configs.opt_object("workload"))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    Ok(Some((
+        PathBuf::from(workload.str("cert_path")?),
+        workload.opt_nonempty_str("key_path")?.map(PathBuf::from),
+    )))
 }
 
 pub(crate) fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>> {
