@@ -111,9 +111,10 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), String> {
         .bind()
         .await
         .map_err(|e| format!("cannot start the agent: {e}"))?;
+    let shutdown = crate::shutdown::wait_for_shutdown();
     say(&format!("agent serving {endpoint} from {describe}"));
     server
-        .serve_until(crate::shutdown::wait_for_shutdown())
+        .serve_until(shutdown)
         .await
         .map_err(|e| e.to_string())?;
     say("agent stopped");

@@ -428,6 +428,7 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
     for (endpoint, fault, times) in faults {
         emulator.inject(endpoint, fault, times);
     }
+    let shutdown = crate::shutdown::wait_for_shutdown();
     say(&format!("listening on {}", emulator.addr()));
     if let Some(dir) = &args.mds_mtls {
         emulator
@@ -448,7 +449,7 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), String> {
         emulator.host(),
         emulator.host()
     ));
-    crate::shutdown::wait_for_shutdown().await;
+    shutdown.await;
     emulator.shutdown().await;
     Ok(())
 }

@@ -146,6 +146,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let shutdown = crate::shutdown::wait_for_shutdown();
     say(&format!("listening on {local}"));
     say(&format!(
         "serving as {}",
@@ -160,7 +161,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ));
     }
 
-    let shutdown = crate::shutdown::wait_for_shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
