@@ -27,7 +27,9 @@ use workload_auth_metadata::CertificateBinding;
 use crate::client_certificate::USE_CLIENT_CERTIFICATE_ENV;
 use crate::env::EnvSource;
 
-use crate::kinds::x509::{certificates, default_config_path, read_limited, read_workload_paths};
+use crate::kinds::external_account::sources::certificate::{
+    certificates, default_config_path, read_limited, read_workload_paths,
+};
 
 /// `GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN`: `false` asks for unbound tokens.
 pub const ENABLE_RUNTIME_BOUND_TOKEN_ENV: &str = "GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN";

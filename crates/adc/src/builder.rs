@@ -301,7 +301,7 @@ impl Builder {
     /// environment names (checked here, so a bad proxy variable fails the build).
     /// Where [`Credentials::sign_blob`] signs: the builder's IAM Credentials endpoint (checked
     /// by the endpoint policy now, before any request), with the builder's network settings.
-    fn blob_signing(&self) -> Result<crate::kinds::iam::BlobSigning> {
+    fn blob_signing(&self) -> Result<crate::kinds::impersonated::iam::BlobSigning> {
         let base = self
             .regional
             .endpoint
@@ -310,7 +310,7 @@ impl Builder {
                 crate::url_policy::caller_endpoint(raw, "iam_credentials_endpoint", "the builder")
             })
             .transpose()?;
-        Ok(crate::kinds::iam::BlobSigning {
+        Ok(crate::kinds::impersonated::iam::BlobSigning {
             base,
             http: crate::http::Http::new(&self.network()?, None, self.timeout),
             email: tokio::sync::OnceCell::new(),
@@ -719,7 +719,7 @@ impl Builder {
             .inspect_err(|e| fail(steps, e))?;
         let binding = self.agent_binding().inspect_err(|e| fail(steps, e))?;
         Ok(Found {
-            source: Source::Metadata(Arc::new(kinds::metadata::MetadataSource {
+            source: Source::Metadata(Arc::new(kinds::metadata_server::MetadataSource {
                 client: client.clone(),
                 binding,
             })),

@@ -16,7 +16,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use workload_auth_core::{Error, ErrorKind, Result};
 
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
-use crate::kinds::x509::{certificates, default_config_path, read_config, read_limited};
+use crate::kinds::external_account::sources::certificate::{
+    certificates, default_config_path, read_config, read_limited,
+};
 
 /// `GOOGLE_API_USE_CLIENT_CERTIFICATE`.
 pub const USE_CLIENT_CERTIFICATE_ENV: &str = "GOOGLE_API_USE_CLIENT_CERTIFICATE";

@@ -52,7 +52,7 @@ pub(crate) struct Resolved {
     pub(crate) cache: CacheConfig,
     pub(crate) metadata: Option<MetadataClient>,
     pub(crate) regional: Option<Arc<Regional>>,
-    pub(crate) signing: crate::kinds::iam::BlobSigning,
+    pub(crate) signing: crate::kinds::impersonated::iam::BlobSigning,
 }
 
 /// Loads the bound certificate; one that is no longer an Agent Identity certificate is an error
@@ -150,7 +150,7 @@ struct Inner {
     universe: OnceCell<String>,
     metadata: Option<MetadataClient>,
     regional: Option<Arc<Regional>>,
-    signing: crate::kinds::iam::BlobSigning,
+    signing: crate::kinds::impersonated::iam::BlobSigning,
     /// The default token's ready request headers, rebuilt when the token or the regional
     /// boundary's generation changes (so a warm `request_headers` allocates nothing).
     headers: ArcSwapOption<HeaderSet>,
@@ -546,12 +546,19 @@ impl Credentials {
         };
         let base = match base.or_else(|| self.inner.signing.base.clone()) {
             Some(base) => base,
-            None => crate::kinds::iam::default_base(&self.universe_domain().await?)?,
+            None => crate::kinds::impersonated::iam::default_base(&self.universe_domain().await?)?,
         };
-        let url = crate::kinds::iam::sign_blob_url(&base, &email)?;
+        let url = crate::kinds::impersonated::iam::sign_blob_url(&base, &email)?;
         let token = self.access_token().await?;
         let auth = (token.secret(), self.quota_project_id());
-        crate::kinds::iam::sign_blob(&self.inner.signing.http, &url, &email, auth, message).await
+        crate::kinds::impersonated::iam::sign_blob(
+            &self.inner.signing.http,
+            &url,
+            &email,
+            auth,
+            message,
+        )
+        .await
     }
 
     /// Forgets every cached token (say, after an API answered 401); the next call fetches anew.

@@ -13,7 +13,8 @@ use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 use zeroize::Zeroizing;
 
 use crate::http::{Reply, parse_access_token};
-use crate::kinds::{executable, iam, x509};
+use crate::kinds::external_account::sources::{certificate, executable};
+use crate::kinds::impersonated::iam;
 
 /// The endpoint fuzzed answers claim to come from (never contacted).
 const ENDPOINT: &str = "https://fuzz.invalid/token";
@@ -56,7 +57,7 @@ pub fn split_command(command: &str) -> Option<Vec<String>> {
 
 /// The certificate and key paths named by the `certificate_config.json` at `path`.
 pub fn certificate_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
-    x509::read_config(path)
+    certificate::read_config(path)
 }
 
 /// An RFC 3339 timestamp as the IAM answers and AWS dates are read.

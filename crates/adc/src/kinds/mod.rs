@@ -1,16 +1,11 @@
 //! The credential types, one module each, and the dispatch on a credential file's `type`.
 
 pub(crate) mod authorized_user;
-pub(crate) mod aws;
-pub(crate) mod executable;
 pub(crate) mod external_account;
 pub(crate) mod external_authorized_user;
-pub(crate) mod iam;
 pub(crate) mod impersonated;
-pub(crate) mod metadata;
+pub(crate) mod metadata_server;
 pub(crate) mod service_account;
-pub(crate) mod subject_token;
-pub(crate) mod x509;
 
 use std::fmt;
 use std::future::Future;
@@ -128,7 +123,7 @@ pub(crate) struct Context {
 /// One credential, ready to fetch tokens. Cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
-    Metadata(Arc<metadata::MetadataSource>),
+    Metadata(Arc<metadata_server::MetadataSource>),
     ServiceAccount(Arc<service_account::ServiceAccount>),
     AuthorizedUser(Arc<authorized_user::AuthorizedUser>),
     Impersonated(Arc<impersonated::Impersonated>),

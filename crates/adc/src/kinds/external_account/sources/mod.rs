@@ -1,6 +1,10 @@
 //! Where an external account's subject token comes from: a file, a URL, an executable, AWS, or
 //! an X.509 certificate.
 
+pub(crate) mod aws;
+pub(crate) mod certificate;
+pub(crate) mod executable;
+
 use std::path::PathBuf;
 
 use url::Url;
@@ -9,12 +13,12 @@ use workload_auth_core::http::snippet;
 use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
-use super::aws::AwsSource;
-use super::executable::Executable;
-use super::x509::CertificateSource;
 use crate::env::EnvSource;
 use crate::http::{Auth, Body, Http};
 use crate::url_policy::{display_url, source_url};
+use aws::AwsSource;
+use certificate::CertificateSource;
+use executable::Executable;
 
 /// How a file or URL source holds the token.
 #[derive(Clone, Debug, PartialEq, Eq)]

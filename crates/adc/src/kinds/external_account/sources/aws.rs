@@ -17,7 +17,7 @@ use workload_auth_core::http::snippet;
 use workload_auth_core::json::Fields;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
-use super::subject_token::SubjectContext;
+use super::SubjectContext;
 use crate::http::{Auth, Body, Http};
 use crate::time::amz_date;
 use crate::url_policy::{aws_metadata_url, aws_verification_url, display_url};

@@ -4,6 +4,8 @@
 //! executable; a signed AWS request; an X.509 certificate) is exchanged at Google's Security Token
 //! Service (RFC 8693) for a federated access token, which may then impersonate a service account.
 
+pub(crate) mod sources;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,11 +15,12 @@ use workload_auth_core::{
     AccessToken, Error, ErrorKind, IdToken, Result, SecretString, TokenCache,
 };
 
-use super::aws::{AWS_SUBJECT_TOKEN_TYPE, AwsSource};
-use super::executable::Executable;
-use super::iam::Target;
+use sources::aws::{AWS_SUBJECT_TOKEN_TYPE, AwsSource};
+use sources::executable::Executable;
+use sources::{SubjectContext, SubjectTokenSource};
+
+use super::impersonated::iam::Target;
 use super::impersonated::{DEFAULT_LIFETIME, inner_cache};
-use super::subject_token::{SubjectContext, SubjectTokenSource};
 use super::{CLOUD_PLATFORM_SCOPE, Context, scopes_or, universe_domain};
 use crate::agent_identity::{
     BoundAccessToken, BoundCertificate, CertificateFiles, agent_fingerprint, bound_only_error,
@@ -251,9 +254,9 @@ impl ExternalAccount {
             option_map.insert("bindCertFingerprint".into(), fingerprint.into());
         }
         if !option_map.is_empty() {
-            options = super::aws::quote(
+            options = sources::aws::quote(
                 &serde_json::Value::Object(option_map).to_string(),
-                super::aws::PY_QUOTE,
+                sources::aws::PY_QUOTE,
             );
             form.push(("options", options.as_str()));
         }
@@ -283,7 +286,7 @@ impl ExternalAccount {
     /// Agent Identity one (and binding is on), in which case it must be `bound_to`.
     fn binding_of(
         &self,
-        subject: &super::subject_token::Subject,
+        subject: &sources::Subject,
         bound_to: Option<&BoundCertificate>,
     ) -> Result<Option<String>> {
         let agent = match &subject.chain {

@@ -2,16 +2,18 @@
 //! key, or a workforce user's refresh token) that asks IAM for a service account's tokens, as
 //! `gcloud auth application-default login --impersonate-service-account=EMAIL` writes it.
 
+pub(crate) mod iam;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, TokenCache};
 
-use super::iam::Target;
 use super::{CLOUD_PLATFORM_SCOPE, Context, Source, scopes_or};
 use crate::http::Http;
 use crate::url_policy::display_url;
+use iam::Target;
 
 /// The source types google-auth accepts under `source_credentials`.
 const SOURCE_TYPES: [&str; 3] = [

@@ -18,7 +18,7 @@ use workload_auth_core::json::{Fields, JsonObject, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use zeroize::Zeroizing;
 
-use super::subject_token::Subject;
+use super::Subject;
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
 use crate::http::{Http, TlsRoots};
 

@@ -13,7 +13,7 @@ use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use zeroize::Zeroizing;
 
-use super::subject_token::SubjectContext;
+use super::SubjectContext;
 use crate::env::{ALLOW_EXECUTABLES_ENV, ChildEnv};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
