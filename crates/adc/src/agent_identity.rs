@@ -19,17 +19,15 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use workload_auth_core::{AccessToken, Error, ErrorKind, Expiring, IdToken, Result};
 use workload_auth_metadata::CertificateBinding;
 
+use crate::certificate_config::{
+    certificates, default_config_path, private_key, read_limited, read_workload_paths,
+};
 use crate::client_certificate::USE_CLIENT_CERTIFICATE_ENV;
 use crate::env::EnvSource;
-
-use crate::kinds::external_account::sources::certificate::{
-    certificates, default_config_path, read_limited, read_workload_paths,
-};
 
 /// `GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN`: `false` asks for unbound tokens.
 pub const ENABLE_RUNTIME_BOUND_TOKEN_ENV: &str = "GOOGLE_API_ENABLE_RUNTIME_BOUND_TOKEN";
@@ -237,14 +235,7 @@ fn parse_leaf(der: &CertificateDer<'_>, path: &Path) -> Result<Leaf> {
 /// Loads the private key at `path` and checks it belongs to the leaf of `chain`.
 fn load_key(path: &Path, chain: &[CertificateDer<'static>]) -> Result<PrivateKeyDer<'static>> {
     let place = path.display().to_string();
-    let pem = read_limited(path, "the workload private key")?;
-    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidCredentials,
-            "the file holds no PEM private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
-        )
-        .with_endpoint(place.clone())
-    })?;
+    let key = private_key(path)?;
     let provider = rustls::crypto::ring::default_provider();
     rustls::sign::CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider).map_err(
         |e| {

@@ -11,14 +11,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use workload_auth_core::{Error, ErrorKind, Result};
 
+use crate::certificate_config::{WorkloadCertificate, default_config_path, load_workload};
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
-use crate::kinds::external_account::sources::certificate::{
-    certificates, default_config_path, read_config, read_limited,
-};
 
 /// `GOOGLE_API_USE_CLIENT_CERTIFICATE`.
 pub const USE_CLIENT_CERTIFICATE_ENV: &str = "GOOGLE_API_USE_CLIENT_CERTIFICATE";
@@ -87,19 +84,7 @@ impl ClientCertificate {
 
     /// Loads the workload certificate named by the `certificate_config.json` at `path`.
     pub fn from_config(path: &Path) -> Result<Self> {
-        let (cert_path, key_path) = read_config(path)?;
-        let chain = certificates(
-            &read_limited(&cert_path, "the workload certificate")?,
-            &cert_path,
-        )?;
-        let key_pem = read_limited(&key_path, "the workload private key")?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidCredentials,
-                "the file holds no PEM private key",
-            )
-            .with_endpoint(key_path.display().to_string())
-        })?;
+        let WorkloadCertificate { chain, key, .. } = load_workload(path)?;
         Ok(Self {
             chain,
             key,

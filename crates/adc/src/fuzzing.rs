@@ -12,8 +12,9 @@ use std::time::SystemTime;
 use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 use zeroize::Zeroizing;
 
+use crate::certificate_config;
 use crate::http::{Reply, parse_access_token};
-use crate::kinds::external_account::sources::{certificate, executable};
+use crate::kinds::external_account::sources::executable;
 use crate::kinds::impersonated::iam;
 
 /// The endpoint fuzzed answers claim to come from (never contacted).
@@ -57,7 +58,7 @@ pub fn split_command(command: &str) -> Option<Vec<String>> {
 
 /// The certificate and key paths named by the `certificate_config.json` at `path`.
 pub fn certificate_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
-    certificate::read_config(path)
+    certificate_config::read_config(path)
 }
 
 /// An RFC 3339 timestamp as the IAM answers and AWS dates are read.

@@ -67,6 +67,7 @@
 
 pub mod agent_identity;
 mod builder;
+mod certificate_config;
 mod client_certificate;
 mod credentials;
 pub mod downscoped;

@@ -6,19 +6,19 @@
 //! The files are read again for every exchange, so a certificate rotated on disk is picked up
 //! by the next token refresh.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use workload_auth_core::fs::{MAX_PEM_FILE_BYTES, read_bounded};
-use workload_auth_core::json::{Fields, JsonObject, parse_object};
+use workload_auth_core::json::Fields;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
-use zeroize::Zeroizing;
 
 use super::Subject;
+use crate::certificate_config::{
+    WorkloadCertificate, certificates, default_config_path, load_workload, read_config,
+    read_limited,
+};
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
 use crate::http::{Http, TlsRoots};
 
@@ -89,17 +89,11 @@ impl CertificateSource {
                 "set {CERTIFICATE_CONFIG_ENV} to the path of certificate_config.json"
             ))
         })?;
-        let (cert_path, key_path) = read_config(config_path)?;
-        let cert_pem = read_limited(&cert_path, "the workload certificate")?;
-        let chain = certificates(&cert_pem, &cert_path)?;
-        let key_pem = read_limited(&key_path, "the workload private key")?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidCredentials,
-                "the file holds no PEM private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
-            )
-            .with_endpoint(key_path.display().to_string())
-        })?;
+        let WorkloadCertificate {
+            chain,
+            key,
+            cert_path,
+        } = load_workload(config_path)?;
         let mut token_chain = vec![STANDARD.encode(chain[0].as_ref())];
         if let Some(trust_chain) = &self.trust_chain {
             let pem = read_limited(trust_chain, "the trust chain")?;
@@ -149,87 +143,4 @@ impl CertificateSource {
         };
         files.load().ok().flatten().map(|_| files)
     }
-}
-
-/// `GOOGLE_API_CERTIFICATE_CONFIG`, else gcloud's `certificate_config.json`.
-pub(crate) fn default_config_path(env: &EnvSource) -> std::result::Result<PathBuf, String> {
-    if let Some(path) = env.nonempty(CERTIFICATE_CONFIG_ENV) {
-        return Ok(PathBuf::from(path));
-    }
-    env.gcloud_config_dir()
-        .map(|dir| dir.join("certificate_config.json"))
-        .ok_or_else(|| {
-            format!("{CERTIFICATE_CONFIG_ENV} is not set and the home directory is unknown")
-        })
-}
-
-/// Reads `what` (a certificate, key or configuration file) through the bounded reader.
-pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
-    read_bounded(path, MAX_PEM_FILE_BYTES, &format!("{what} file"))
-}
-
-/// The `certificate_config.json` at `path`, parsed, and the name its errors give it.
-fn parse_config(path: &Path) -> Result<(JsonObject, String)> {
-    let place = path.display().to_string();
-    let content = read_limited(path, "the certificate configuration")?;
-    let map = parse_object(
-        &content,
-        &place,
-        ErrorKind::InvalidCredentials,
-        "the certificate configuration",
-    )?;
-    Ok((map, place))
-}
-
-/// `cert_configs.workload.{cert_path,key_path}` of `certificate_config.json`, both required
-/// (a client certificate for mutual TLS needs its key).
-pub(crate) fn read_config(path: &Path) -> Result<(PathBuf, PathBuf)> {
-    let (map, place) = parse_config(path)?;
-    let fields = Fields::of_file(&map, &place);
-    let workload = fields.object("cert_configs")?.object("workload")?;
-    Ok((
-        PathBuf::from(workload.str("cert_path")?),
-        PathBuf::from(workload.str("key_path")?),
-    ))
-}
-
-/// `cert_configs.workload.cert_path` (and `key_path`, when given) of a
-/// `certificate_config.json`; `None` when it has no workload entry (a certificate only needs to
-/// be read, not used for a handshake, to bind tokens to it).
-pub(crate) fn read_workload_paths(path: &Path) -> Result<Option<(PathBuf, Option<PathBuf>)>> {
-    let (map, place) = parse_config(path)?;
-    let fields = Fields::of_file(&map, &place);
-    let Some(workload) = fields
-        .opt_object("cert_configs")?
-        .map(|configs| configs.opt_object("workload"))
-        .transpose()?
-        .flatten()
-    else {
-        return Ok(None);
-    };
-    Ok(Some((
-        PathBuf::from(workload.str("cert_path")?),
-        workload.opt_nonempty_str("key_path")?.map(PathBuf::from),
-    )))
-}
-
-pub(crate) fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let place = path.display().to_string();
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidCredentials,
-                "the PEM certificates are malformed",
-            )
-            .with_endpoint(place.clone())
-        })?;
-    if certs.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidCredentials,
-            "the file holds no PEM certificate",
-        )
-        .with_endpoint(place));
-    }
-    Ok(certs)
 }

@@ -1,24 +1,25 @@
 //! Where an external account's subject token comes from: a file, a URL, an executable, AWS, or
-//! an X.509 certificate.
+//! an X.509 certificate, one module each; the text-or-JSON format the file and URL sources share.
 
 pub(crate) mod aws;
 pub(crate) mod certificate;
 pub(crate) mod executable;
+pub(crate) mod file;
+pub(crate) mod url;
 
 use std::path::PathBuf;
 
-use url::Url;
-use workload_auth_core::fs::{MAX_TOKEN_FILE_BYTES, read_bounded};
 use workload_auth_core::http::snippet;
 use workload_auth_core::json::{Fields, parse_object};
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
+use self::url::UrlSource;
 use crate::env::EnvSource;
-use crate::http::{Auth, Body, Http};
-use crate::url_policy::{display_url, source_url};
+use crate::http::Http;
 use aws::AwsSource;
 use certificate::CertificateSource;
 use executable::Executable;
+use file::FileSource;
 
 /// How a file or URL source holds the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,15 +129,8 @@ pub(crate) struct Subject {
 
 #[derive(Debug)]
 pub(crate) enum SubjectTokenSource {
-    File {
-        path: PathBuf,
-        format: Format,
-    },
-    Url {
-        url: Url,
-        headers: Vec<(String, String)>,
-        format: Format,
-    },
+    File(FileSource),
+    Url(UrlSource),
     Executable(Executable),
     Aws(AwsSource),
     Certificate(CertificateSource),
@@ -157,22 +151,8 @@ impl SubjectTokenSource {
             .filter(|k| source.has(k))
             .collect();
         match present.as_slice() {
-            ["file"] => Ok(Self::File {
-                path: PathBuf::from(source.str("file")?),
-                format: Format::parse(source)?,
-            }),
-            ["url"] => {
-                let url = source_url(source.str("url")?, "credential_source.url", source.place())?;
-                let headers = match source.opt_object("headers")? {
-                    Some(h) => h.string_entries()?,
-                    None => Vec::new(),
-                };
-                Ok(Self::Url {
-                    url,
-                    headers,
-                    format: Format::parse(source)?,
-                })
-            }
+            ["file"] => Ok(Self::File(FileSource::parse(source)?)),
+            ["url"] => Ok(Self::Url(UrlSource::parse(source)?)),
             ["certificate"] => Ok(Self::Certificate(CertificateSource::parse(
                 &source.object("certificate")?,
                 env,
@@ -191,8 +171,8 @@ impl SubjectTokenSource {
     /// A short description for `explain`.
     pub(crate) fn describe(&self) -> String {
         match self {
-            Self::File { path, .. } => format!("file {}", path.display()),
-            Self::Url { url, .. } => format!("url {}", display_url(url)),
+            Self::File(f) => f.describe(),
+            Self::Url(u) => u.describe(),
             Self::Executable(e) => format!("executable {}", e.program()),
             Self::Aws(a) => a.describe(),
             Self::Certificate(c) => c.describe(),
@@ -206,49 +186,13 @@ impl SubjectTokenSource {
             chain: None,
         };
         match self {
-            Self::File { path, format } => read_file(path, format).await.map(plain),
-            Self::Url {
-                url,
-                headers,
-                format,
-            } => read_url(ctx.http, url, headers, format).await.map(plain),
+            Self::File(f) => f.subject_token().map(plain),
+            Self::Url(u) => u.subject_token(ctx.http).await.map(plain),
             Self::Executable(e) => e.subject_token(ctx).await.map(plain),
             Self::Aws(a) => a.subject_token(ctx).await.map(plain),
             Self::Certificate(c) => c.subject(),
         }
     }
-}
-
-async fn read_file(path: &std::path::Path, format: &Format) -> Result<SecretString> {
-    let place = path.display().to_string();
-    let content =
-        read_bounded(path, MAX_TOKEN_FILE_BYTES, "the subject-token file").map_err(|e| {
-            if e.kind() == ErrorKind::Io {
-                e.with_hint(
-                    "check `credential_source.file` and that whatever writes the token is running",
-                )
-            } else {
-                e
-            }
-        })?;
-    format.extract(&content, &place)
-}
-
-async fn read_url(
-    http: &Http,
-    url: &Url,
-    headers: &[(String, String)],
-    format: &Format,
-) -> Result<SecretString> {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let reply = http
-        .send(reqwest::Method::GET, url, Auth::None, &headers, Body::Empty)
-        .await?
-        .ok_or_http_error("the subject-token URL answered with an error")?;
-    format.extract(&reply.body, &reply.endpoint)
 }
 
 #[cfg(test)]
