@@ -23,7 +23,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use workload_auth::workload_api::proto::X509svidRequest;
 use workload_auth::workload_api::{Endpoint, WorkloadApiServer, connect_client, request};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_mtls::{CredentialsDir, WatchOptions};
 
 const ID: &str = "spiffe://example.org/ns/prod/sa/api";

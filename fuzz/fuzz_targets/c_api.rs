@@ -22,7 +22,7 @@ use workload_auth_c::{
     wa_workload_identity_load,
 };
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const TD: &str = "fuzz.example";
 

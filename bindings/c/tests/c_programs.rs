@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
+use workload_auth_emulator::credentials_writer::{
+    CredentialsContents, CredentialsDirWriter, Layout,
+};
 use workload_auth_emulator::{
     Emulator, EmulatorConfig, Endpoint, Fault, IdentityConfig, OAuthClient, RefreshTokenGrant,
 };

@@ -222,14 +222,15 @@ impl std::fmt::Display for RegionalState {
     }
 }
 
-struct Answer {
+/// The allowed locations of the last successful lookup, and when they are forgotten.
+struct AllowedLocations {
     encoded: String,
     locations: Vec<String>,
     expires: Instant,
 }
 
 struct Machine {
-    answer: Option<Answer>,
+    answer: Option<AllowedLocations>,
     next_attempt: Option<Instant>,
     backoff: Duration,
     in_flight: bool,
@@ -546,7 +547,7 @@ fn record(m: &mut Machine, outcome: Outcome, now: Instant, timing: &Timing) {
     m.generation = m.generation.wrapping_add(1);
     match outcome {
         Outcome::Answer(encoded, locations) => {
-            m.answer = now.checked_add(timing.ttl).map(|expires| Answer {
+            m.answer = now.checked_add(timing.ttl).map(|expires| AllowedLocations {
                 encoded,
                 locations,
                 expires,

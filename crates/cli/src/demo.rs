@@ -32,7 +32,9 @@ use workload_auth::workload_api::{
 };
 use workload_auth::{CredentialsBuilder, EnvSource, WorkloadIdentity};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
+use workload_auth_emulator::credentials_writer::{
+    CredentialsContents, CredentialsDirWriter, Layout,
+};
 use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint};
 
 use crate::output::say;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
-use workload_auth_emulator::credentials_dir::{
+use workload_auth_emulator::credentials_writer::{
     CredentialsContents, CredentialsDirWriter, Layout, Rotation,
 };
 use workload_auth_emulator::{

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-auth");
 

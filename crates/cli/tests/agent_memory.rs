@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use workload_auth::workload_api::proto::X509svidRequest;
 use workload_auth::workload_api::{Endpoint, connect_client, request};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const STREAMS: usize = 1000;
 /// Streams share connections as processes' gRPC channels would not: each connection stands for a

@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
+use workload_auth_emulator::credentials_writer::{
+    CredentialsContents, CredentialsDirWriter, Layout,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-auth");
 const TD: &str = "prod.example";

@@ -38,7 +38,7 @@
 mod binding;
 pub mod ca;
 mod config;
-pub mod credentials_dir;
+pub mod credentials_writer;
 mod endpoint;
 mod fault;
 mod http;

@@ -10,7 +10,7 @@ use crate::state::State;
 
 /// What the connection does with a request.
 #[derive(Debug)]
-pub(crate) enum Reply {
+pub(crate) enum ConnectionAction {
     /// Write this response.
     Send(Response, Framing),
     /// Reset the connection without answering.
@@ -112,10 +112,10 @@ impl Route {
 }
 
 /// Counts the request, applies the endpoint's next fault, and answers.
-pub(crate) async fn respond(state: &State, request: &Request) -> Reply {
+pub(crate) async fn respond(state: &State, request: &Request) -> ConnectionAction {
     if request.path == REQUESTS_PATH {
         // The emulator's own view: neither counted nor recorded, never faulted.
-        return Reply::Send(recorded_requests(state, request), Framing::Full);
+        return ConnectionAction::Send(recorded_requests(state, request), Framing::Full);
     }
     let route = Route::of(&request.path);
     let endpoint = route.endpoint();
@@ -128,13 +128,16 @@ pub(crate) async fn respond(state: &State, request: &Request) -> Reply {
     };
     let fault = state.faults.take(endpoint);
     let mut response = match &fault {
-        Some(Fault::Reset) => return Reply::Reset,
+        Some(Fault::Reset) => return ConnectionAction::Reset,
         Some(Fault::Status(status)) => {
             let body = format!("emulated fault: HTTP {status}\n");
-            return Reply::Send(Response::new(*status, "application/text", body), framing);
+            return ConnectionAction::Send(
+                Response::new(*status, "application/text", body),
+                framing,
+            );
         }
         Some(Fault::Redirect(location)) => {
-            return Reply::Send(Response::redirect(302, location), framing);
+            return ConnectionAction::Send(Response::redirect(302, location), framing);
         }
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(*delay).await;
@@ -157,7 +160,7 @@ pub(crate) async fn respond(state: &State, request: &Request) -> Reply {
         Some(Fault::ShortLifetime(lifetime)) => shorten(&mut response, lifetime),
         _ => {}
     }
-    Reply::Send(response, framing)
+    ConnectionAction::Send(response, framing)
 }
 
 /// Rewrites `expires_in` in a successful JSON answer.

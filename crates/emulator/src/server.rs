@@ -16,7 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::fault::Fault;
 use crate::http::{self, Framing, ReadError};
 use crate::record::RecordedRequest;
-use crate::router::{self, Reply};
+use crate::router::{self, ConnectionAction};
 use crate::state::State;
 use crate::tokens::IssuedToken;
 
@@ -442,8 +442,8 @@ where
         }
         let (response, framing, close) = match read {
             Ok(request) => match router::respond(state, &request).await {
-                Reply::Reset => return Ending::Reset,
-                Reply::Send(response, framing) => {
+                ConnectionAction::Reset => return Ending::Reset,
+                ConnectionAction::Send(response, framing) => {
                     let close =
                         !request.keep_alive() || framing == Framing::Truncated || *signal.borrow();
                     (response, framing, close)

@@ -41,7 +41,7 @@ mod authorize;
 mod bundle;
 mod cert;
 mod chain_cache;
-mod credentials_dir;
+mod credentials_reader;
 mod error;
 mod metadata_source;
 mod pem;
@@ -59,7 +59,7 @@ pub use authorize::Authorizer;
 pub use bundle::{TrustBundle, TrustBundleSet};
 pub use cert::Purpose;
 pub use chain_cache::{ChainCacheStats, VerifiedChainCache};
-pub use credentials_dir::{
+pub use credentials_reader::{
     CA_CERTIFICATES_FILE, CERTIFICATES_FILE, COMBINED_FILE, CONFIG_STATUS_FILE, CredentialLayout,
     CredentialsDir, DEFAULT_CREDENTIALS_DIR, PRIVATE_KEY_FILE, SPIFFE_CREDENTIAL_BUNDLE_FILE,
     SPIFFE_CREDENTIAL_FOLDER_ENV, SPIFFE_TRUST_BUNDLE_SUFFIX, TRUST_BUNDLES_FILE,

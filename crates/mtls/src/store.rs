@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use workload_auth_core::Error;
 
 use crate::bundle::TrustBundleSet;
-use crate::credentials_dir::CredentialLayout;
+use crate::credentials_reader::CredentialLayout;
 use crate::svid::X509Svid;
 
 /// One consistent set of credentials: the workload's SVID, the trust bundles to verify peers with,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use workload_auth_core::ErrorKind;
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_mtls::*;
 
 const ME: &str = "spiffe://pool.global.123.workload.id.goog/ns/prod/sa/web";

@@ -10,7 +10,7 @@ use common::*;
 use workload_auth_core::ErrorKind;
 use workload_auth_core::SecretString;
 use workload_auth_emulator::ca::{KeyFormat, TrustDomainCa};
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_mtls::*;
 
 const ME: &str = "spiffe://pool.global.123.workload.id.goog/ns/prod/sa/web";

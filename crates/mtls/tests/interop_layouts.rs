@@ -16,7 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
+use workload_auth_emulator::credentials_writer::{
+    CredentialsContents, CredentialsDirWriter, Layout,
+};
 use workload_auth_mtls::*;
 
 const TD: &str = "prod.example";

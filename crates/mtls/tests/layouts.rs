@@ -13,7 +13,9 @@ use base64::Engine as _;
 use common::*;
 use workload_auth_core::{ErrorKind, SecretString};
 use workload_auth_emulator::ca::{CaOptions, TrustDomainCa};
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
+use workload_auth_emulator::credentials_writer::{
+    CredentialsContents, CredentialsDirWriter, Layout,
+};
 use workload_auth_mtls::*;
 
 const ME: &str = "spiffe://pool.global.123.workload.id.goog/ns/prod/sa/web";

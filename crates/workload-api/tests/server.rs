@@ -265,7 +265,7 @@ async fn a_broken_rotation_keeps_the_last_good_material() {
     // A key that does not match the certificate.
     let a = world.local.issue(ID).unwrap();
     let b = world.local.issue(ID).unwrap();
-    let mut contents = workload_auth_emulator::credentials_dir::CredentialsContents::new(
+    let mut contents = workload_auth_emulator::credentials_writer::CredentialsContents::new(
         &a,
         &world.local,
         [&world.federated],

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_mtls::{
     Authorizer, CredentialsDir, MtlsAcceptor, MtlsConfig, SpiffeId, SvidStore, WatchOptions,
     Watcher,

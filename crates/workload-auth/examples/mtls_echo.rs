@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth::WorkloadIdentity;
 use workload_auth::mtls::{Authorizer, SpiffeId};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const SERVER: &str = "spiffe://example.test/ns/prod/sa/server";
 const CLIENT: &str = "spiffe://example.test/ns/prod/sa/client";

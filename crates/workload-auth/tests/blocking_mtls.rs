@@ -11,7 +11,7 @@ use workload_auth::blocking::{MtlsClient, MtlsServer, MtlsStream};
 use workload_auth::mtls::VerificationError;
 use workload_auth::{ErrorKind, WorkloadIdentity, authorizer_from_policies};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const SERVER: &str = "spiffe://blocking.test/ns/prod/sa/server";
 const CLIENT: &str = "spiffe://blocking.test/ns/prod/sa/client";

@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth::mtls::{Authorizer, SpiffeId, WatchOptions};
 use workload_auth::{CredentialType, CredentialsBuilder, EnvSource, ErrorKind, WorkloadIdentity};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter, Layout};
+use workload_auth_emulator::credentials_writer::{
+    CredentialsContents, CredentialsDirWriter, Layout,
+};
 use workload_auth_emulator::{Emulator, EmulatorConfig, Endpoint};
 
 /// ADC that sees nothing but the emulator: an empty environment and an empty home directory.

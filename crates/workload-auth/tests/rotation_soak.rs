@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth::WorkloadIdentity;
 use workload_auth::mtls::{Authorizer, CredentialsDir, SpiffeId, VerificationError, WatchOptions};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const WORKLOAD: &str = "spiffe://prod.example/ns/backend/sa/api";
 const PARTNER: &str = "spiffe://partner.example/ns/peer/sa/client";

@@ -9,7 +9,7 @@ use workload_auth::WorkloadIdentity;
 use workload_auth::mtls::{CredentialsDir, WatchOptions};
 use workload_auth::workload_api::WorkloadApiServer;
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
 const ID: &str = "spiffe://example.org/ns/prod/sa/spire-workload";
 

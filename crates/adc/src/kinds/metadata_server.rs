@@ -7,15 +7,17 @@ use crate::agent_identity::{
     BoundAccessToken, BoundCertificate, BoundIdToken, CertificateFiles, bound_only_error,
 };
 
+/// The metadata server's attached service account as a credential kind (tokens, ID tokens,
+/// bound tokens); the mTLS crate's `MetadataSource` is another thing, a source of SVIDs.
 #[derive(Debug)]
-pub(crate) struct MetadataSource {
+pub(crate) struct MetadataServer {
     pub(crate) client: MetadataClient,
     /// The Agent Identity certificate tokens are bound to, when there is one (decided when the
     /// credentials were built; read again for every token).
     pub(crate) binding: Option<CertificateFiles>,
 }
 
-impl MetadataSource {
+impl MetadataServer {
     pub(crate) fn details(&self) -> Vec<(String, String)> {
         vec![(
             "metadata_server".to_owned(),

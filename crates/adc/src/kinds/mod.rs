@@ -123,7 +123,7 @@ pub(crate) struct Context {
 /// One credential, ready to fetch tokens. Cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
-    Metadata(Arc<metadata_server::MetadataSource>),
+    Metadata(Arc<metadata_server::MetadataServer>),
     ServiceAccount(Arc<service_account::ServiceAccount>),
     AuthorizedUser(Arc<authorized_user::AuthorizedUser>),
     Impersonated(Arc<impersonated::Impersonated>),

@@ -304,7 +304,7 @@ pub(crate) fn sign_blob(
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (the epoch for a time past year 9999).
 pub(crate) fn rfc3339(secs: u64) -> String {
-    crate::credentials_dir::rfc3339(
+    crate::credentials_writer::rfc3339(
         std::time::UNIX_EPOCH
             .checked_add(Duration::from_secs(secs))
             .unwrap_or(std::time::UNIX_EPOCH),

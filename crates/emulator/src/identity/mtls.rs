@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use workload_auth_core::{Error, ErrorKind, Result};
 
 use crate::http::{self, ReadError};
-use crate::router::{self, Reply};
+use crate::router::{self, ConnectionAction};
 use crate::state::State;
 
 /// The header that carries the client certificate of a mutual TLS connection to the handlers.
@@ -212,8 +212,8 @@ where
                         .push((MTLS_CLIENT_CERT_HEADER.to_owned(), cert.clone()));
                 }
                 match router::respond(state, &request).await {
-                    Reply::Reset => return,
-                    Reply::Send(response, framing) => {
+                    ConnectionAction::Reset => return,
+                    ConnectionAction::Send(response, framing) => {
                         let close = !request.keep_alive() || framing == http::Framing::Truncated;
                         (response, framing, close)
                     }

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint, Uri};
 use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
-use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 use workload_auth_mtls::{CredentialsDir, WatchOptions};
 use workload_auth_workload_api::WorkloadApiServer;
 use workload_auth_workload_api::WorkloadApiServerBuilder;

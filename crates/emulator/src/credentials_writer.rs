@@ -13,7 +13,7 @@
 //! ```
 //! # fn main() -> workload_auth_core::Result<()> {
 //! use workload_auth_emulator::ca::TrustDomainCa;
-//! use workload_auth_emulator::credentials_dir::{CredentialsContents, CredentialsDirWriter};
+//! use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 //! let parent = std::env::temp_dir().join(format!("creds-doc-{}", std::process::id()));
 //! let ca = TrustDomainCa::new("example.org")?;
 //! let writer = CredentialsDirWriter::new(&parent);
