@@ -1,6 +1,7 @@
 //! [`Builder`]: the options, and the Application Default Credentials search.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -484,161 +485,69 @@ impl Builder {
         (result, steps)
     }
 
+    /// Application Default Credentials' search: the credentials given to the builder, else the
+    /// ADC steps in order (environment variable, gcloud's file, metadata server), each recorded
+    /// in `steps` with what it found or why the search moved on.
     fn search(&self, steps: &mut Vec<Step>) -> Result<Found> {
         let ctx = self.context()?;
         if let Some(explicit) = &self.explicit {
-            let (name, place, loaded) = match explicit {
-                Explicit::File(path) => (
-                    "credentials file given to the builder",
-                    path.display().to_string(),
-                    load_file(path, &ctx, "the credentials file given to the builder").and_then(
-                        |r| {
-                            r.ok_or_else(|| {
-                                Error::new(
-                                    ErrorKind::CredentialsNotFound,
-                                    "the credentials file given to the builder does not exist",
-                                )
-                                .with_endpoint(path.display().to_string())
-                            })
-                        },
-                    ),
-                ),
-                Explicit::Json(json) => (
-                    "credentials JSON given to the builder",
-                    "JSON given to Builder::with_json".to_owned(),
-                    load_json(
-                        json.expose().as_bytes(),
-                        "JSON given to Builder::with_json",
-                        &ctx,
-                    ),
-                ),
-            };
-            return match loaded {
-                Ok(source) => {
-                    steps.push(Step::new(
-                        name,
-                        Some(place.clone()),
-                        Outcome::Chosen,
-                        source.credential_type().as_str(),
-                    ));
-                    Ok(Found {
-                        source,
-                        origin: place,
-                        gcloud: false,
-                        metadata: None,
-                    })
-                }
-                Err(e) => {
-                    steps.push(Step::new(name, Some(place), Outcome::Failed, e.to_string()));
-                    Err(e)
-                }
-            };
+            return explicit_step(explicit, &ctx, steps);
         }
-
         let gcloud_file = self
             .env
             .gcloud_config_dir()
             .map(|dir| dir.join(GCLOUD_CREDENTIALS_FILE));
+        if let ControlFlow::Break(found) = self.env_var_step(&ctx, gcloud_file.as_deref(), steps) {
+            return found;
+        }
+        if let ControlFlow::Break(found) = gcloud_file_step(&ctx, gcloud_file.as_deref(), steps) {
+            return found;
+        }
+        self.metadata_step(steps)
+    }
 
-        // 1. GOOGLE_APPLICATION_CREDENTIALS.
-        match self.env.var(CREDENTIALS_ENV).filter(|v| !v.is_empty()) {
-            None => steps.push(Step::new(
+    /// Step 1, `GOOGLE_APPLICATION_CREDENTIALS`: continues when it is unset; otherwise the file it
+    /// names decides (a missing or broken file is an error, not a reason to look further).
+    fn env_var_step(
+        &self,
+        ctx: &Context,
+        gcloud_file: Option<&Path>,
+        steps: &mut Vec<Step>,
+    ) -> ControlFlow<Result<Found>> {
+        let Some(value) = self.env.var(CREDENTIALS_ENV).filter(|v| !v.is_empty()) else {
+            steps.push(Step::new(
                 CREDENTIALS_ENV,
                 None,
                 Outcome::NotFound,
                 "not set",
-            )),
-            Some(value) => {
-                let path = PathBuf::from(&value);
-                let what = format!("the file named by {CREDENTIALS_ENV}");
-                let loaded = load_file(&path, &ctx, &what).and_then(|r| {
-                    r.ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::CredentialsNotFound,
-                            format!("{CREDENTIALS_ENV} is set to {value}, which does not exist"),
-                        )
-                        .with_endpoint(value.clone())
-                        .with_hint(format!("fix the path, or unset {CREDENTIALS_ENV}"))
-                    })
-                });
-                return match loaded {
-                    Ok(source) => {
-                        steps.push(Step::new(
-                            CREDENTIALS_ENV,
-                            Some(value.clone()),
-                            Outcome::Chosen,
-                            source.credential_type().as_str(),
-                        ));
-                        self.not_tried(steps, gcloud_file.as_deref());
-                        let gcloud = gcloud_file.as_deref() == Some(path.as_path());
-                        Ok(Found {
-                            source,
-                            origin: value,
-                            gcloud,
-                            metadata: None,
-                        })
-                    }
-                    Err(e) => {
-                        steps.push(Step::new(
-                            CREDENTIALS_ENV,
-                            Some(value),
-                            Outcome::Failed,
-                            e.to_string(),
-                        ));
-                        self.not_tried(steps, gcloud_file.as_deref());
-                        Err(e)
-                    }
-                };
-            }
-        }
+            ));
+            return ControlFlow::Continue(());
+        };
+        let path = PathBuf::from(&value);
+        let what = format!("the file named by {CREDENTIALS_ENV}");
+        let loaded = load_file(&path, ctx, &what).and_then(|r| {
+            r.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::CredentialsNotFound,
+                    format!("{CREDENTIALS_ENV} is set to {value}, which does not exist"),
+                )
+                .with_endpoint(value.clone())
+                .with_hint(format!("fix the path, or unset {CREDENTIALS_ENV}"))
+            })
+        });
+        let chosen = record(steps, CREDENTIALS_ENV, value.clone(), loaded);
+        not_tried(steps, gcloud_file);
+        ControlFlow::Break(chosen.map(|source| Found {
+            source,
+            gcloud: gcloud_file == Some(path.as_path()),
+            origin: value,
+            metadata: None,
+        }))
+    }
 
-        // 2. gcloud's well-known file.
-        match &gcloud_file {
-            None => steps.push(Step::new(
-                "gcloud credentials file",
-                None,
-                Outcome::NotFound,
-                "neither CLOUDSDK_CONFIG nor a home directory is set",
-            )),
-            Some(path) => {
-                let place = path.display().to_string();
-                match load_file(path, &ctx, "gcloud's credentials file") {
-                    Ok(Some(source)) => {
-                        steps.push(Step::new(
-                            "gcloud credentials file",
-                            Some(place.clone()),
-                            Outcome::Chosen,
-                            source.credential_type().as_str(),
-                        ));
-                        steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
-                        return Ok(Found {
-                            source,
-                            origin: place,
-                            gcloud: true,
-                            metadata: None,
-                        });
-                    }
-                    Ok(None) => steps.push(Step::new(
-                        "gcloud credentials file",
-                        Some(place),
-                        Outcome::NotFound,
-                        "does not exist",
-                    )),
-                    Err(e) => {
-                        steps.push(Step::new(
-                            "gcloud credentials file",
-                            Some(place),
-                            Outcome::Failed,
-                            e.to_string(),
-                        ));
-                        steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
-                        return Err(e);
-                    }
-                }
-            }
-        }
-
-        // 3. The metadata server.
+    /// Step 3, the metadata server: refused when the caller does not accept it, not found off
+    /// Google Cloud (the search's final error), otherwise a client for the host found.
+    fn metadata_step(&self, steps: &mut Vec<Step>) -> Result<Found> {
         if let Some(allowed) = self
             .allowed_types
             .as_ref()
@@ -653,52 +562,7 @@ impl Builder {
             ));
             return Err(error);
         }
-        let host = match &self.metadata_host {
-            Some(host) => {
-                steps.push(Step::new(
-                    "metadata server",
-                    Some(host.clone()),
-                    Outcome::Chosen,
-                    "host given to the builder",
-                ));
-                host.clone()
-            }
-            None => {
-                let env = self.env.clone();
-                let input = self
-                    .detection
-                    .clone()
-                    .unwrap_or_else(|| DetectionInput::with_env(move |name| env.var(name)));
-                let detection = detect(&input);
-                let summary = detection
-                    .checks()
-                    .iter()
-                    .map(|c| format!("{}: {}", c.rule, c.outcome))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                if !detection.is_on_google_cloud() {
-                    steps.push(Step::new(
-                        "metadata server",
-                        None,
-                        Outcome::NotFound,
-                        format!("not on Google Cloud ({summary})"),
-                    ));
-                    return Err(self.not_found(steps));
-                }
-                let host = detection
-                    .metadata_host()
-                    .map(str::to_owned)
-                    .or_else(|| self.env.nonempty(METADATA_HOST_ENV))
-                    .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned());
-                steps.push(Step::new(
-                    "metadata server",
-                    Some(host.clone()),
-                    Outcome::Chosen,
-                    format!("on Google Cloud ({summary})"),
-                ));
-                host
-            }
-        };
+        let host = self.metadata_host(steps)?;
         let fail = |steps: &mut Vec<Step>, e: &Error| {
             if let Some(last) = steps.last_mut() {
                 last.outcome = Outcome::Failed;
@@ -709,7 +573,7 @@ impl Builder {
             .metadata_mtls()
             .and_then(|(mode, dir)| {
                 MetadataClient::builder()
-                    .host(host.clone())
+                    .host(host)
                     .mtls_mode(mode)
                     .mtls_dir(dir)
                     .retry_policy(workload_auth_core::RetryPolicy::none())
@@ -719,7 +583,7 @@ impl Builder {
             .inspect_err(|e| fail(steps, e))?;
         let binding = self.agent_binding().inspect_err(|e| fail(steps, e))?;
         Ok(Found {
-            source: Source::Metadata(Arc::new(kinds::metadata_server::MetadataSource {
+            source: Source::Metadata(Arc::new(kinds::metadata_server::MetadataServer {
                 client: client.clone(),
                 binding,
             })),
@@ -727,6 +591,53 @@ impl Builder {
             gcloud: false,
             metadata: Some(client),
         })
+    }
+
+    /// The metadata server's host: the builder's, else the one detection finds on Google Cloud;
+    /// off Google Cloud, the search's "not found" error listing every step.
+    fn metadata_host(&self, steps: &mut Vec<Step>) -> Result<String> {
+        if let Some(host) = &self.metadata_host {
+            steps.push(Step::new(
+                "metadata server",
+                Some(host.clone()),
+                Outcome::Chosen,
+                "host given to the builder",
+            ));
+            return Ok(host.clone());
+        }
+        let env = self.env.clone();
+        let input = self
+            .detection
+            .clone()
+            .unwrap_or_else(|| DetectionInput::with_env(move |name| env.var(name)));
+        let detection = detect(&input);
+        let summary = detection
+            .checks()
+            .iter()
+            .map(|c| format!("{}: {}", c.rule, c.outcome))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !detection.is_on_google_cloud() {
+            steps.push(Step::new(
+                "metadata server",
+                None,
+                Outcome::NotFound,
+                format!("not on Google Cloud ({summary})"),
+            ));
+            return Err(self.not_found(steps));
+        }
+        let host = detection
+            .metadata_host()
+            .map(str::to_owned)
+            .or_else(|| self.env.nonempty(METADATA_HOST_ENV))
+            .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned());
+        steps.push(Step::new(
+            "metadata server",
+            Some(host.clone()),
+            Outcome::Chosen,
+            format!("on Google Cloud ({summary})"),
+        ));
+        Ok(host)
     }
 
     /// The Agent Identity certificate the metadata server's tokens are to be bound to: found,
@@ -751,16 +662,6 @@ impl Builder {
             .or_else(|| self.env.nonempty(MDS_MTLS_DIR_ENV).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_MDS_MTLS_DIR));
         Ok((mode, dir))
-    }
-
-    fn not_tried(&self, steps: &mut Vec<Step>, gcloud_file: Option<&Path>) {
-        steps.push(Step::new(
-            "gcloud credentials file",
-            gcloud_file.map(|p| p.display().to_string()),
-            Outcome::NotTried,
-            "",
-        ));
-        steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
     }
 
     fn not_found(&self, steps: &[Step]) -> Error {
@@ -798,32 +699,11 @@ impl Builder {
                 None => steps.push(Step::new(name, None, Outcome::NotFound, "not set")),
             }
         }
-        let file_project = found.source.file_project_id().map(str::to_owned);
-        let is_file = !matches!(found.source, Source::Metadata(_));
-        if is_file {
+        if !matches!(found.source, Source::Metadata(_)) {
             if decided.is_some() {
                 steps.push(Step::new("credentials file", None, Outcome::NotTried, ""));
             } else {
-                match file_project {
-                    Some(id) => {
-                        steps.push(Step::new(
-                            "credentials file",
-                            Some(found.origin.clone()),
-                            Outcome::Chosen,
-                            format!("project_id {id}"),
-                        ));
-                        decided = Some((id, ProjectIdSource::CredentialsFile));
-                    }
-                    None => steps.push(Step::new(
-                        "credentials file",
-                        Some(found.origin.clone()),
-                        Outcome::NotFound,
-                        format!(
-                            "{} files carry no project id",
-                            found.source.credential_type()
-                        ),
-                    )),
-                }
+                decided = file_project_step(found, &mut steps);
             }
         }
         if found.gcloud {
@@ -835,23 +715,7 @@ impl Builder {
                     "",
                 ));
             } else {
-                match gcloud_config_project(&self.env) {
-                    (Some(id), place) => {
-                        steps.push(Step::new(
-                            "gcloud configuration",
-                            place,
-                            Outcome::Chosen,
-                            id.clone(),
-                        ));
-                        decided = Some((id, ProjectIdSource::GcloudConfig));
-                    }
-                    (None, place) => steps.push(Step::new(
-                        "gcloud configuration",
-                        place,
-                        Outcome::NotFound,
-                        "no project set",
-                    )),
-                }
+                decided = gcloud_project_step(&self.env, &mut steps);
             }
         }
         if let Some(client) = &found.metadata {
@@ -984,6 +848,169 @@ struct Found {
     /// Whether it is gcloud's file (then gcloud's configured project applies).
     gcloud: bool,
     metadata: Option<MetadataClient>,
+}
+
+/// The credentials given to the builder (a file or JSON), which replace the search: they are
+/// chosen, or their error is the search's.
+fn explicit_step(explicit: &Explicit, ctx: &Context, steps: &mut Vec<Step>) -> Result<Found> {
+    let (name, place, loaded) = match explicit {
+        Explicit::File(path) => (
+            "credentials file given to the builder",
+            path.display().to_string(),
+            load_file(path, ctx, "the credentials file given to the builder").and_then(|r| {
+                r.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::CredentialsNotFound,
+                        "the credentials file given to the builder does not exist",
+                    )
+                    .with_endpoint(path.display().to_string())
+                })
+            }),
+        ),
+        Explicit::Json(json) => (
+            "credentials JSON given to the builder",
+            "JSON given to Builder::with_json".to_owned(),
+            load_json(
+                json.expose().as_bytes(),
+                "JSON given to Builder::with_json",
+                ctx,
+            ),
+        ),
+    };
+    let source = record(steps, name, place.clone(), loaded)?;
+    Ok(Found {
+        source,
+        origin: place,
+        gcloud: false,
+        metadata: None,
+    })
+}
+
+/// Step 2, gcloud's well-known file: continues when there is no such file (or no place for
+/// one); otherwise the file decides.
+fn gcloud_file_step(
+    ctx: &Context,
+    gcloud_file: Option<&Path>,
+    steps: &mut Vec<Step>,
+) -> ControlFlow<Result<Found>> {
+    const NAME: &str = "gcloud credentials file";
+    let Some(path) = gcloud_file else {
+        steps.push(Step::new(
+            NAME,
+            None,
+            Outcome::NotFound,
+            "neither CLOUDSDK_CONFIG nor a home directory is set",
+        ));
+        return ControlFlow::Continue(());
+    };
+    let place = path.display().to_string();
+    let loaded = match load_file(path, ctx, "gcloud's credentials file") {
+        Ok(None) => {
+            steps.push(Step::new(
+                NAME,
+                Some(place),
+                Outcome::NotFound,
+                "does not exist",
+            ));
+            return ControlFlow::Continue(());
+        }
+        Ok(Some(source)) => Ok(source),
+        Err(e) => Err(e),
+    };
+    let chosen = record(steps, NAME, place.clone(), loaded);
+    steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
+    ControlFlow::Break(chosen.map(|source| Found {
+        source,
+        origin: place,
+        gcloud: true,
+        metadata: None,
+    }))
+}
+
+/// Records the step `name` at `place` as chosen (with the credential type) or failed (with the
+/// error), and passes `loaded` on.
+fn record(
+    steps: &mut Vec<Step>,
+    name: &str,
+    place: String,
+    loaded: Result<Source>,
+) -> Result<Source> {
+    let (outcome, detail) = match &loaded {
+        Ok(source) => (
+            Outcome::Chosen,
+            source.credential_type().as_str().to_owned(),
+        ),
+        Err(e) => (Outcome::Failed, e.to_string()),
+    };
+    steps.push(Step::new(name, Some(place), outcome, detail));
+    loaded
+}
+
+/// The project step of a credentials file: its `project_id`, when its type has one.
+fn file_project_step(found: &Found, steps: &mut Vec<Step>) -> Option<(String, ProjectIdSource)> {
+    let place = Some(found.origin.clone());
+    match found.source.file_project_id() {
+        Some(id) => {
+            steps.push(Step::new(
+                "credentials file",
+                place,
+                Outcome::Chosen,
+                format!("project_id {id}"),
+            ));
+            Some((id.to_owned(), ProjectIdSource::CredentialsFile))
+        }
+        None => {
+            steps.push(Step::new(
+                "credentials file",
+                place,
+                Outcome::NotFound,
+                format!(
+                    "{} files carry no project id",
+                    found.source.credential_type()
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// The project step of gcloud's configuration (for gcloud's credentials file): its `project`.
+fn gcloud_project_step(
+    env: &EnvSource,
+    steps: &mut Vec<Step>,
+) -> Option<(String, ProjectIdSource)> {
+    let (id, place) = gcloud_config_project(env);
+    match id {
+        Some(id) => {
+            steps.push(Step::new(
+                "gcloud configuration",
+                place,
+                Outcome::Chosen,
+                id.clone(),
+            ));
+            Some((id, ProjectIdSource::GcloudConfig))
+        }
+        None => {
+            steps.push(Step::new(
+                "gcloud configuration",
+                place,
+                Outcome::NotFound,
+                "no project set",
+            ));
+            None
+        }
+    }
+}
+
+/// Records the steps after the one that decided as not tried.
+fn not_tried(steps: &mut Vec<Step>, gcloud_file: Option<&Path>) {
+    steps.push(Step::new(
+        "gcloud credentials file",
+        gcloud_file.map(|p| p.display().to_string()),
+        Outcome::NotTried,
+        "",
+    ));
+    steps.push(Step::new("metadata server", None, Outcome::NotTried, ""));
 }
 
 /// Reads and parses a credentials file. `Ok(None)` when it does not exist.

@@ -72,6 +72,8 @@ pub(crate) async fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// Step 1 of the demo. Long on purpose: a script read top to bottom, each stage printing what it
+/// shows before the next; split up, the narrative would be scattered over helpers.
 async fn google_apis(emulator: &Emulator, home: &std::path::Path) -> Result<(), String> {
     say("\n-- 1. Application Default Credentials --");
     // The demo sees only the emulator: an empty home and nothing but GCE_METADATA_HOST.
@@ -269,6 +271,8 @@ fn rotate(ca: &TrustDomainCa, w: &Workload) -> Result<(), String> {
         .map_err(err("rotating a credentials directory"))
 }
 
+/// Step 3 of the demo. Long on purpose, like [`google_apis`]: one script, read top to bottom,
+/// each stage printing what it shows.
 async fn workloads(root: &std::path::Path) -> Result<(), String> {
     say("\n-- 3. Workloads authenticate each other over mTLS --");
     let ca = TrustDomainCa::new(TRUST_DOMAIN).map_err(err("creating the demo CA"))?;

@@ -425,6 +425,10 @@ impl<'a> SvidBuilder<'a> {
     }
 
     /// Issues the certificate.
+    ///
+    /// Longer than most functions on purpose: each knob of the builder becomes one field of the
+    /// certificate parameters in order, with the note on why rcgen's default is overridden beside
+    /// it; tests of malformed SVIDs read this to see exactly what they get.
     pub fn issue(self) -> Result<IssuedSvid> {
         let key = KeyPair::generate().map_err(|e| ca_error("leaf key", e))?;
         let mut params = CertificateParams::default();

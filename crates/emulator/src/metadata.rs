@@ -131,6 +131,9 @@ impl Resource {
 }
 
 /// Answers a request for `resource`; `trailing_slash` says how the path ended.
+///
+/// Longer than most functions on purpose: one match arm per metadata path, each a line or two,
+/// so the emulated tree reads in one place as the real server's documentation lists it.
 pub(crate) fn handle(
     state: &State,
     resource: &Resource,

@@ -291,110 +291,138 @@ impl fmt::Display for Detection {
 pub fn detect(input: &DetectionInput) -> Detection {
     let start = Instant::now();
     let mut checks = Vec::new();
-    let finish =
-        |on: bool, host: Option<String>, rule: Rule, outcome: String, checks: &mut Vec<Check>| {
-            checks.push(Check {
-                rule,
-                outcome,
-                decided: true,
-            });
-            Detection {
-                on_google_cloud: on,
-                metadata_host: host,
-                checks: std::mem::take(checks),
-                elapsed: start.elapsed(),
-            }
-        };
-
-    // 1. GCE_METADATA_HOST.
-    if let Some(host) = input.var(METADATA_HOST_ENV) {
-        let outcome = match MetadataHost::parse(&host, METADATA_HOST_ENV) {
-            Ok(_) => format!("set to {:?}", snippet(&host, 100)),
-            Err(e) => format!(
-                "set to {:?}, which is invalid: {}",
-                snippet(&host, 100),
-                e.message()
-            ),
-        };
-        return finish(
-            true,
-            Some(host),
-            Rule::MetadataHostEnv,
-            outcome,
-            &mut checks,
-        );
+    // The local facts in order, then the probe, which always decides.
+    let local: [(Rule, LocalRule); 4] = [
+        (Rule::MetadataHostEnv, check_metadata_host_env),
+        (Rule::NoGceCheck, check_no_gce_check),
+        (Rule::DmiProductName, check_dmi_product_name),
+        (Rule::ServerlessEnv, check_serverless_env),
+    ];
+    let mut verdict = None;
+    for (rule, check) in local {
+        let finding = check(input);
+        checks.push(Check {
+            rule,
+            outcome: finding.outcome,
+            decided: finding.verdict.is_some(),
+        });
+        if finding.verdict.is_some() {
+            verdict = finding.verdict;
+            break;
+        }
     }
-    checks.push(Check {
-        rule: Rule::MetadataHostEnv,
-        outcome: "not set".to_owned(),
-        decided: false,
+    let (on_google_cloud, metadata_host) = verdict.unwrap_or_else(|| {
+        let (on, outcome) = check_probe(input);
+        checks.push(Check {
+            rule: Rule::Probe,
+            outcome,
+            decided: true,
+        });
+        (on, None)
     });
+    Detection {
+        on_google_cloud,
+        metadata_host,
+        checks,
+        elapsed: start.elapsed(),
+    }
+}
 
-    // 2. NO_GCE_CHECK.
+/// One of the local rules: reads `input`, sends nothing.
+type LocalRule = fn(&DetectionInput) -> Finding;
+
+/// What one local rule saw: its answer (on Google Cloud or not, and the metadata host it names)
+/// when it decides, and in words what it found.
+struct Finding {
+    verdict: Option<(bool, Option<String>)>,
+    outcome: String,
+}
+
+impl Finding {
+    fn decides(on: bool, host: Option<String>, outcome: String) -> Self {
+        Self {
+            verdict: Some((on, host)),
+            outcome,
+        }
+    }
+
+    fn moves_on(outcome: String) -> Self {
+        Self {
+            verdict: None,
+            outcome,
+        }
+    }
+}
+
+/// Rule 1: `GCE_METADATA_HOST` set means on Google Cloud, at that host (even an invalid one:
+/// the client's error names it).
+fn check_metadata_host_env(input: &DetectionInput) -> Finding {
+    let Some(host) = input.var(METADATA_HOST_ENV) else {
+        return Finding::moves_on("not set".to_owned());
+    };
+    let outcome = match MetadataHost::parse(&host, METADATA_HOST_ENV) {
+        Ok(_) => format!("set to {:?}", snippet(&host, 100)),
+        Err(e) => format!(
+            "set to {:?}, which is invalid: {}",
+            snippet(&host, 100),
+            e.message()
+        ),
+    };
+    Finding::decides(true, Some(host), outcome)
+}
+
+/// Rule 2: `NO_GCE_CHECK=true` rules Google Cloud out.
+fn check_no_gce_check(input: &DetectionInput) -> Finding {
     match input.var(NO_GCE_CHECK_ENV) {
         Some(v) if v.trim().eq_ignore_ascii_case("true") => {
-            return finish(
-                false,
-                None,
-                Rule::NoGceCheck,
-                "set to true".to_owned(),
-                &mut checks,
-            );
+            Finding::decides(false, None, "set to true".to_owned())
         }
-        Some(v) => checks.push(Check {
-            rule: Rule::NoGceCheck,
-            outcome: format!("set to {:?}, not \"true\"", snippet(&v, 40)),
-            decided: false,
-        }),
-        None => checks.push(Check {
-            rule: Rule::NoGceCheck,
-            outcome: "not set".to_owned(),
-            decided: false,
-        }),
+        Some(v) => Finding::moves_on(format!("set to {:?}, not \"true\"", snippet(&v, 40))),
+        None => Finding::moves_on("not set".to_owned()),
     }
+}
 
-    // 3. DMI product name.
+/// Rule 3: a DMI product name starting with `Google` means on Google Cloud.
+fn check_dmi_product_name(input: &DetectionInput) -> Finding {
     let path = &input.dmi_product_name_path;
     match read_product_name(path) {
-        Ok(name) if name.starts_with("Google") => {
-            let outcome = format!("{} is {:?}", path.display(), snippet(&name, 60));
-            return finish(true, None, Rule::DmiProductName, outcome, &mut checks);
+        Ok(name) if name.starts_with("Google") => Finding::decides(
+            true,
+            None,
+            format!("{} is {:?}", path.display(), snippet(&name, 60)),
+        ),
+        Ok(name) => Finding::moves_on(format!(
+            "{} is {:?}, not Google",
+            path.display(),
+            snippet(&name, 60)
+        )),
+        Err(e) if is_not_found(&e) => {
+            Finding::moves_on(format!("{} does not exist", path.display()))
         }
-        Ok(name) => checks.push(Check {
-            rule: Rule::DmiProductName,
-            outcome: format!("{} is {:?}, not Google", path.display(), snippet(&name, 60)),
-            decided: false,
-        }),
-        Err(e) if is_not_found(&e) => checks.push(Check {
-            rule: Rule::DmiProductName,
-            outcome: format!("{} does not exist", path.display()),
-            decided: false,
-        }),
-        Err(e) => checks.push(Check {
-            rule: Rule::DmiProductName,
-            outcome: format!("{} cannot be read: {}", path.display(), e.message()),
-            decided: false,
-        }),
+        Err(e) => Finding::moves_on(format!(
+            "{} cannot be read: {}",
+            path.display(),
+            e.message()
+        )),
     }
+}
 
-    // 4. Serverless markers.
-    if let Some(name) = SERVERLESS_ENV.iter().find(|n| input.var(n).is_some()) {
-        let outcome = format!("{name} is set");
-        return finish(true, None, Rule::ServerlessEnv, outcome, &mut checks);
+/// Rule 4: a serverless platform's environment variable means on Google Cloud.
+fn check_serverless_env(input: &DetectionInput) -> Finding {
+    match SERVERLESS_ENV.iter().find(|n| input.var(n).is_some()) {
+        Some(name) => Finding::decides(true, None, format!("{name} is set")),
+        None => Finding::moves_on(format!("none of {} is set", SERVERLESS_ENV.join(", "))),
     }
-    checks.push(Check {
-        rule: Rule::ServerlessEnv,
-        outcome: format!("none of {} is set", SERVERLESS_ENV.join(", ")),
-        decided: false,
-    });
+}
 
-    // 5. The probe.
+/// Rule 5, the last: the probe of the metadata server (when enabled) decides.
+fn check_probe(input: &DetectionInput) -> (bool, String) {
     if !input.probe_enabled {
-        return finish(false, None, Rule::Probe, "disabled".to_owned(), &mut checks);
+        return (false, "disabled".to_owned());
     }
     let (addr, source, mtls_dir) = match probe_target(input) {
         Ok(target) => target,
-        Err(outcome) => return finish(false, None, Rule::Probe, outcome, &mut checks),
+        Err(outcome) => return (false, outcome),
     };
     let probe_start = Instant::now();
     let result = probe(
@@ -404,7 +432,7 @@ pub fn detect(input: &DetectionInput) -> Detection {
         mtls_dir.as_deref(),
     );
     let took = probe_start.elapsed();
-    let (on, outcome) = match result {
+    match result {
         Ok(()) => (
             true,
             format!(
@@ -416,8 +444,7 @@ pub fn detect(input: &DetectionInput) -> Detection {
             false,
             format!("{addr}{source}: {why} (after {})", millis(took)),
         ),
-    };
-    finish(on, None, Rule::Probe, outcome, &mut checks)
+    }
 }
 
 /// Where the probe goes, how that was chosen (for the outcome), and the mTLS directory when

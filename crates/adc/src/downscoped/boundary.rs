@@ -112,6 +112,9 @@ impl AccessBoundary {
 
     /// Reads a boundary from JSON, in the form the Security Token Service takes:
     /// `{"accessBoundary": {"accessBoundaryRules": [...]}}`, or the inner object alone.
+    ///
+    /// Longer than most functions on purpose: it validates untrusted JSON field by field, each
+    /// with an error naming the rule and field, in the order the Security Token Service checks.
     pub fn from_json(json: &[u8]) -> Result<Self> {
         let value: Value = serde_json::from_slice(json).map_err(|e| {
             invalid(format!(

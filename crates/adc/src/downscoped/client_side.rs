@@ -63,6 +63,9 @@ impl fmt::Debug for SessionKey {
 
 impl SessionKey {
     /// Parses the standard-base64 Tink keyset of an exchange answer.
+    ///
+    /// A little over the usual length on purpose: each check of the hostile keyset (size, base64,
+    /// protobuf, primary key, type, status, key size) stands in order with its own error.
     fn parse(encoded: &str) -> Result<Self> {
         let bad = |why: String| {
             Error::new(

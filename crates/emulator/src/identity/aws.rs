@@ -124,7 +124,72 @@ pub(crate) fn verify_subject_token(
     token: &str,
     audience: &str,
 ) -> Result<(), String> {
-    let bad = |why: &str| format!("Invalid AWS subject token: {why}.");
+    let (url, headers) = parse_caller_identity_request(token)?;
+    if headers
+        .get("x-goog-cloud-target-resource")
+        .map(String::as_str)
+        != Some(audience)
+    {
+        return Err(bad("x-goog-cloud-target-resource is not the audience"));
+    }
+    let authorization = parse_authorization(
+        headers
+            .get("authorization")
+            .ok_or_else(|| bad("no Authorization header"))?,
+    )?;
+    let scope: Vec<&str> = authorization.credential.split('/').collect();
+    let [key_id, date, region, service, "aws4_request"] = scope.as_slice() else {
+        return Err(bad("the credential scope is malformed"));
+    };
+    if *key_id != aws.access_key_id {
+        return Err(bad("the access key is not recognized"));
+    }
+    let amz_date = headers
+        .get("x-amz-date")
+        .ok_or_else(|| bad("no x-amz-date header"))?;
+    if !amz_date.starts_with(date) {
+        return Err(bad("x-amz-date does not match the credential scope"));
+    }
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| bad("x-amz-date is malformed"))?;
+    if let Some(expected) = &aws.session_token
+        && headers.get("x-amz-security-token").map(String::as_str) != Some(expected.expose())
+    {
+        return Err(bad("the session token is missing or wrong"));
+    }
+    let canonical_request = canonical_request(&url, &headers, authorization.signed_headers)?;
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        hex(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref())
+    );
+    let k_date = hmac_sha256(
+        format!("AWS4{}", aws.secret_access_key.expose()).as_bytes(),
+        date,
+    );
+    let k_region = hmac_sha256(&k_date, region);
+    let k_service = hmac_sha256(&k_region, service);
+    let k_signing = hmac_sha256(&k_service, "aws4_request");
+    let expected = hex(&hmac_sha256(&k_signing, &string_to_sign));
+    if expected != authorization.signature {
+        return Err(bad("the signature does not match"));
+    }
+    if signed_at.abs_diff(now_seconds()) > 15 * 60 {
+        return Err(bad(
+            "the signature is not current (more than 15 minutes off)",
+        ));
+    }
+    Ok(())
+}
+
+/// The error for an AWS subject token that fails a check.
+fn bad(why: &str) -> String {
+    format!("Invalid AWS subject token: {why}.")
+}
+
+/// The serialized request of an AWS subject token: a `POST` of `GetCallerIdentity` to AWS STS;
+/// its URL and its headers (names lower-cased).
+fn parse_caller_identity_request(
+    token: &str,
+) -> Result<(url::Url, BTreeMap<String, String>), String> {
     let decoded = percent_decode(token.trim()).ok_or_else(|| bad("not URL-encoded"))?;
     let request: Value = serde_json::from_str(&decoded).map_err(|_| bad("not JSON"))?;
     if request.get("method").and_then(Value::as_str) != Some("POST") {
@@ -157,16 +222,18 @@ pub(crate) fn verify_subject_token(
         };
         headers.insert(key.to_ascii_lowercase(), value.trim().to_owned());
     }
-    if headers
-        .get("x-goog-cloud-target-resource")
-        .map(String::as_str)
-        != Some(audience)
-    {
-        return Err(bad("x-goog-cloud-target-resource is not the audience"));
-    }
-    let authorization = headers
-        .get("authorization")
-        .ok_or_else(|| bad("no Authorization header"))?;
+    Ok((url, headers))
+}
+
+/// The parts of a SigV4 `Authorization` header.
+struct SigV4Authorization<'a> {
+    credential: &'a str,
+    signed_headers: &'a str,
+    signature: &'a str,
+}
+
+/// Reads `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
+fn parse_authorization(authorization: &str) -> Result<SigV4Authorization<'_>, String> {
     let rest = authorization
         .strip_prefix("AWS4-HMAC-SHA256 ")
         .ok_or_else(|| bad("the Authorization header is not AWS4-HMAC-SHA256"))?;
@@ -188,25 +255,19 @@ pub(crate) fn verify_subject_token(
     else {
         return Err(bad("the Authorization header is incomplete"));
     };
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [key_id, date, region, service, "aws4_request"] = scope.as_slice() else {
-        return Err(bad("the credential scope is malformed"));
-    };
-    if *key_id != aws.access_key_id {
-        return Err(bad("the access key is not recognized"));
-    }
-    let amz_date = headers
-        .get("x-amz-date")
-        .ok_or_else(|| bad("no x-amz-date header"))?;
-    if !amz_date.starts_with(date) {
-        return Err(bad("x-amz-date does not match the credential scope"));
-    }
-    let signed_at = parse_amz_date(amz_date).ok_or_else(|| bad("x-amz-date is malformed"))?;
-    if let Some(expected) = &aws.session_token
-        && headers.get("x-amz-security-token").map(String::as_str) != Some(expected.expose())
-    {
-        return Err(bad("the session token is missing or wrong"));
-    }
+    Ok(SigV4Authorization {
+        credential,
+        signed_headers,
+        signature,
+    })
+}
+
+/// SigV4's canonical request for the empty-bodied `POST` to `url` with the `signed_headers`.
+fn canonical_request(
+    url: &url::Url,
+    headers: &BTreeMap<String, String>,
+    signed_headers: &str,
+) -> Result<String, String> {
     let mut canonical_headers = String::new();
     for name in signed_headers.split(';') {
         let value = headers
@@ -229,31 +290,10 @@ pub(crate) fn verify_subject_token(
     } else {
         url.path()
     };
-    let canonical_request = format!(
+    Ok(format!(
         "POST\n{path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{}",
         hex(digest::digest(&digest::SHA256, b"").as_ref())
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
-        hex(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref())
-    );
-    let k_date = hmac_sha256(
-        format!("AWS4{}", aws.secret_access_key.expose()).as_bytes(),
-        date,
-    );
-    let k_region = hmac_sha256(&k_date, region);
-    let k_service = hmac_sha256(&k_region, service);
-    let k_signing = hmac_sha256(&k_service, "aws4_request");
-    let expected = hex(&hmac_sha256(&k_signing, &string_to_sign));
-    if expected != *signature {
-        return Err(bad("the signature does not match"));
-    }
-    if signed_at.abs_diff(now_seconds()) > 15 * 60 {
-        return Err(bad(
-            "the signature is not current (more than 15 minutes off)",
-        ));
-    }
-    Ok(())
+    ))
 }
 
 /// Seconds since the epoch of `YYYYMMDDTHHMMSSZ`; `None` unless it is a real date and time.

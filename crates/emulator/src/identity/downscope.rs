@@ -278,105 +278,124 @@ pub(crate) fn exchange(
         .unwrap_or(Duration::ZERO)
         .min(config.token_lifetime);
     match field(form, "requested_token_type") {
-        Some(ACCESS_TOKEN_TYPE) => {
-            let Some(options) = field(form, "options") else {
-                return oauth_error(
-                    400,
-                    "invalid_request",
-                    "Downscoping requires options with an accessBoundary.",
-                );
-            };
-            let Some(boundary) =
-                parse_options(options).and_then(|o| o.get("accessBoundary").cloned())
-            else {
-                return oauth_error(
-                    400,
-                    "invalid_request",
-                    "The options are not JSON with an accessBoundary.",
-                );
-            };
-            if let Err(why) = check_boundary(&boundary) {
-                return oauth_error(400, "invalid_request", &why);
-            }
-            let token = state.tokens.mint(issued.scopes, left);
-            push_bounded(
-                &state.downscope.server_side,
-                (token.expose().to_owned(), boundary),
-            );
-            json_response(
-                200,
-                &json!({
-                    "access_token": token.expose(),
-                    "issued_token_type": ACCESS_TOKEN_TYPE,
-                    "token_type": "Bearer",
-                    "expires_in": left.as_secs(),
-                }),
-            )
-        }
-        Some(INTERMEDIARY_TYPE) => {
-            if field(form, "options").is_some() {
-                return oauth_error(
-                    400,
-                    "invalid_request",
-                    "Intermediary tokens take no options.",
-                );
-            }
-            let key_len = config.identity.sts.session_key_bytes;
-            if key_len != 16 && key_len != 32 {
-                return Response::error(500, "emulator: session_key_bytes must be 16 or 32");
-            }
-            let rng = SystemRandom::new();
-            let mut key = vec![0u8; key_len];
-            let mut id = [0u8; 4];
-            if rng.fill(&mut key).is_err() || rng.fill(&mut id).is_err() {
-                return Response::error(500, "random generator failed");
-            }
-            let key_id = u32::from_be_bytes(id);
-            let keyset = proto::Keyset {
-                primary_key_id: key_id,
-                key: vec![proto::Key {
-                    key_data: Some(proto::KeyData {
-                        type_url: AES_GCM_TYPE_URL.to_owned(),
-                        value: proto::AesGcmKey {
-                            version: 0,
-                            key_value: key.clone(),
-                        }
-                        .encode_to_vec(),
-                        key_material_type: 1,
-                    }),
-                    status: 1,
-                    key_id,
-                    output_prefix_type: 1,
-                }],
-            };
-            let token = state.tokens.mint(issued.scopes, left);
-            push_bounded(
-                &state.downscope.sessions,
-                Session {
-                    intermediary: token.expose().to_owned(),
-                    key,
-                    key_id,
-                    expires_at: now + left,
-                },
-            );
-            json_response(
-                200,
-                &json!({
-                    "access_token": token.expose(),
-                    "issued_token_type": INTERMEDIARY_TYPE,
-                    "token_type": "Bearer",
-                    "expires_in": left.as_secs(),
-                    "access_boundary_session_key": base64::engine::general_purpose::STANDARD
-                        .encode(keyset.encode_to_vec()),
-                }),
-            )
-        }
+        Some(ACCESS_TOKEN_TYPE) => server_side(state, form, issued.scopes, left),
+        Some(INTERMEDIARY_TYPE) => intermediary(state, config, form, issued.scopes, now, left),
         _ => oauth_error(
             400,
             "invalid_request",
             "Invalid value for \"requested_token_type\"",
         ),
     }
+}
+
+/// Server-side downscoping: a new token for `scopes`, living `left`, remembered with the
+/// `options.accessBoundary` it carries.
+fn server_side(
+    state: &State,
+    form: &[(String, String)],
+    scopes: Vec<String>,
+    left: Duration,
+) -> Response {
+    let Some(options) = field(form, "options") else {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Downscoping requires options with an accessBoundary.",
+        );
+    };
+    let Some(boundary) = parse_options(options).and_then(|o| o.get("accessBoundary").cloned())
+    else {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "The options are not JSON with an accessBoundary.",
+        );
+    };
+    if let Err(why) = check_boundary(&boundary) {
+        return oauth_error(400, "invalid_request", &why);
+    }
+    let token = state.tokens.mint(scopes, left);
+    push_bounded(
+        &state.downscope.server_side,
+        (token.expose().to_owned(), boundary),
+    );
+    json_response(
+        200,
+        &json!({
+            "access_token": token.expose(),
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": left.as_secs(),
+        }),
+    )
+}
+
+/// Client-side downscoping's first step: an intermediary token and a fresh AES-GCM session key
+/// (as a Tink keyset) the client seals its boundaries with.
+fn intermediary(
+    state: &State,
+    config: &EmulatorConfig,
+    form: &[(String, String)],
+    scopes: Vec<String>,
+    now: SystemTime,
+    left: Duration,
+) -> Response {
+    if field(form, "options").is_some() {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Intermediary tokens take no options.",
+        );
+    }
+    let key_len = config.identity.sts.session_key_bytes;
+    if key_len != 16 && key_len != 32 {
+        return Response::error(500, "emulator: session_key_bytes must be 16 or 32");
+    }
+    let rng = SystemRandom::new();
+    let mut key = vec![0u8; key_len];
+    let mut id = [0u8; 4];
+    if rng.fill(&mut key).is_err() || rng.fill(&mut id).is_err() {
+        return Response::error(500, "random generator failed");
+    }
+    let key_id = u32::from_be_bytes(id);
+    let keyset = proto::Keyset {
+        primary_key_id: key_id,
+        key: vec![proto::Key {
+            key_data: Some(proto::KeyData {
+                type_url: AES_GCM_TYPE_URL.to_owned(),
+                value: proto::AesGcmKey {
+                    version: 0,
+                    key_value: key.clone(),
+                }
+                .encode_to_vec(),
+                key_material_type: 1,
+            }),
+            status: 1,
+            key_id,
+            output_prefix_type: 1,
+        }],
+    };
+    let token = state.tokens.mint(scopes, left);
+    push_bounded(
+        &state.downscope.sessions,
+        Session {
+            intermediary: token.expose().to_owned(),
+            key,
+            key_id,
+            expires_at: now + left,
+        },
+    );
+    json_response(
+        200,
+        &json!({
+            "access_token": token.expose(),
+            "issued_token_type": INTERMEDIARY_TYPE,
+            "token_type": "Bearer",
+            "expires_in": left.as_secs(),
+            "access_boundary_session_key": base64::engine::general_purpose::STANDARD
+                .encode(keyset.encode_to_vec()),
+        }),
+    )
 }
 
 /// `GET /emulator/v1/downscoped-boundary` with `Authorization: Bearer <downscoped token>`: the

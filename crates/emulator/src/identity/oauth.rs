@@ -46,6 +46,9 @@ pub(crate) fn token(state: &State, config: &EmulatorConfig, request: &Request) -
     }
 }
 
+/// The JWT-bearer grant (RFC 7523) of a service-account key. Longer than most functions on
+/// purpose: Google's checks in the order Google makes them, each returning its own OAuth error,
+/// so a client test can see which check it tripped.
 fn jwt_bearer(
     state: &State,
     config: &EmulatorConfig,

@@ -35,41 +35,93 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
         Ok(form) => form,
         Err(response) => return response,
     };
-    let sts = &config.identity.sts;
-    match field(&form, "grant_type") {
-        Some(TOKEN_EXCHANGE) => {}
-        Some(_) => {
-            return oauth_error(
-                400,
-                "unsupported_grant_type",
-                "Invalid value for \"grant_type\"; expected urn:ietf:params:oauth:grant-type:token-exchange",
-            );
-        }
-        None => return oauth_error(400, "invalid_request", "Missing required field: grant_type"),
+    if let Err(response) = check_grant_type(&form) {
+        return response;
     }
     // Downscoping (credential access boundaries) exchanges one of our own access tokens.
     if field(&form, "subject_token_type") == Some(super::downscope::ACCESS_TOKEN_TYPE) {
         return super::downscope::exchange(state, config, &form);
     }
-    match field(&form, "requested_token_type") {
-        Some(ACCESS_TOKEN_TYPE) => {}
-        Some(_) => {
-            return oauth_error(
-                400,
-                "invalid_request",
-                "Invalid value for \"requested_token_type\"",
-            );
-        }
-        None => {
-            return oauth_error(
-                400,
-                "invalid_request",
-                "Missing required field: requested_token_type",
-            );
-        }
+    federated_exchange(state, config, request, &form).unwrap_or_else(|response| response)
+}
+
+/// The token-exchange grant, for an external subject token: each check in the order Google's
+/// STS makes them, the first failing one giving the error response.
+fn federated_exchange(
+    state: &State,
+    config: &EmulatorConfig,
+    request: &Request,
+    form: &[(String, String)],
+) -> Result<Response, Response> {
+    check_requested_token_type(form)?;
+    let audience = check_audience(config, form)?;
+    check_client(config, request, form, audience)?;
+    verify_subject(state, config, request, form, audience)?;
+    let scopes: Vec<String> = field(form, "scope")
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let bound = bound_fingerprint(form, request)
+        .map_err(|why| oauth_error(400, "invalid_request", &why))?;
+    let token = state
+        .tokens
+        .mint_bound(scopes, config.token_lifetime, bound);
+    Ok(json_response(
+        200,
+        &json!({
+            "access_token": token.expose(),
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": config.token_lifetime.as_secs(),
+        }),
+    ))
+}
+
+/// `grant_type` must be the token-exchange grant.
+fn check_grant_type(form: &[(String, String)]) -> Result<(), Response> {
+    match field(form, "grant_type") {
+        Some(TOKEN_EXCHANGE) => Ok(()),
+        Some(_) => Err(oauth_error(
+            400,
+            "unsupported_grant_type",
+            "Invalid value for \"grant_type\"; expected urn:ietf:params:oauth:grant-type:token-exchange",
+        )),
+        None => Err(oauth_error(
+            400,
+            "invalid_request",
+            "Missing required field: grant_type",
+        )),
     }
-    let Some(audience) = field(&form, "audience") else {
-        return oauth_error(400, "invalid_request", "Missing required field: audience");
+}
+
+/// `requested_token_type` must be an access token.
+fn check_requested_token_type(form: &[(String, String)]) -> Result<(), Response> {
+    match field(form, "requested_token_type") {
+        Some(ACCESS_TOKEN_TYPE) => Ok(()),
+        Some(_) => Err(oauth_error(
+            400,
+            "invalid_request",
+            "Invalid value for \"requested_token_type\"",
+        )),
+        None => Err(oauth_error(
+            400,
+            "invalid_request",
+            "Missing required field: requested_token_type",
+        )),
+    }
+}
+
+/// The `audience`, which must be a configured one (any IAM pool provider when none is).
+fn check_audience<'f>(
+    config: &EmulatorConfig,
+    form: &'f [(String, String)],
+) -> Result<&'f str, Response> {
+    let sts = &config.identity.sts;
+    let Some(audience) = field(form, "audience") else {
+        return Err(oauth_error(
+            400,
+            "invalid_request",
+            "Missing required field: audience",
+        ));
     };
     let audience_ok = if sts.audiences.is_empty() {
         audience.starts_with("//iam.googleapis.com/")
@@ -77,26 +129,43 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
         sts.audiences.iter().any(|a| a == audience)
     };
     if !audience_ok {
-        return oauth_error(
+        return Err(oauth_error(
             400,
             "invalid_target",
             "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.",
-        );
+        ));
     }
+    Ok(audience)
+}
+
+/// HTTP Basic client authentication, when sent, must name a known client; a workforce pool
+/// without it needs `options.userProject`.
+fn check_client(
+    config: &EmulatorConfig,
+    request: &Request,
+    form: &[(String, String)],
+    audience: &str,
+) -> Result<(), Response> {
     let client = basic_auth(request);
     if let Some((id, secret)) = &client {
-        let known = sts
+        let known = config
+            .identity
+            .sts
             .clients
             .iter()
             .chain(&config.identity.oauth_clients)
             .any(|c| &c.client_id == id && c.client_secret.expose() == secret);
         if !known {
-            return oauth_error(401, "invalid_client", "The client authentication failed.");
+            return Err(oauth_error(
+                401,
+                "invalid_client",
+                "The client authentication failed.",
+            ));
         }
     }
     if is_workforce_pool(audience) && client.is_none() {
         // google-auth percent-encodes the JSON once more inside the form; others send it as is.
-        let user_project = field(&form, "options")
+        let user_project = field(form, "options")
             .and_then(|o| {
                 serde_json::from_str::<Value>(o)
                     .ok()
@@ -109,21 +178,32 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
             })
             .filter(|p| !p.is_empty());
         if user_project.is_none() {
-            return oauth_error(
+            return Err(oauth_error(
                 400,
                 "invalid_request",
                 "Workforce pool user project is required when no client authentication is provided (options.userProject).",
-            );
+            ));
         }
     }
-    let Some(subject_token) = field(&form, "subject_token") else {
-        return oauth_error(
+    Ok(())
+}
+
+/// The `subject_token`, verified as its `subject_token_type` says.
+fn verify_subject(
+    state: &State,
+    config: &EmulatorConfig,
+    request: &Request,
+    form: &[(String, String)],
+    audience: &str,
+) -> Result<(), Response> {
+    let Some(subject_token) = field(form, "subject_token") else {
+        return Err(oauth_error(
             400,
             "invalid_request",
             "Missing required field: subject_token",
-        );
+        ));
     };
-    let subject_token_type = field(&form, "subject_token_type").unwrap_or("");
+    let subject_token_type = field(form, "subject_token_type").unwrap_or("");
     let verdict = if JWT_TYPES.contains(&subject_token_type) {
         check_jwt(state, config, subject_token)
     } else if subject_token_type == SAML_TYPE {
@@ -133,40 +213,19 @@ pub(crate) fn exchange(state: &State, config: &EmulatorConfig, request: &Request
     } else if subject_token_type == MTLS_TYPE {
         check_mtls(request, subject_token)
     } else if subject_token_type.is_empty() {
-        return oauth_error(
+        return Err(oauth_error(
             400,
             "invalid_request",
             "Missing required field: subject_token_type",
-        );
+        ));
     } else {
-        return oauth_error(
+        return Err(oauth_error(
             400,
             "invalid_request",
             "Invalid value for \"subject_token_type\"",
-        );
+        ));
     };
-    if let Err(why) = verdict {
-        return oauth_error(400, "invalid_grant", &why);
-    }
-    let scopes: Vec<String> = field(&form, "scope")
-        .map(|s| s.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let bound = match bound_fingerprint(&form, request) {
-        Ok(bound) => bound,
-        Err(why) => return oauth_error(400, "invalid_request", &why),
-    };
-    let token = state
-        .tokens
-        .mint_bound(scopes, config.token_lifetime, bound);
-    json_response(
-        200,
-        &json!({
-            "access_token": token.expose(),
-            "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer",
-            "expires_in": config.token_lifetime.as_secs(),
-        }),
-    )
+    verdict.map_err(|why| oauth_error(400, "invalid_grant", &why))
 }
 
 /// `options.bindCertFingerprint` (Agent Identity over X.509 federation): the token is bound to

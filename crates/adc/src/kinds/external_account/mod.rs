@@ -61,6 +61,87 @@ struct Impersonation {
     federated: TokenCache<AccessToken>,
 }
 
+impl Impersonation {
+    /// Impersonation of `target`, its bearer the federated token `account` exchanges (a weak
+    /// reference: the account owns this cache).
+    fn new(target: Target, account: std::sync::Weak<ExternalAccount>) -> Self {
+        let federated = inner_cache(move || {
+            let account = account.upgrade();
+            Box::pin(async move {
+                match account {
+                    Some(account) => {
+                        account
+                            .exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()], None)
+                            .await
+                    }
+                    None => Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "the credentials were dropped",
+                    )),
+                }
+            })
+        });
+        Self { target, federated }
+    }
+}
+
+/// `credential_source`: AWS when the subject token type says so, an executable when it names
+/// one, else a file, URL or certificate (the certificate's mTLS client made as `ctx` says).
+fn parse_source(
+    source: &Fields<'_>,
+    subject_token_type: &str,
+    ctx: &Context,
+) -> Result<SubjectTokenSource> {
+    if subject_token_type == AWS_SUBJECT_TOKEN_TYPE {
+        return Ok(SubjectTokenSource::Aws(AwsSource::parse(source)?));
+    }
+    if source.has("executable") {
+        return Ok(SubjectTokenSource::Executable(Executable::parse(source)?));
+    }
+    Ok(
+        match SubjectTokenSource::parse_identity_pool(source, &ctx.env)? {
+            SubjectTokenSource::Certificate(c) => {
+                SubjectTokenSource::Certificate(c.with_tls(ctx.roots.clone(), ctx.timeout))
+            }
+            other => other,
+        },
+    )
+}
+
+/// The service account to impersonate after the exchange (`service_account_impersonation_url`),
+/// with the token lifetime the builder or the file asks for; `None`: no impersonation.
+fn parse_target(
+    fields: &Fields<'_>,
+    ctx: &Context,
+    universe_domain: &str,
+) -> Result<Option<Target>> {
+    let lifetime = match fields.opt_object("service_account_impersonation")? {
+        Some(options) => options
+            .opt_u64("token_lifetime_seconds")?
+            .map(Duration::from_secs),
+        None => None,
+    };
+    let lifetime = ctx.token_lifetime.or(lifetime).unwrap_or(DEFAULT_LIFETIME);
+    let Some(raw) = fields.opt_nonempty_str("service_account_impersonation_url")? else {
+        return Ok(None);
+    };
+    let place = fields.place();
+    let url = ctx.endpoints.credential_endpoint(
+        raw,
+        "service_account_impersonation_url",
+        place,
+        universe_domain,
+    )?;
+    Target::from_url(
+        url,
+        "service_account_impersonation_url",
+        place,
+        Vec::new(),
+        lifetime,
+    )
+    .map(Some)
+}
+
 /// Whether `audience` names a workforce pool (users), not a workload identity pool.
 fn is_workforce_pool(audience: &str) -> bool {
     audience
@@ -84,19 +165,11 @@ impl ExternalAccount {
             place,
             &universe_domain,
         )?;
-        let source_fields = fields.object("credential_source")?;
-        let source = if subject_token_type == AWS_SUBJECT_TOKEN_TYPE {
-            SubjectTokenSource::Aws(AwsSource::parse(&source_fields)?)
-        } else if source_fields.has("executable") {
-            SubjectTokenSource::Executable(Executable::parse(&source_fields)?)
-        } else {
-            match SubjectTokenSource::parse_identity_pool(&source_fields, &ctx.env)? {
-                SubjectTokenSource::Certificate(c) => {
-                    SubjectTokenSource::Certificate(c.with_tls(ctx.roots.clone(), ctx.timeout))
-                }
-                other => other,
-            }
-        };
+        let source = parse_source(
+            &fields.object("credential_source")?,
+            &subject_token_type,
+            ctx,
+        )?;
         let client = match fields.opt_nonempty_str("client_id")? {
             Some(id) => Some((
                 id.to_owned(),
@@ -115,28 +188,7 @@ impl ExternalAccount {
                  //iam.googleapis.com/locations/LOCATION/workforcePools/...)",
             ));
         }
-        let lifetime = match fields.opt_object("service_account_impersonation")? {
-            Some(options) => options
-                .opt_u64("token_lifetime_seconds")?
-                .map(Duration::from_secs),
-            None => None,
-        };
-        let lifetime = ctx.token_lifetime.or(lifetime).unwrap_or(DEFAULT_LIFETIME);
-        let target = match fields.opt_nonempty_str("service_account_impersonation_url")? {
-            Some(raw) => Some(Target::from_url(
-                ctx.endpoints.credential_endpoint(
-                    raw,
-                    "service_account_impersonation_url",
-                    place,
-                    &universe_domain,
-                )?,
-                "service_account_impersonation_url",
-                place,
-                Vec::new(),
-                lifetime,
-            )?),
-            None => None,
-        };
+        let target = parse_target(fields, ctx, &universe_domain)?;
         let quota_project_id = fields
             .opt_nonempty_str("quota_project_id")?
             .map(str::to_owned);
@@ -147,26 +199,7 @@ impl ExternalAccount {
             _ => None,
         };
         let account = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
-            let impersonation = target.map(|target| {
-                let weak = weak.clone();
-                let federated = inner_cache(move || {
-                    let account = weak.upgrade();
-                    Box::pin(async move {
-                        match account {
-                            Some(account) => {
-                                account
-                                    .exchange(&[CLOUD_PLATFORM_SCOPE.to_owned()], None)
-                                    .await
-                            }
-                            None => Err(Error::new(
-                                ErrorKind::InvalidArgument,
-                                "the credentials were dropped",
-                            )),
-                        }
-                    })
-                });
-                Impersonation { target, federated }
-            });
+            let impersonation = target.map(|target| Impersonation::new(target, weak.clone()));
             Self {
                 audience,
                 subject_token_type,

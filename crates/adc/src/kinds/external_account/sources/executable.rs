@@ -138,8 +138,10 @@ impl Executable {
         }
     }
 
-    async fn run(&self, ctx: &SubjectContext<'_>) -> Result<Zeroizing<Vec<u8>>> {
-        let endpoint = self.endpoint();
+    /// The command to run: no shell, no stdin, stderr dropped, killed when dropped; the
+    /// environment the builder's source gives, plus the `GOOGLE_EXTERNAL_ACCOUNT_*` variables the
+    /// executable-sourced credentials protocol defines.
+    fn command(&self, ctx: &SubjectContext<'_>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.argv[0]);
         command
             .args(&self.argv[1..])
@@ -166,6 +168,13 @@ impl Executable {
         if let Some(file) = &self.output_file {
             command.env("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", file);
         }
+        command
+    }
+
+    /// Runs the command within the timeout and returns its standard output (bounded).
+    async fn run(&self, ctx: &SubjectContext<'_>) -> Result<Zeroizing<Vec<u8>>> {
+        let endpoint = self.endpoint();
+        let mut command = self.command(ctx);
         let mut child = command.spawn().map_err(|e| {
             Error::new(
                 ErrorKind::InvalidCredentials,
