@@ -174,6 +174,12 @@ fn parse_types(list: &str) -> Result<Vec<CredentialType>, crate::error::Failure>
     Ok(types)
 }
 
+// The constructors from here on (`*_typed`, `*_json`, `*_file` of each credential type) are
+// deliberately alike: one exported function per C entry point, because a C ABI has no generics
+// and cbindgen writes the header from each signature and doc comment. What they share (argument
+// checks, the out-parameter epilogue) is already in `boundary`, `OutPtr` and `new_credentials`;
+// what is left differs in the type accepted and the name errors give.
+
 /// Application Default Credentials, like `wa_credentials_new_default`, accepting only the
 /// credential types in `allowed_types`, a comma-separated list of names as `wa_credentials_type`
 /// returns them (`"service_account,metadata_server"`). A credentials file of another type is

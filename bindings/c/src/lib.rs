@@ -31,6 +31,11 @@
 //! wa_credentials_free(creds);
 //! ```
 //!
+//! Every exported function has the same shape on purpose: `boundary` (no unwinding into C, the
+//! error recorded), the `unsafe` block reading each argument under its own SAFETY contract, then
+//! the out-parameter written. The shape repeats across the modules because each C entry point
+//! needs its own signature and documentation in the header; only the call in the middle differs.
+//!
 //! What it deliberately does not do: expose Rust types, take ownership of the caller's file
 //! descriptors (mTLS streams work on a duplicate), or run callbacks into C.
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -407,6 +407,11 @@ impl Credentials {
         .build(py)
     }
 
+    // The typed loaders from here on (`from_<type>_info`, `from_<type>_file`) are deliberately
+    // written out one by one rather than generated: each needs its own docstring and keyword
+    // signature for `help()` and for the stubs in `_native.pyi`, which pyright checks; the work is
+    // shared in `Recipe::build`, and what differs is the factory name.
+
     /// Credentials from the JSON (`str` or `dict`) of a `service_account` file; any other type is
     /// refused (`InvalidCredentialsError`) before anything in it is used.
     #[staticmethod]

@@ -47,6 +47,9 @@ impl WorkloadIdentity {
         self.inner.warnings()
     }
 
+    // Alike `from_directory` above on purpose: each Python constructor needs its own
+    // staticmethod, signature and docstring; the work is the facade's.
+
     /// Takes the identity from a SPIFFE Workload API (a SPIRE agent, or `workload-auth agent`):
     /// `endpoint` is `unix:///path` or `tcp://IP:port`, default `SPIFFE_ENDPOINT_SOCKET`. Waits for
     /// the first SVID, then keeps the stream open (reconnecting with backoff) while the object lives.

@@ -67,7 +67,8 @@ impl EnvSource {
     }
 
     /// Exactly `vars`, nothing from the process. The home directory is the `HOME` among them, if
-    /// any, unless [`EnvSource::with_home`] sets one.
+    /// any, unless [`EnvSource::with_home`] sets one. (Alike `DetectionInput::with_env_vars` by
+    /// design: the same `vars` can be given to both, and detection keeps no `EnvSource`.)
     pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Self
     where
         K: Into<String>,

@@ -126,7 +126,8 @@ fn first_pem_block(text: &str) -> Result<PemBlock> {
     })
 }
 
-/// DER of a definite length.
+/// DER of a definite length. (`workload-api`'s DER writer has the same eight lines on purpose:
+/// the crates share only `core`, and a DER helper there would be public API for this alone.)
 fn der_len(len: usize, out: &mut Vec<u8>) {
     if len < 0x80 {
         out.push(len as u8);

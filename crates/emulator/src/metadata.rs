@@ -12,7 +12,9 @@ use crate::state::State;
 /// The prefix of every metadata path.
 pub(crate) const PREFIX: &str = "/computeMetadata/v1/";
 
-/// A place in the metadata tree.
+/// A place in the metadata tree. Its variants overlap [`crate::endpoint::Endpoint`]'s on purpose:
+/// that is the public, coarse grouping faults and counters are keyed by (several resources, one
+/// endpoint), this the router's exact parse of a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Resource {
     V1Dir,

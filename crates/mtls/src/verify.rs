@@ -296,6 +296,9 @@ impl SpiffeVerifier {
         Ok(valid)
     }
 
+    // Deliberately parallel to `verify_tls13_signature` above: rustls asks for each TLS version
+    // by its own method and checks the signature by its own function.
+
     /// Checks a TLS 1.2 handshake signature by the key of `cert` and, when it holds,
     /// [confirms](SpiffeVerifier::confirm_key_possession) that the peer holds that key.
     pub fn verify_tls12_signature(

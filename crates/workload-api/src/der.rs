@@ -29,6 +29,8 @@ fn tlv(input: &[u8]) -> Option<(u8, usize, usize)> {
     (total <= input.len()).then_some((tag, total, header))
 }
 
+/// DER of a definite length (the same eight lines as the adc crate's key parser, on purpose:
+/// the crates share only `core`).
 fn encode_len(len: usize, out: &mut Vec<u8>) {
     if len < 0x80 {
         out.push(len as u8);

@@ -75,6 +75,8 @@ class Credentials:
     ) -> Credentials:
         """Credentials from the JSON of a credentials file (a ``str``, or a mapping); any type
         ADC knows, or one of ``allowed_types``. Not picklable (the JSON may hold a key)."""
+    # One stub per typed loader, deliberately alike: they mirror the native methods one by one
+    # so that type checkers and help() see each signature.
     @staticmethod
     def from_service_account_info(
         info: Union[str, Mapping[str, Any]],

@@ -2,6 +2,9 @@
 //! `Keyset` and `AesGcmKey` (`tink/proto/tink.proto`, `aes_gcm.proto`), the
 //! `ClientSideAccessBoundary` Google's client libraries serialize, and the parsed CEL AST
 //! (`google.api.expr.v1alpha1.Expr`, identical on the wire to `cel.expr.Expr`).
+//!
+//! The emulator declares the same messages again on purpose: it shares no code with the
+//! clients it tests, so a wire-format mistake here cannot pass because the emulator made it too.
 
 #![allow(unreachable_pub, missing_docs)]
 

@@ -6,7 +6,7 @@ use url::Url;
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Result, SecretString};
 
-use super::{Context, universe_domain};
+use super::{Context, quota_project_id, universe_domain};
 use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::display_url;
 
@@ -47,9 +47,7 @@ impl AuthorizedUser {
             refresh_token: fields.secret("refresh_token")?,
             token_uri,
             account: fields.opt_nonempty_str("account")?.map(str::to_owned),
-            quota_project_id: fields
-                .opt_nonempty_str("quota_project_id")?
-                .map(str::to_owned),
+            quota_project_id: quota_project_id(fields)?,
             universe_domain,
             http: ctx.http.clone(),
         })

@@ -1,6 +1,10 @@
 //! `external_account_authorized_user`: a workforce identity federation user's refresh token, as
 //! `gcloud auth application-default login` writes it for a workforce pool. Refreshed at the
 //! file's `token_url` (Google's STS `/v1/oauth/token`) with HTTP Basic client authentication.
+//!
+//! Parallel to `authorized_user.rs` on purpose (both refresh a user's token and read the same
+//! kind of file); they differ in the endpoint, the client authentication (HTTP Basic here, form
+//! fields there) and the refresh-token rotation (kept here), which a shared type would hide.
 
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -9,7 +13,7 @@ use url::Url;
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Result, SecretString};
 
-use super::{Context, universe_domain};
+use super::{Context, quota_project_id, universe_domain};
 use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::display_url;
 
@@ -60,9 +64,7 @@ impl ExternalAuthorizedUser {
             client_secret: fields.secret("client_secret")?,
             refresh_token: Mutex::new(fields.secret("refresh_token")?),
             token_url,
-            quota_project_id: fields
-                .opt_nonempty_str("quota_project_id")?
-                .map(str::to_owned),
+            quota_project_id: quota_project_id(fields)?,
             universe_domain,
             http: ctx.http.clone(),
         })

@@ -444,6 +444,13 @@ pub(crate) fn universe_domain(fields: &Fields<'_>) -> Result<String> {
         .to_owned())
 }
 
+/// The `quota_project_id` a file names, if any.
+pub(crate) fn quota_project_id(fields: &Fields<'_>) -> Result<Option<String>> {
+    Ok(fields
+        .opt_nonempty_str("quota_project_id")?
+        .map(str::to_owned))
+}
+
 /// `scopes`, or `default` when empty.
 pub(crate) fn scopes_or(scopes: &[String], default: &[&str]) -> Vec<String> {
     if scopes.is_empty() {

@@ -49,6 +49,13 @@ pub struct IdentityConfig {
     pub projects: Vec<(String, String)>,
 }
 
+impl IdentityConfig {
+    /// The configured service-account key of `email`, if any.
+    pub(crate) fn service_account(&self, email: &str) -> Option<&ServiceAccountKey> {
+        self.service_accounts.iter().find(|a| a.email == email)
+    }
+}
+
 impl Default for IdentityConfig {
     fn default() -> Self {
         Self {

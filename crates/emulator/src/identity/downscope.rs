@@ -29,6 +29,9 @@ const MAX_RULES: usize = 10;
 const REMEMBERED: usize = 1024;
 const AES_GCM_TYPE_URL: &str = "type.googleapis.com/google.crypto.tink.AesGcmKey";
 
+// The same messages as the client's `workload_auth_adc::downscoped::proto`, declared again on
+// purpose: the emulator shares no code with the clients it tests, so a mistake in the client's
+// wire format cannot pass because the emulator made the same one.
 mod proto {
     #![allow(unreachable_pub, missing_docs)]
 

@@ -50,12 +50,7 @@ fn authorize(state: &State, config: &EmulatorConfig, request: &Request) -> Resul
     let Some(iss) = jwt.claim_str("iss") else {
         return Err(unauthenticated());
     };
-    let Some(account) = config
-        .identity
-        .service_accounts
-        .iter()
-        .find(|a| a.email == iss)
-    else {
+    let Some(account) = config.identity.service_account(iss) else {
         return Err(unauthenticated());
     };
     let scope_ok = jwt.claim_str("scope").is_some_and(|s| {
@@ -76,11 +71,7 @@ fn authorize(state: &State, config: &EmulatorConfig, request: &Request) -> Resul
 /// Whether `email` names a service account IAM knows.
 fn known_account(config: &EmulatorConfig, email: &str) -> bool {
     email == config.email
-        || config
-            .identity
-            .service_accounts
-            .iter()
-            .any(|a| a.email == email)
+        || config.identity.service_account(email).is_some()
         || config.identity.impersonable.iter().any(|a| a == email)
 }
 
@@ -241,9 +232,7 @@ pub(crate) fn generate_id_token(
         .unwrap_or(false);
     let unique_id = config
         .identity
-        .service_accounts
-        .iter()
-        .find(|a| a.email == email)
+        .service_account(email)
         .map_or_else(|| config.unique_id.clone(), |a| a.unique_id.clone());
     let now = now_seconds();
     let mut claims = json!({

@@ -33,7 +33,9 @@ impl Default for AllowedLocations {
     }
 }
 
-/// The identity routes of this module, if `path` is one.
+/// The identity routes of this module, if `path` is one. The resource names parsed here are
+/// parsed again by the client (`regional.rs` in the adc crate) on purpose: the emulator shares no
+/// code with the clients it tests.
 pub(crate) fn route(path: &str) -> Option<super::IdentityRoute> {
     let rest = path.strip_prefix("/v1/")?;
     if let Some(inner) = rest.strip_suffix("/allowedLocations") {

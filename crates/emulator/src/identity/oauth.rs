@@ -69,12 +69,7 @@ fn jwt_bearer(
     let Some(iss) = jwt.claim_str("iss") else {
         return oauth_error(400, "invalid_grant", "Invalid JWT: missing iss");
     };
-    let Some(account) = config
-        .identity
-        .service_accounts
-        .iter()
-        .find(|a| a.email == iss)
-    else {
+    let Some(account) = config.identity.service_account(iss) else {
         return oauth_error(400, "invalid_grant", "Invalid grant: account not found");
     };
     if let (Some(expected), Some(kid)) = (&account.key_id, jwt.kid())

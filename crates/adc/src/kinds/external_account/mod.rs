@@ -21,7 +21,7 @@ use sources::{SubjectContext, SubjectTokenSource};
 
 use super::impersonated::iam::Target;
 use super::impersonated::{DEFAULT_LIFETIME, inner_cache};
-use super::{CLOUD_PLATFORM_SCOPE, Context, scopes_or, universe_domain};
+use super::{CLOUD_PLATFORM_SCOPE, Context, quota_project_id, scopes_or, universe_domain};
 use crate::agent_identity::{
     BoundAccessToken, BoundCertificate, CertificateFiles, agent_fingerprint, bound_only_error,
     opted_out,
@@ -189,9 +189,7 @@ impl ExternalAccount {
             ));
         }
         let target = parse_target(fields, ctx, &universe_domain)?;
-        let quota_project_id = fields
-            .opt_nonempty_str("quota_project_id")?
-            .map(str::to_owned);
+        let quota_project_id = quota_project_id(fields)?;
         let binding = match &source {
             SubjectTokenSource::Certificate(c) if opted_out(&ctx.env).is_none() => {
                 c.binding_files()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, TokenCache};
 
-use super::{CLOUD_PLATFORM_SCOPE, Context, Source, scopes_or};
+use super::{CLOUD_PLATFORM_SCOPE, Context, Source, quota_project_id, scopes_or};
 use crate::http::Http;
 use crate::url_policy::display_url;
 use iam::Target;
@@ -96,9 +96,7 @@ impl Impersonated {
             source,
             target,
             file_scopes: fields.opt_str_list("scopes")?.filter(|s| !s.is_empty()),
-            quota_project_id: fields
-                .opt_nonempty_str("quota_project_id")?
-                .map(str::to_owned),
+            quota_project_id: quota_project_id(fields)?,
             universe_domain,
             http: ctx.http.clone(),
         })
