@@ -281,6 +281,8 @@ pub struct BoundCertificate {
     not_after: SystemTime,
 }
 
+// Written by hand, like `CertificateBinding`'s in the metadata crate, on purpose: a derived
+// `Debug` would print the private key and the whole chain; this prints what identifies it.
 impl fmt::Debug for BoundCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundCertificate")

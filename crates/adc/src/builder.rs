@@ -948,30 +948,17 @@ fn record(
 
 /// The project step of a credentials file: its `project_id`, when its type has one.
 fn file_project_step(found: &Found, steps: &mut Vec<Step>) -> Option<(String, ProjectIdSource)> {
-    let place = Some(found.origin.clone());
-    match found.source.file_project_id() {
-        Some(id) => {
-            steps.push(Step::new(
-                "credentials file",
-                place,
-                Outcome::Chosen,
-                format!("project_id {id}"),
-            ));
-            Some((id.to_owned(), ProjectIdSource::CredentialsFile))
-        }
-        None => {
-            steps.push(Step::new(
-                "credentials file",
-                place,
-                Outcome::NotFound,
-                format!(
-                    "{} files carry no project id",
-                    found.source.credential_type()
-                ),
-            ));
-            None
-        }
-    }
+    project_step(
+        steps,
+        ("credentials file", Some(found.origin.clone())),
+        found.source.file_project_id().map(str::to_owned),
+        |id| format!("project_id {id}"),
+        format!(
+            "{} files carry no project id",
+            found.source.credential_type()
+        ),
+        ProjectIdSource::CredentialsFile,
+    )
 }
 
 /// The project step of gcloud's configuration (for gcloud's credentials file): its `project`.
@@ -980,23 +967,33 @@ fn gcloud_project_step(
     steps: &mut Vec<Step>,
 ) -> Option<(String, ProjectIdSource)> {
     let (id, place) = gcloud_config_project(env);
+    project_step(
+        steps,
+        ("gcloud configuration", place),
+        id,
+        str::to_owned,
+        "no project set".to_owned(),
+        ProjectIdSource::GcloudConfig,
+    )
+}
+
+/// Records a project step that was tried at `(name, place)`: chosen (described by `chosen`) when
+/// it found `id`, else not found because of `missing`.
+fn project_step(
+    steps: &mut Vec<Step>,
+    (name, place): (&str, Option<String>),
+    id: Option<String>,
+    chosen: impl FnOnce(&str) -> String,
+    missing: String,
+    source: ProjectIdSource,
+) -> Option<(String, ProjectIdSource)> {
     match id {
         Some(id) => {
-            steps.push(Step::new(
-                "gcloud configuration",
-                place,
-                Outcome::Chosen,
-                id.clone(),
-            ));
-            Some((id, ProjectIdSource::GcloudConfig))
+            steps.push(Step::new(name, place, Outcome::Chosen, chosen(&id)));
+            Some((id, source))
         }
         None => {
-            steps.push(Step::new(
-                "gcloud configuration",
-                place,
-                Outcome::NotFound,
-                "no project set",
-            ));
+            steps.push(Step::new(name, place, Outcome::NotFound, missing));
             None
         }
     }

@@ -30,6 +30,8 @@ pub struct CertificateBinding {
     fingerprint: String,
 }
 
+// By hand, like adc's `BoundCertificate`, on purpose: the fingerprint identifies the
+// certificate; the chain is noise in a log.
 impl fmt::Debug for CertificateBinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateBinding")
