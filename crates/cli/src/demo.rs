@@ -72,8 +72,8 @@ pub(crate) async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Step 1 of the demo. Long on purpose: a script read top to bottom, each stage printing what it
-/// shows before the next; split up, the narrative would be scattered over helpers.
+/// Steps 1 and 2 of the demo: ADC resolved and explained, then tokens fetched once and served
+/// from the cache.
 async fn google_apis(emulator: &Emulator, home: &std::path::Path) -> Result<(), String> {
     say("\n-- 1. Application Default Credentials --");
     // The demo sees only the emulator: an empty home and nothing but GCE_METADATA_HOST.
@@ -99,7 +99,16 @@ async fn google_apis(emulator: &Emulator, home: &std::path::Path) -> Result<(), 
         token.expires_in().as_secs(),
         started.elapsed().as_secs_f64() * 1e3
     ));
+    cache_under_load(emulator, &credentials).await?;
+    id_tokens(emulator, &credentials).await
+}
 
+/// A thousand concurrent callers get the one cached token without reaching the server, and the
+/// cost of a cached hit.
+async fn cache_under_load(
+    emulator: &Emulator,
+    credentials: &workload_auth::Credentials,
+) -> Result<(), String> {
     let callers = 1000;
     let before = emulator.requests(Endpoint::Token);
     let served = Arc::new(AtomicU64::new(0));
@@ -141,7 +150,14 @@ async fn google_apis(emulator: &Emulator, home: &std::path::Path) -> Result<(), 
         "   cached hits: {:.0} ns each (the cache refreshes in the background ~4 min before expiry)",
         started.elapsed().as_nanos() as f64 / f64::from(hits)
     ));
+    Ok(())
+}
 
+/// An ID token for an audience, its claims shown, and a second call served from the cache.
+async fn id_tokens(
+    emulator: &Emulator,
+    credentials: &workload_auth::Credentials,
+) -> Result<(), String> {
     let audience = "https://backend.demo.run.app";
     let id_token = credentials
         .id_token(audience)
@@ -271,8 +287,9 @@ fn rotate(ca: &TrustDomainCa, w: &Workload) -> Result<(), String> {
         .map_err(err("rotating a credentials directory"))
 }
 
-/// Step 3 of the demo. Long on purpose, like [`google_apis`]: one script, read top to bottom,
-/// each stage printing what it shows.
+/// Step 3 of the demo: three workloads of one trust domain; the backend lets in only the
+/// frontend, across a rotation of every certificate; then step 4 (the agent) and 5 (layouts)
+/// against the same backend.
 async fn workloads(root: &std::path::Path) -> Result<(), String> {
     say("\n-- 3. Workloads authenticate each other over mTLS --");
     let ca = TrustDomainCa::new(TRUST_DOMAIN).map_err(err("creating the demo CA"))?;
@@ -282,89 +299,130 @@ async fn workloads(root: &std::path::Path) -> Result<(), String> {
     for w in [&backend, &frontend, &intruder] {
         say(&format!("   workload {}", w.identity.spiffe_id()));
     }
-
-    let frontend_id = SpiffeId::parse(&id("frontend")).map_err(|e| e.to_string())?;
     let backend_id = SpiffeId::parse(&id("backend")).map_err(|e| e.to_string())?;
-    let acceptor = backend
-        .identity
-        .acceptor(Authorizer::exact(frontend_id))
-        .map_err(err("building the backend's server"))?;
-    say(&format!(
-        "   backend serves mTLS and allows only {}",
-        id("frontend")
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("binding the backend: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("binding the backend: {e}"))?;
-    let refusals = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let server_refusals = Arc::clone(&refusals);
-    let server = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let refusals = Arc::clone(&server_refusals);
-            tokio::spawn(async move {
-                match acceptor.accept(tcp).await {
-                    Ok((mut tls, peer)) => {
-                        let mut buf = [0u8; 64];
-                        if let Ok(n) = tls.read(&mut buf).await {
-                            let reply = format!("backend to {peer}: got {n} bytes");
-                            let _ = tls.write_all(reply.as_bytes()).await;
-                            let _ = tls.shutdown().await;
-                        }
-                    }
-                    Err(e) => {
-                        let reason = VerificationError::find(&e)
-                            .map_or_else(|| e.to_string(), ToString::to_string);
-                        if let Ok(mut list) = refusals.lock() {
-                            list.push(reason);
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let server = Backend::serve(&backend).await?;
+    let target = (&backend_id, server.addr);
 
-    let call = |who: &Workload| {
-        let connector = who
-            .identity
-            .connector(Authorizer::exact(backend_id.clone()))
-            .map_err(err("building a client"));
-        async move {
-            let (mut tls, peer) = connector?.connect(addr).await.map_err(|e| e.to_string())?;
-            tls.write_all(b"ping").await.map_err(|e| e.to_string())?;
-            let mut reply = String::new();
-            tls.read_to_string(&mut reply)
-                .await
-                .map_err(|e| format!("the server closed the connection: {e}"))?;
-            if reply.is_empty() {
-                return Err("the server closed the connection without answering".to_owned());
-            }
-            Ok::<_, String>((peer, reply))
-        }
-    };
-
-    let (peer, reply) = call(&frontend).await?;
+    let (peer, reply) = call(&frontend, target).await?;
     say(&format!(
         "   frontend -> backend: verified {peer}; \"{reply}\""
     ));
-
-    match call(&intruder).await {
+    match call(&intruder, target).await {
         Ok((_, reply)) => return Err(format!("the intruder was let in: {reply}")),
         Err(client_side) => {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let server_side = refusals
-                .lock()
-                .map(|l| l.last().cloned().unwrap_or_default())
-                .unwrap_or_default();
             say(&format!(
-                "   intruder -> backend: refused (server: {server_side}; client: {client_side})"
+                "   intruder -> backend: refused (server: {}; client: {client_side})",
+                server.last_refusal()
             ));
         }
     }
+    rotate_while_calling(&ca, &frontend, &backend, target).await?;
+    agent(root, &frontend, target).await?;
+    layouts(&ca, root, server.addr, &backend_id).await?;
+    server.task.abort();
+    Ok(())
+}
 
+/// The backend's mTLS server for the demo: where it listens, and why it refused each
+/// handshake it refused.
+struct Backend {
+    addr: std::net::SocketAddr,
+    refusals: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    /// Serves `backend` on loopback, letting in only the frontend and answering each
+    /// connection with how many bytes it got.
+    async fn serve(backend: &Workload) -> Result<Self, String> {
+        let frontend_id = SpiffeId::parse(&id("frontend")).map_err(|e| e.to_string())?;
+        let acceptor = backend
+            .identity
+            .acceptor(Authorizer::exact(frontend_id))
+            .map_err(err("building the backend's server"))?;
+        say(&format!(
+            "   backend serves mTLS and allows only {}",
+            id("frontend")
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("binding the backend: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("binding the backend: {e}"))?;
+        let refusals = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let server_refusals = Arc::clone(&refusals);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let refusals = Arc::clone(&server_refusals);
+                tokio::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok((mut tls, peer)) => {
+                            let mut buf = [0u8; 64];
+                            if let Ok(n) = tls.read(&mut buf).await {
+                                let reply = format!("backend to {peer}: got {n} bytes");
+                                let _ = tls.write_all(reply.as_bytes()).await;
+                                let _ = tls.shutdown().await;
+                            }
+                        }
+                        Err(e) => {
+                            let reason = VerificationError::find(&e)
+                                .map_or_else(|| e.to_string(), ToString::to_string);
+                            if let Ok(mut list) = refusals.lock() {
+                                list.push(reason);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            refusals,
+            task,
+        })
+    }
+
+    /// Why the server refused its last refused handshake (empty if none).
+    fn last_refusal(&self) -> String {
+        self.refusals
+            .lock()
+            .map(|l| l.last().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// One call of `who` to the backend `(id, addr)`: the verified peer and the backend's reply.
+async fn call(
+    who: &Workload,
+    (backend_id, addr): (&SpiffeId, std::net::SocketAddr),
+) -> Result<(SpiffeId, String), String> {
+    let connector = who
+        .identity
+        .connector(Authorizer::exact(backend_id.clone()))
+        .map_err(err("building a client"))?;
+    let (mut tls, peer) = connector.connect(addr).await.map_err(|e| e.to_string())?;
+    tls.write_all(b"ping").await.map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    tls.read_to_string(&mut reply)
+        .await
+        .map_err(|e| format!("the server closed the connection: {e}"))?;
+    if reply.is_empty() {
+        return Err("the server closed the connection without answering".to_owned());
+    }
+    Ok((peer, reply))
+}
+
+/// Rotates both certificates while the frontend keeps calling; every handshake must succeed
+/// and both sides must have picked up the new material.
+async fn rotate_while_calling(
+    ca: &TrustDomainCa,
+    frontend: &Workload,
+    backend: &Workload,
+    target: (&SpiffeId, std::net::SocketAddr),
+) -> Result<(), String> {
     say("   rotating every certificate while the frontend keeps calling…");
     let (old_front, old_back) = (
         frontend.identity.store().generation(),
@@ -373,10 +431,10 @@ async fn workloads(root: &std::path::Path) -> Result<(), String> {
     let mut ok = 0;
     for round in 0..40 {
         if round == 10 {
-            rotate(&ca, &frontend)?;
-            rotate(&ca, &backend)?;
+            rotate(ca, frontend)?;
+            rotate(ca, backend)?;
         }
-        call(&frontend)
+        call(frontend, target)
             .await
             .map_err(|e| format!("a handshake failed during rotation: {e}"))?;
         ok += 1;
@@ -392,7 +450,16 @@ async fn workloads(root: &std::path::Path) -> Result<(), String> {
     say(&format!(
         "   {ok} handshakes, 0 failed; frontend material generation {old_front} -> {new_front}, backend {old_back} -> {new_back}"
     ));
+    Ok(())
+}
 
+/// Section 4: an agent serves the frontend's credentials directory over the Workload API, and
+/// the frontend, its identity taken from the agent, calls the backend.
+async fn agent(
+    root: &std::path::Path,
+    frontend: &Workload,
+    target: (&SpiffeId, std::net::SocketAddr),
+) -> Result<(), String> {
     say("\n-- 4. A SPIFFE agent: the Workload API on a Unix socket --");
     let socket = root.join("agent.sock");
     let agent =
@@ -430,14 +497,12 @@ async fn workloads(root: &std::path::Path) -> Result<(), String> {
         )
         .map_err(err("watching the Workload API"))?,
     };
-    let (peer, reply) = call(&via_agent).await?;
+    let (peer, reply) = call(&via_agent, target).await?;
     say(&format!(
         "   frontend (identity from the agent) -> backend: verified {peer}; \"{reply}\""
     ));
     let _ = stop_agent.send(());
     let _ = agent_task.await;
-    layouts(&ca, root, addr, &backend_id).await?;
-    server.abort();
     Ok(())
 }
 
