@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::config::ServiceAccountKey;
 use super::jwt::Jwt;
 use super::{field, form, json_response, now_seconds, oauth_error};
 use crate::config::EmulatorConfig;
@@ -46,9 +47,8 @@ pub(crate) fn token(state: &State, config: &EmulatorConfig, request: &Request) -
     }
 }
 
-/// The JWT-bearer grant (RFC 7523) of a service-account key. Longer than most functions on
-/// purpose: Google's checks in the order Google makes them, each returning its own OAuth error,
-/// so a client test can see which check it tripped.
+/// The JWT-bearer grant (RFC 7523) of a service-account key: the assertion checked, then an
+/// access token for its `scope` or an ID token for its `target_audience`.
 fn jwt_bearer(
     state: &State,
     config: &EmulatorConfig,
@@ -66,41 +66,10 @@ fn jwt_bearer(
         Ok(jwt) => jwt,
         Err(why) => return oauth_error(400, "invalid_grant", &format!("Invalid JWT: {why}")),
     };
-    let Some(iss) = jwt.claim_str("iss") else {
-        return oauth_error(400, "invalid_grant", "Invalid JWT: missing iss");
+    let account = match check_assertion(config, request, &jwt) {
+        Ok(account) => account,
+        Err(response) => return response,
     };
-    let Some(account) = config.identity.service_account(iss) else {
-        return oauth_error(400, "invalid_grant", "Invalid grant: account not found");
-    };
-    if let (Some(expected), Some(kid)) = (&account.key_id, jwt.kid())
-        && expected != kid
-    {
-        return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
-    }
-    if !jwt.verify(&account.public_key) {
-        return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
-    }
-    let aud_ok = jwt
-        .claim_str("aud")
-        .is_some_and(|aud| accepted_audiences(request).iter().any(|a| a == aud));
-    if !aud_ok {
-        return oauth_error(
-            400,
-            "invalid_grant",
-            "Invalid JWT: Failed audience check. The expected value is https://oauth2.googleapis.com/token",
-        );
-    }
-    let now = now_seconds();
-    if let Err(why) = jwt.check_times(now, 3600) {
-        return oauth_error(400, "invalid_grant", why);
-    }
-    if jwt.claims.contains_key("sub") && jwt.claim_str("sub") != Some(iss) {
-        return oauth_error(
-            401,
-            "unauthorized_client",
-            "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.",
-        );
-    }
     let scope = jwt.claim_str("scope").filter(|s| !s.trim().is_empty());
     let target_audience = jwt
         .claim_str("target_audience")
@@ -119,6 +88,7 @@ fn jwt_bearer(
             )
         }
         (None, Some(audience)) => {
+            let now = now_seconds();
             let claims = json!({
                 "aud": audience,
                 "azp": account.email,
@@ -140,6 +110,58 @@ fn jwt_bearer(
             "Invalid oauth scope or ID token audience provided.",
         ),
     }
+}
+
+/// Google's checks of a JWT-bearer assertion, in the order Google makes them, each with its own
+/// OAuth error: a known issuer, its key and signature, the audience, the times, the subject.
+fn check_assertion<'c>(
+    config: &'c EmulatorConfig,
+    request: &Request,
+    jwt: &Jwt<'_>,
+) -> Result<&'c ServiceAccountKey, Response> {
+    let Some(iss) = jwt.claim_str("iss") else {
+        return Err(oauth_error(
+            400,
+            "invalid_grant",
+            "Invalid JWT: missing iss",
+        ));
+    };
+    let Some(account) = config.identity.service_account(iss) else {
+        return Err(oauth_error(
+            400,
+            "invalid_grant",
+            "Invalid grant: account not found",
+        ));
+    };
+    if let (Some(expected), Some(kid)) = (&account.key_id, jwt.kid())
+        && expected != kid
+    {
+        return Err(oauth_error(400, "invalid_grant", "Invalid JWT Signature."));
+    }
+    if !jwt.verify(&account.public_key) {
+        return Err(oauth_error(400, "invalid_grant", "Invalid JWT Signature."));
+    }
+    let aud_ok = jwt
+        .claim_str("aud")
+        .is_some_and(|aud| accepted_audiences(request).iter().any(|a| a == aud));
+    if !aud_ok {
+        return Err(oauth_error(
+            400,
+            "invalid_grant",
+            "Invalid JWT: Failed audience check. The expected value is https://oauth2.googleapis.com/token",
+        ));
+    }
+    if let Err(why) = jwt.check_times(now_seconds(), 3600) {
+        return Err(oauth_error(400, "invalid_grant", why));
+    }
+    if jwt.claims.contains_key("sub") && jwt.claim_str("sub") != Some(iss) {
+        return Err(oauth_error(
+            401,
+            "unauthorized_client",
+            "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.",
+        ));
+    }
+    Ok(account)
 }
 
 fn refresh(state: &State, config: &EmulatorConfig, form: &[(String, String)]) -> Response {
