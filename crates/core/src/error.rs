@@ -232,6 +232,8 @@ impl fmt::Display for Error {
     }
 }
 
+// By hand: the fields behind the `Box` read as the error's own, and the source is shown by its
+// message (its own `Debug` could print another crate's internals).
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.inner;

@@ -148,6 +148,7 @@ impl DetectionInput {
     }
 }
 
+// By hand: the environment is a closure (no `Debug`), and its values are not printed anyway.
 impl fmt::Debug for DetectionInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DetectionInput")

@@ -13,8 +13,9 @@ use crate::credentials_reader::CredentialLayout;
 use crate::svid::X509Svid;
 
 /// One consistent set of credentials: the workload's SVID, the trust bundles to verify peers with,
-/// and diagnostics from where they were loaded.
-#[derive(Clone)]
+/// and diagnostics from where they were loaded. (`Debug` is derived: the SVID's own `Debug`
+/// never shows the key.)
+#[derive(Clone, Debug)]
 pub struct X509Material {
     svid: X509Svid,
     bundles: Arc<TrustBundleSet>,
@@ -98,19 +99,6 @@ impl X509Material {
     /// Where the material came from.
     pub fn origin(&self) -> &str {
         &self.origin
-    }
-}
-
-impl fmt::Debug for X509Material {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("X509Material")
-            .field("svid", &self.svid)
-            .field("bundles", &self.bundles)
-            .field("config_status", &self.config_status)
-            .field("origin", &self.origin)
-            .field("warnings", &self.warnings)
-            .field("layout", &self.layout)
-            .finish()
     }
 }
 
