@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 use zeroize::Zeroizing;
 
-use crate::http::{Reply, parse_access_token};
+use crate::credential_client::{Reply, parse_access_token};
 use crate::kinds::{executable, iam, x509};
 
 /// The endpoint fuzzed answers claim to come from (never contacted).

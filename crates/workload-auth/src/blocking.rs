@@ -77,8 +77,7 @@ impl MtlsClient {
         let conn =
             ClientConnection::new(Arc::clone(&self.config), ServerName::IpAddress(ip.into()))
                 .map_err(|e| {
-                    Error::new(ErrorKind::InvalidArgument, "cannot start a TLS client")
-                        .with_source(e)
+                    Error::new(ErrorKind::Setup, "cannot start a TLS client").with_source(e)
                 })?;
         MtlsStream::handshake(rustls::Connection::Client(conn), tcp)
     }
@@ -122,7 +121,7 @@ impl MtlsServer {
     /// refused client gives [`ErrorKind::Verification`] with the [`VerificationError`] as source.
     pub fn accept(&self, tcp: TcpStream) -> Result<MtlsStream> {
         let conn = ServerConnection::new(Arc::clone(&self.config)).map_err(|e| {
-            Error::new(ErrorKind::InvalidArgument, "cannot start a TLS server").with_source(e)
+            Error::new(ErrorKind::Setup, "cannot start a TLS server").with_source(e)
         })?;
         MtlsStream::handshake(rustls::Connection::Server(conn), tcp)
     }

@@ -104,7 +104,7 @@ impl SessionKey {
         if data.type_url != AES_GCM_TYPE_URL {
             return Err(bad(format!(
                 "the key type is {:?}, expected {AES_GCM_TYPE_URL}",
-                workload_auth_core::http::snippet(&data.type_url, 80)
+                workload_auth_core::text::snippet(&data.type_url, 80)
             )));
         }
         let aes = AesGcmKey::decode(data.value.as_slice())

@@ -55,7 +55,7 @@ pub use boundary::{AccessBoundary, AccessBoundaryRule, AvailabilityCondition, MA
 pub use client_side::{ClientSideDownscoper, PreparedBoundary};
 
 use crate::Credentials;
-use crate::http::{Auth, Body, DEFAULT_TIMEOUT, Http, Reply, TlsRoots};
+use crate::credential_client::{Auth, Body, DEFAULT_TIMEOUT, Http, Reply, TlsRoots};
 use crate::url_policy::caller_endpoint;
 
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
