@@ -3,8 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use workload_auth_mtls::rustls_pki_types::CertificateDer;
-use workload_auth_mtls::rustls_pki_types::pem::PemObject;
+use workload_auth_mtls::{CertificateDer, PemObject};
 use workload_auth_mtls::{TrustBundle, TrustDomain, X509Svid, spiffe_id_of};
 
 fuzz_target!(|data: &[u8]| {
