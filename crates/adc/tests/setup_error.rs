@@ -6,7 +6,12 @@
 //! this test, with `SSL_CERT_FILE` and `SSL_CERT_DIR` naming an empty file and directory (the
 //! platform verifier then finds no root at all). The token endpoint is a closed loopback port:
 //! should the client be built after all, the request fails there with a transport error.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 mod common;
 

@@ -21,8 +21,9 @@
 //! assert_eq!(e.kind(), ErrorKind::Http);
 //! ```
 //!
-//! Apart from [`fs`], this crate does no I/O of its own: fetching tokens is the job of the
-//! credential crates, which build their HTTP client with `http_client`.
+//! Apart from [`fs`] and the body reader of `http_client`, this crate does no I/O of its own:
+//! fetching tokens is the job of the credential crates, which build their HTTP client with
+//! `http_client`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -37,6 +38,7 @@ pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod text;
+pub mod token;
 
 /// The former home of [`text::snippet`]: `adc/src/kinds/` still names it so while those files
 /// are being regrouped. New code uses [`text::snippet`].
@@ -44,7 +46,6 @@ pub mod text;
 pub mod http {
     pub use crate::text::snippet;
 }
-pub mod token;
 
 pub use cache::{CacheConfig, Cached, FetchFuture, RefreshRng, RefreshSchedule, TokenCache};
 pub use clock::{Clock, ManualClock, SystemClock};
