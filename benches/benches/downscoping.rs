@@ -1,8 +1,10 @@
 //! Credential access boundaries: minting a client-side downscoped token (serialized boundary
-//! sealed with the session key, appended to the intermediary token) against its two baselines,
+//! sealed with the session key, appended to the intermediary token) against its baselines,
 //! measured in the same run: one server-side exchange round trip to the emulator's Security
-//! Token Service on loopback (what client-side minting saves), and ring's raw AES-GCM seal of
-//! the same bytes (the floor of any client-side minting).
+//! Token Service on loopback, over HTTPS as real ones are reached, on a warm connection (what
+//! client-side minting saves; plain HTTP too), ring's raw AES-GCM seal of the same bytes (the
+//! floor of any client-side minting), that seal plus base64url (the token format's floor), and
+//! the base64url encoders the mint could use.
 //!
 //! `cargo bench -p workload-auth-benches --bench downscoping`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -47,19 +49,30 @@ fn downscoping(c: &mut Criterion) {
         .with_detection(DetectionInput::with_env(move |name| lookup.var(name)).without_probe())
         .build()
         .unwrap();
-    let sts = format!("{}/v1/token", emu.url());
+    // Real Security Token Services are reached over HTTPS: the emulator serves TLS on its port
+    // too (server certificate only), and the exchange is measured both ways.
+    let root = emu.enable_tls().unwrap();
+    let sts_http = format!("{}/v1/token", emu.url());
+    let sts_https = format!("https://{}/v1/token", emu.host());
     let downscoper = ClientSideDownscoper::builder(source.clone())
-        .with_sts_endpoint(&sts)
+        .with_sts_endpoint(&sts_https)
+        .with_tls_root_certificates([root.clone()])
         .build_client_side()
         .unwrap();
-    let server_side = DownscopedCredentials::builder(source)
-        .with_sts_endpoint(&sts)
+    let server_side_http = DownscopedCredentials::builder(source.clone())
+        .with_sts_endpoint(&sts_http)
+        .build(boundary())
+        .unwrap();
+    let server_side_https = DownscopedCredentials::builder(source)
+        .with_sts_endpoint(&sts_https)
+        .with_tls_root_certificates([root])
         .build(boundary())
         .unwrap();
     let prepared = downscoper.prepare(&boundary()).unwrap();
     // Warm: the intermediary is fetched once, the source token and the connection pool too.
     runtime.block_on(downscoper.token(&prepared)).unwrap();
-    runtime.block_on(server_side.access_token()).unwrap();
+    runtime.block_on(server_side_http.access_token()).unwrap();
+    runtime.block_on(server_side_https.access_token()).unwrap();
 
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
     let plaintext = prepared.as_bytes().to_vec();
@@ -152,12 +165,14 @@ fn downscoping(c: &mut Criterion) {
         b.iter(|| black_box(downscoper.token_blocking(black_box(&prepared)).unwrap()));
     });
     group.sample_size(30);
-    group.bench_function("server_side_exchange_round_trip", |b| {
-        b.iter(|| {
-            server_side.invalidate();
-            black_box(runtime.block_on(server_side.access_token()).unwrap())
+    for (name, server_side) in [("https", &server_side_https), ("http", &server_side_http)] {
+        group.bench_function(format!("server_side_exchange_round_trip/{name}"), |b| {
+            b.iter(|| {
+                server_side.invalidate();
+                black_box(runtime.block_on(server_side.access_token()).unwrap())
+            });
         });
-    });
+    }
     group.finish();
     println!(
         "boundary: {} bytes serialized; {} intermediary exchange(s)",
@@ -179,7 +194,7 @@ mod pair_table {
         }
         table
     }
-    pub fn base64url(input: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn base64url(input: &[u8], out: &mut Vec<u8>) {
         let groups = input.chunks_exact(3);
         let rest = groups.remainder();
         for group in groups {
