@@ -108,15 +108,14 @@ fn downscoping(c: &mut Criterion) {
                 )
                 .unwrap();
             buffer.extend_from_slice(tag.as_ref());
-            let mut token =
-                String::with_capacity(intermediary.len() + 1 + buffer.len() * 4 / 3 + 4);
+            // The fastest encoder measured below, into one exact-size allocation.
+            let base64url = base64_simd::URL_SAFE_NO_PAD;
+            let mut token = String::with_capacity(
+                intermediary.len() + 1 + base64url.encoded_length(buffer.len()),
+            );
             token.push_str(intermediary);
             token.push('.');
-            base64::Engine::encode_string(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                &buffer,
-                &mut token,
-            );
+            base64url.encode_append(&buffer, &mut token);
             black_box(token)
         });
     });
@@ -152,6 +151,7 @@ fn downscoping(c: &mut Criterion) {
             black_box(token)
         });
     });
+    // The scalar encoder the mint used before (two characters per table lookup).
     group.bench_function("base64url/pair_table", |b| {
         b.iter(|| {
             let mut token = Vec::with_capacity(encoded_len);
@@ -182,6 +182,7 @@ fn downscoping(c: &mut Criterion) {
     runtime.block_on(emu.shutdown());
 }
 
+/// The mint's former base64url encoder, kept here as a reference for the SIMD one.
 mod pair_table {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     static PAIRS: [[u8; 2]; 4096] = pairs();
