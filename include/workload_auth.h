@@ -119,6 +119,11 @@ typedef enum {
    */
   WA_ERR_PRIVATE_KEY_HIDDEN = 11,
   /**
+   * Something the library needs could not be set up on this host, whatever the arguments:
+   * its HTTP client or TLS configuration, the platform's trust roots, its runtime's threads.
+   */
+  WA_ERR_SETUP = 12,
+  /**
    * A required pointer argument was NULL.
    */
   WA_ERR_NULL_POINTER = 100,

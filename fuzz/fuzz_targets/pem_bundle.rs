@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use workload_auth_mtls::rustls_pki_types::CertificateDer;
-use workload_auth_mtls::rustls_pki_types::pem::PemObject;
-use workload_auth_mtls::{TrustBundle, TrustDomain, X509Svid, spiffe_id_of};
+use workload_auth_mtls::{
+    CertificateDer, PemObject, TrustBundle, TrustDomain, X509Svid, spiffe_id_of,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, pem)) = data.split_first() else {

@@ -1,11 +1,11 @@
-//! `--allow` policies (`Authorizer::from_policy`): parse → print → parse gives the same policy,
+//! `--allow` policies (`Authorizer::from_policies`): parse → print → parse gives the same policy,
 //! and each kind of policy allows what it says.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use workload_auth_mtls::{Authorizer, SpiffeId, TrustDomain};
 
-/// The text `from_policy` reads back for a parsed policy (a one-domain `member_of(td:X)` prints
+/// The text `from_policies` reads back for a parsed policy (a one-domain `member_of(td:X)` prints
 /// in list form).
 fn policy_text(printed: &str) -> String {
     printed
@@ -19,11 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(policy) = Authorizer::from_policy(text) else {
+    let Ok(policy) = Authorizer::from_policies([text]) else {
         return;
     };
     let printed = policy.to_string();
-    let again = Authorizer::from_policy(&policy_text(&printed));
+    let again = Authorizer::from_policies([policy_text(&printed)]);
     assert_eq!(again.map(|p| p.to_string()).ok(), Some(printed.clone()));
 
     let trimmed = text.trim();

@@ -112,6 +112,9 @@ int main(void) {
     /* Names of codes, known and unknown; the version. */
     ASSERT(strcmp(wa_result_name(WA_OK), "WA_OK") == 0);
     ASSERT(strcmp(wa_result_name(WA_ERR_TRANSPORT), "WA_ERR_TRANSPORT") == 0);
+    ASSERT(strcmp(wa_result_name(WA_ERR_SETUP), "WA_ERR_SETUP") == 0);
+    ASSERT(WA_ERR_SETUP == 12); /* appended: the codes before it keep their numbers */
+    ASSERT(WA_ERR_PRIVATE_KEY_HIDDEN == 11 && WA_ERR_NULL_POINTER == 100);
     ASSERT(strcmp(wa_result_name(12345), "WA_ERR_UNKNOWN") == 0);
     ASSERT(strcmp(wa_result_name(-1), "WA_ERR_UNKNOWN") == 0);
     ASSERT(strlen(wa_version()) > 0);
@@ -120,6 +123,7 @@ int main(void) {
                              WA_ERR_INVALID_ARGUMENT, WA_ERR_IO, WA_ERR_TRANSPORT, WA_ERR_HTTP,
                              WA_ERR_MALFORMED_RESPONSE, WA_ERR_REJECTED,
                              WA_ERR_NOT_ON_GOOGLE_CLOUD, WA_ERR_VERIFICATION,
+                             WA_ERR_PRIVATE_KEY_HIDDEN, WA_ERR_SETUP,
                              WA_ERR_NULL_POINTER, WA_ERR_INVALID_UTF8, WA_ERR_PANIC, WA_ERR_OTHER};
     const size_t n_codes = sizeof all / sizeof all[0];
     for (size_t i = 0; i < n_codes; i++) {

@@ -40,6 +40,9 @@ pub enum wa_result {
     /// certificate but no key): the identity loads and names the workload, but no TLS
     /// configuration or handshake can be made with it.
     WA_ERR_PRIVATE_KEY_HIDDEN = 11,
+    /// Something the library needs could not be set up on this host, whatever the arguments:
+    /// its HTTP client or TLS configuration, the platform's trust roots, its runtime's threads.
+    WA_ERR_SETUP = 12,
     /// A required pointer argument was NULL.
     WA_ERR_NULL_POINTER = 100,
     /// A string argument was not valid UTF-8.
@@ -63,6 +66,7 @@ impl wa_result {
             ErrorKind::Rejected => Self::WA_ERR_REJECTED,
             ErrorKind::NotOnGoogleCloud => Self::WA_ERR_NOT_ON_GOOGLE_CLOUD,
             ErrorKind::Verification => Self::WA_ERR_VERIFICATION,
+            ErrorKind::Setup => Self::WA_ERR_SETUP,
             _ => Self::WA_ERR_OTHER,
         }
     }
@@ -91,6 +95,7 @@ impl wa_result {
             Self::WA_ERR_NOT_ON_GOOGLE_CLOUD => c"WA_ERR_NOT_ON_GOOGLE_CLOUD",
             Self::WA_ERR_VERIFICATION => c"WA_ERR_VERIFICATION",
             Self::WA_ERR_PRIVATE_KEY_HIDDEN => c"WA_ERR_PRIVATE_KEY_HIDDEN",
+            Self::WA_ERR_SETUP => c"WA_ERR_SETUP",
             Self::WA_ERR_NULL_POINTER => c"WA_ERR_NULL_POINTER",
             Self::WA_ERR_INVALID_UTF8 => c"WA_ERR_INVALID_UTF8",
             Self::WA_ERR_PANIC => c"WA_ERR_PANIC",
@@ -98,7 +103,7 @@ impl wa_result {
         }
     }
 
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 17] = [
         Self::WA_OK,
         Self::WA_ERR_CREDENTIALS_NOT_FOUND,
         Self::WA_ERR_INVALID_CREDENTIALS,
@@ -111,6 +116,7 @@ impl wa_result {
         Self::WA_ERR_NOT_ON_GOOGLE_CLOUD,
         Self::WA_ERR_VERIFICATION,
         Self::WA_ERR_PRIVATE_KEY_HIDDEN,
+        Self::WA_ERR_SETUP,
         Self::WA_ERR_NULL_POINTER,
         Self::WA_ERR_INVALID_UTF8,
         Self::WA_ERR_PANIC,

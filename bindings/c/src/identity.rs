@@ -4,9 +4,9 @@
 use std::ffi::{c_char, c_int};
 use std::path::Path;
 
-use workload_auth::mtls::rustls_pki_types::{CertificateDer, UnixTime};
+use workload_auth::mtls::{CertificateDer, UnixTime};
 use workload_auth::mtls::{Purpose, SpiffeVerifier};
-use workload_auth::{Error, ErrorKind, WorkloadIdentity, authorizer_from_policies};
+use workload_auth::{Error, ErrorKind, WorkloadIdentity};
 
 use crate::args::{OutPtr, bytes_arg, handle, opt_str_arg, slice_arg, str_array};
 use crate::error::{Failure, boundary, boundary_void, wa_result};
@@ -182,7 +182,7 @@ pub struct wa_verifier {
 
 /// Parses `policies` (see `wa_mtls_config_new`) into one authorizer.
 pub(crate) fn authorizer(policies: &[&str]) -> Result<workload_auth::mtls::Authorizer, Failure> {
-    Ok(authorizer_from_policies(policies)?)
+    Ok(workload_auth::mtls::Authorizer::from_policies(policies)?)
 }
 
 /// A verifier of peers playing `peer_role` (`WA_PEER_IS_SERVER` or `WA_PEER_IS_CLIENT`), trusting

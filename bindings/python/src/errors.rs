@@ -19,6 +19,7 @@ fn class_of(kind: ErrorKind) -> (&'static str, &'static str) {
         ErrorKind::Rejected => ("RejectedError", "rejected"),
         ErrorKind::NotOnGoogleCloud => ("NotOnGoogleCloudError", "not_on_google_cloud"),
         ErrorKind::Verification => ("VerificationError", "verification"),
+        ErrorKind::Setup => ("SetupError", "setup"),
         _ => ("WorkloadAuthError", "other"),
     }
 }

@@ -14,7 +14,7 @@ use workload_auth::blocking::{
     MtlsClient as RustClient, MtlsServer as RustServer, MtlsStream as RustStream,
 };
 use workload_auth::mtls::{Authorizer, SpiffeId};
-use workload_auth::{Error, ErrorKind, authorizer_from_policies};
+use workload_auth::{Error, ErrorKind};
 
 use crate::errors::{
     IntoPy, invalid_argument, py_repr, stash_predicate_error, take_predicate_error,
@@ -144,7 +144,7 @@ fn authorizer(py: Python<'_>, allow: &Bound<'_, PyAny>) -> PyResult<Authorizer> 
     for item in &items {
         if let Ok(policy) = item.cast::<PyString>() {
             let policy = policy.to_cow()?;
-            rules.push(authorizer_from_policies([policy.as_ref()]).or_raise(py)?);
+            rules.push(Authorizer::from_policies([policy.as_ref()]).or_raise(py)?);
         } else if item.is_callable() {
             rules.push(predicate(item.clone().unbind(), callable_name(item)));
         } else {

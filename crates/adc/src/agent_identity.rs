@@ -367,11 +367,14 @@ impl BoundCertificate {
         })?;
         let roots: Vec<_> = roots.into_iter().collect();
         let roots = if roots.is_empty() {
-            crate::http::TlsRoots::default()
+            crate::credential_client::TlsRoots::default()
         } else {
-            crate::http::TlsRoots::only(roots)
+            crate::credential_client::TlsRoots::only(roots)
         };
-        crate::http::client_config(&roots, Some((self.chain.to_vec(), key.clone_key())))
+        crate::credential_client::client_config(
+            &roots,
+            Some((self.chain.to_vec(), key.clone_key())),
+        )
     }
 
     /// The binding the metadata server takes.

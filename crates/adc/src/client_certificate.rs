@@ -115,10 +115,13 @@ impl ClientCertificate {
     ) -> Result<rustls::ClientConfig> {
         let roots: Vec<_> = roots.into_iter().collect();
         let roots = if roots.is_empty() {
-            crate::http::TlsRoots::default()
+            crate::credential_client::TlsRoots::default()
         } else {
-            crate::http::TlsRoots::only(roots)
+            crate::credential_client::TlsRoots::only(roots)
         };
-        crate::http::client_config(&roots, Some((self.chain.clone(), self.key.clone_key())))
+        crate::credential_client::client_config(
+            &roots,
+            Some((self.chain.clone(), self.key.clone_key())),
+        )
     }
 }

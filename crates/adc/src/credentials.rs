@@ -210,7 +210,7 @@ impl Credentials {
         let source = resolved.source.clone();
         // The metadata server caches its tokens: refresh late, do not spread (see CacheConfig).
         let cache = match &resolved.source {
-            Source::Metadata(_) => resolved.cache.for_metadata_server(),
+            Source::Metadata(_) => resolved.cache.with_metadata_server_refresh(),
             _ => resolved.cache,
         };
         let default_scopes = Arc::clone(&scopes);

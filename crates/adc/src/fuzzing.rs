@@ -13,7 +13,7 @@ use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 use zeroize::Zeroizing;
 
 use crate::certificate_config;
-use crate::http::{Reply, parse_access_token};
+use crate::credential_client::{Reply, parse_access_token};
 use crate::kinds::external_account::sources::executable;
 use crate::kinds::impersonated::iam;
 

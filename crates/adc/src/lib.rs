@@ -69,6 +69,7 @@ pub mod agent_identity;
 mod builder;
 mod certificate_config;
 mod client_certificate;
+mod credential_client;
 mod credentials;
 pub mod downscoped;
 mod env;
@@ -76,7 +77,9 @@ mod explain;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod http;
+/// The former name of [`credential_client`]: `kinds/` still uses it while those files are
+/// being regrouped.
+use credential_client as http;
 mod kinds;
 mod project_lookup;
 mod proxy;

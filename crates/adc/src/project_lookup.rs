@@ -7,7 +7,7 @@ use workload_auth_core::json::Fields;
 use workload_auth_core::{Error, ErrorKind, Result};
 
 use crate::Credentials;
-use crate::http::{Auth, Body, Http};
+use crate::credential_client::{Auth, Body, Http};
 use crate::url_policy::caller_endpoint;
 
 /// How to ask Cloud Resource Manager for the project of a project number.
@@ -32,7 +32,7 @@ impl ResourceManager {
                 ErrorKind::InvalidCredentials,
                 format!(
                     "the project number {:?} is not a number",
-                    workload_auth_core::http::snippet(number, 40)
+                    workload_auth_core::text::snippet(number, 40)
                 ),
             ));
         }
@@ -91,7 +91,7 @@ impl ResourceManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{DEFAULT_TIMEOUT, TlsRoots};
+    use crate::credential_client::{DEFAULT_TIMEOUT, TlsRoots};
 
     fn http() -> Http {
         Http::new(&TlsRoots::default(), None, DEFAULT_TIMEOUT)

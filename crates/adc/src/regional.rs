@@ -24,8 +24,8 @@ use workload_auth_core::json::Fields;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use workload_auth_metadata::MetadataClient;
 
+use crate::credential_client::{Auth, Body, Http};
 use crate::env::EnvSource;
-use crate::http::{Auth, Body, Http};
 use crate::kinds::{DEFAULT_UNIVERSE_DOMAIN, Source};
 use crate::url_policy::caller_endpoint;
 

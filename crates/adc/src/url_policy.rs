@@ -131,7 +131,7 @@ impl EndpointPolicy {
                 ErrorKind::InvalidArgument,
                 format!(
                     "{origin} has the entry {:?}, which is not allowed: {why}",
-                    workload_auth_core::http::snippet(entry, 80)
+                    workload_auth_core::text::snippet(entry, 80)
                 ),
             )
             .with_hint(
@@ -229,8 +229,8 @@ impl EndpointPolicy {
         if universe != crate::kinds::DEFAULT_UNIVERSE_DOMAIN {
             hint.push_str(&format!(
                 " (the file names the universe {:?}; allow *.{} to trust all of it)",
-                workload_auth_core::http::snippet(universe, 80),
-                workload_auth_core::http::snippet(universe, 80)
+                workload_auth_core::text::snippet(universe, 80),
+                workload_auth_core::text::snippet(universe, 80)
             ));
         }
         Err(Error::new(

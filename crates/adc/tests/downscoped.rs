@@ -108,6 +108,52 @@ async fn server_side_token_carries_the_boundary_and_is_cached() {
 }
 
 #[tokio::test]
+async fn the_sts_over_https_is_trusted_through_the_given_roots_only() {
+    let emu = common::emulator().await;
+    let root = emu.enable_tls().unwrap();
+    let home = TempDir::new("cab-https");
+    let source = source(&emu, &home);
+    let https = format!("https://{}/v1/token", emu.host());
+    // The platform's roots do not include the emulator's CA: refused at the handshake.
+    let untrusted = DownscopedCredentials::builder(source.clone())
+        .with_sts_endpoint(&https)
+        .build(boundary())
+        .unwrap();
+    assert!(untrusted.access_token().await.is_err());
+    assert_eq!(emu.requests(Endpoint::StsToken), 0);
+    let credentials = DownscopedCredentials::builder(source.clone())
+        .with_sts_endpoint(&https)
+        .with_tls_root_certificates([root.clone()])
+        .build(boundary())
+        .unwrap();
+    let token = credentials.access_token().await.unwrap();
+    let (status, body) = carried(&emu, token.secret().expose()).await;
+    assert_eq!(
+        (status, &body["kind"]),
+        (200, &json!("server-side")),
+        "{body}"
+    );
+    let downscoper = ClientSideDownscoper::builder(source)
+        .with_sts_endpoint(&https)
+        .with_tls_root_certificates([root])
+        .build_client_side()
+        .unwrap();
+    let minted = downscoper
+        .token(&downscoper.prepare(&boundary()).unwrap())
+        .await
+        .unwrap();
+    let (status, body) = carried(&emu, minted.secret().expose()).await;
+    assert_eq!(
+        (status, &body["kind"]),
+        (200, &json!("client-side")),
+        "{body}"
+    );
+    assert_eq!(emu.requests(Endpoint::StsToken), 2);
+    assert!(emu.mds_mtls_requests() >= 2, "both exchanges over TLS");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn client_side_tokens_are_minted_locally_and_decrypt_to_the_boundary() {
     for key_bytes in [16, 32] {
         let emu = common::emulator().await;

@@ -83,22 +83,7 @@ pub(crate) async fn run(args: MtlsArgs) -> Result<(), String> {
 
 impl Identity {
     fn authorizer(&self) -> Result<Authorizer, String> {
-        let rules = self
-            .allow
-            .iter()
-            .map(|policy| {
-                Authorizer::from_policy(policy).map_err(|e| {
-                    format!(
-                        "invalid --allow policy {policy:?}: {e}; use any, a SPIFFE ID, \
-                         td:TRUST_DOMAIN or prefix:SPIFFE_ID"
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(match <[Authorizer; 1]>::try_from(rules) {
-            Ok([one]) => one,
-            Err(many) => Authorizer::any_of(many),
-        })
+        Authorizer::from_policies(&self.allow).map_err(|e| format!("--allow: {e}"))
     }
 
     fn dir(&self) -> CredentialsDir {

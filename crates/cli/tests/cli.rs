@@ -210,7 +210,7 @@ fn bad_arguments_are_refused_before_any_connection() {
         (
             &["mtls", "connect", "127.0.0.1:1", "--allow", "bogus:x"],
             1,
-            "invalid --allow",
+            "--allow: invalid argument: invalid authorization policy",
         ),
         (
             &["mtls", "serve", "--listen", "nowhere", "--allow", "any"],

@@ -422,7 +422,10 @@ fn bad_arguments_and_missing_credentials_fail_with_one_line() {
     let ca = TrustDomainCa::new(TD).unwrap();
     let creds = Creds::new(&ca, CLIENT, &[]);
     let c = connect(&closed, &creds.path(), &["td:NOT VALID"], b"");
-    assert_one_line_error(&c, "invalid --allow policy");
+    assert_one_line_error(
+        &c,
+        "--allow: invalid argument: invalid authorization policy",
+    );
 
     // Nothing listens there: a connection error naming the address, not a hang.
     let c = connect(&closed, &creds.path(), &["any"], b"");
@@ -458,14 +461,20 @@ fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
     assert!(!out.status.success(), "serve started with {narrow}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("invalid --allow policy"), "{stderr}");
+    assert!(
+        stderr.contains("--allow: invalid argument: invalid authorization policy"),
+        "{stderr}"
+    );
     assert!(stderr.contains("/ns/admin"), "{stderr}");
     assert!(out.stdout.is_empty(), "no `listening on`");
 
     // The trust domain written as its SPIFFE ID (no path) still means the whole domain.
     let mut server = Server::start(&server_creds.path(), &["td:spiffe://prod.example"]);
     let c = connect(&server.addr, &client_creds.path(), &[narrow], b"x");
-    assert_one_line_error(&c, "invalid --allow policy");
+    assert_one_line_error(
+        &c,
+        "--allow: invalid argument: invalid authorization policy",
+    );
     let c = connect(
         &server.addr,
         &client_creds.path(),

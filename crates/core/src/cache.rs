@@ -128,12 +128,12 @@ impl CacheConfig {
     /// minutes before its expiry, so an earlier refresh would fetch the same token again, and the
     /// load that a synchronized fleet puts on it stays on the VM.
     pub fn metadata_server() -> Self {
-        Self::default().for_metadata_server()
+        Self::default().with_metadata_server_refresh()
     }
 
     /// This configuration with the refresh spread turned off, for tokens from the metadata server
     /// (see [`CacheConfig::metadata_server`]).
-    pub fn for_metadata_server(self) -> Self {
+    pub fn with_metadata_server_refresh(self) -> Self {
         Self {
             refresh_spread: 0.0,
             ..self

@@ -27,6 +27,11 @@ pub enum ErrorKind {
     NotOnGoogleCloud,
     /// A certificate, key or peer identity failed verification.
     Verification,
+    /// Something this process needs could not be set up locally, whatever the arguments: the
+    /// HTTP client or TLS configuration cannot be built, the platform's trust roots cannot be
+    /// loaded, the library's runtime cannot start. Fixing it means fixing the host (its
+    /// certificate store, thread or file-descriptor limits), not the call.
+    Setup,
 }
 
 impl ErrorKind {
@@ -42,6 +47,7 @@ impl ErrorKind {
             Self::Rejected => "credentials rejected",
             Self::NotOnGoogleCloud => "not on Google Cloud",
             Self::Verification => "verification failed",
+            Self::Setup => "local set-up failed",
         }
     }
 }

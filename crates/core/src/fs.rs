@@ -19,7 +19,7 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::{Error, ErrorKind, Result};
 
@@ -67,10 +67,10 @@ pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Zeroizing<Vec
         .with_endpoint(place()));
     }
     let mut buf = Zeroizing::new(Vec::new());
-    let mut chunk = Zeroizing::new([0u8; 8192]);
+    let mut chunk = Chunk([0u8; 8192]);
     let mut reader = file.take(limit.saturating_add(1));
     loop {
-        let n = match reader.read(&mut chunk[..]) {
+        let n = match reader.read(&mut chunk.0) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -90,10 +90,19 @@ pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Zeroizing<Vec
             bigger.extend_from_slice(&buf);
             buf = bigger;
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(&chunk.0[..n]);
     }
-    chunk.zeroize();
     Ok(buf)
+}
+
+/// [`read_bounded`]'s read buffer, wiped with one `memset` when dropped, on every path out.
+/// (`Zeroizing<[u8; N]>` writes one volatile byte at a time: 8 KiB of them per file read.)
+struct Chunk([u8; 8192]);
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        crate::secret::wipe(&mut self.0);
+    }
 }
 
 /// Whether `error` (from [`read_bounded`]) says the file does not exist: the case callers that

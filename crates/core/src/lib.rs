@@ -10,8 +10,9 @@
 //! - [`json`]: reading JSON documents whose errors name the field but never echo a value.
 //! - [`fs`]: bounded reads of files from outside (credentials, keys, tokens) that refuse FIFOs,
 //!   devices and directories.
-//! - [`http`]: the client-independent part of reading an HTTP answer (bounded, zeroed bodies;
-//!   transport errors).
+//! - [`text`]: untrusted text shortened to one line for error messages.
+//! - `http_client` (feature `http-client`): the reqwest client the credential crates share
+//!   (no redirects, bounded zeroed bodies, transport errors that never quote the request).
 //!
 //! ```
 //! use workload_auth_core::{Error, ErrorKind};
@@ -20,8 +21,9 @@
 //! assert_eq!(e.kind(), ErrorKind::Http);
 //! ```
 //!
-//! Apart from [`fs`], this crate does no I/O of its own: fetching tokens is the job of the credential crates, which
-//! plug their HTTP client into [`http`].
+//! Apart from [`fs`] and the body reader of `http_client`, this crate does no I/O of its own:
+//! fetching tokens is the job of the credential crates, which build their HTTP client with
+//! `http_client`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -29,12 +31,21 @@ pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod fs;
-pub mod http;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 pub mod json;
 pub mod retry;
 pub mod runtime;
 pub mod secret;
+pub mod text;
 pub mod token;
+
+/// The former home of [`text::snippet`]: `adc/src/kinds/` still names it so while those files
+/// are being regrouped. New code uses [`text::snippet`].
+#[doc(hidden)]
+pub mod http {
+    pub use crate::text::snippet;
+}
 
 pub use cache::{CacheConfig, Cached, FetchFuture, RefreshRng, RefreshSchedule, TokenCache};
 pub use clock::{Clock, ManualClock, SystemClock};

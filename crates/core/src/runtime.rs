@@ -43,13 +43,13 @@ pub fn handle() -> Result<Handle> {
         return match runtime {
             Ok(rt) => Ok(rt.handle().clone()),
             Err(e) => Err(Error::new(
-                ErrorKind::Io,
+                ErrorKind::Setup,
                 format!("could not start the workload-auth runtime: {e}"),
             )),
         };
     }
     Err(Error::new(
-        ErrorKind::Io,
+        ErrorKind::Setup,
         format!("no workload-auth runtime after {GENERATIONS} nested fork()s"),
     ))
 }

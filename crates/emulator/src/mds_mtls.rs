@@ -79,6 +79,31 @@ pub(crate) fn root_and_server(
     Ok((root_cert, issuer, leaf_cert, key))
 }
 
+/// A fresh root CA and a rustls server configuration for `localhost` and `127.0.0.1` that asks
+/// for no client certificate: the emulator's endpoints over plain HTTPS, as Google's token
+/// endpoints are reached (see [`crate::Emulator::enable_tls`]). Returns the root (DER) clients
+/// trust, and the configuration.
+pub(crate) fn https_server() -> Result<(CertificateDer<'static>, rustls::ServerConfig)> {
+    let sans = vec![
+        SanType::DnsName("localhost".try_into().map_err(|e| tls_error("SAN", e))?),
+        SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
+    ];
+    let (root_cert, _issuer, leaf_cert, key) =
+        root_and_server("workload-auth emulator TLS root", "localhost", sans)
+            .map_err(|(what, e)| tls_error(what, e))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .map_err(|e| tls_error("server certificate", e))?;
+    Ok((root_cert.der().clone(), config))
+}
+
 fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, "emulator MDS mTLS: cannot write a file")
         .with_endpoint(path.display().to_string())

@@ -254,6 +254,18 @@ impl Emulator {
         Ok(ca)
     }
 
+    /// Serves every endpoint also over server-authenticated TLS on this emulator's port (plain
+    /// HTTP keeps working), with a certificate for `localhost` and `127.0.0.1` from a fresh CA,
+    /// no client certificate asked: the emulator's Security Token Service or OAuth endpoint as
+    /// clients really reach them, over HTTPS (`https://127.0.0.1:PORT/...`). Returns the CA
+    /// certificate (DER) to trust. Replaces [`Emulator::enable_mds_mtls`]'s TLS, and the reverse.
+    pub fn enable_tls(&self) -> Result<rustls::pki_types::CertificateDer<'static>> {
+        let (root, config) = crate::mds_mtls::https_server()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        self.state.mds_mtls.acceptor.store(Some(Arc::new(acceptor)));
+        Ok(root)
+    }
+
     /// How many requests arrived over plain HTTP on this emulator's port.
     pub fn plain_http_requests(&self) -> u64 {
         self.state

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use workload_auth_core::http_client::build_client;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, RetryPolicy};
 
 use crate::binding::{BindingForm, CertificateBinding, FINGERPRINT_PARAM};
@@ -14,14 +15,14 @@ use crate::mds_mtls::{
     ClientSettings, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV, MDS_MTLS_ROOT_FILE,
     MdsMtlsMode, MdsTransport, MtlsTransport, exists, resolve_dir, target,
 };
+use crate::request::{Answer, malformed, send_once};
 use crate::service_account::{ServiceAccountInfo, parse_service_account};
 use crate::token::{parse_access_token, parse_id_token};
-use crate::transport::{Answer, malformed, send_once};
 use crate::workload::{
     WorkloadCertificatesUnavailable, WorkloadIdentities, parse_config_status, parse_trust_anchors,
     parse_workload_identities,
 };
-use workload_auth_core::http::snippet;
+use workload_auth_core::text::snippet;
 
 /// The universe domain of Google Cloud's public universe: what the metadata server means when it
 /// names none, and what the other credential kinds (re-exported by the ADC crate) assume.
@@ -266,18 +267,7 @@ fn transports(
 }
 
 fn http_client(settings: &ClientSettings) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config()?)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client").with_source(e)
-        })
+    build_client(tls_config()?, settings.options(), |b| b)
 }
 
 /// A rustls configuration on the ring provider. The metadata server is plain HTTP, so it is never
@@ -286,7 +276,7 @@ fn tls_config() -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::InvalidArgument, "cannot configure TLS").with_source(e))?
+        .map_err(|e| Error::new(ErrorKind::Setup, "cannot configure TLS").with_source(e))?
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
     Ok(config)
@@ -659,10 +649,7 @@ async fn decide(mtls: &MtlsTransport, mode: MdsMtlsMode, timeout: Duration) -> M
     let outcome = mtls
         .client()
         .get(ping.clone())
-        .header(
-            crate::transport::FLAVOR_HEADER,
-            crate::transport::FLAVOR_VALUE,
-        )
+        .header(crate::request::FLAVOR_HEADER, crate::request::FLAVOR_VALUE)
         .timeout(timeout)
         .send()
         .await;

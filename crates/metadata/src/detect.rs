@@ -28,8 +28,8 @@ use workload_auth_core::{Error, ErrorKind};
 
 use crate::host::{METADATA_HOST_ENV, MetadataHost};
 use crate::mds_mtls::{MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV, MdsMtlsMode, resolve_dir};
-use crate::transport::{FLAVOR_HEADER, FLAVOR_VALUE};
-use workload_auth_core::http::snippet;
+use crate::request::{FLAVOR_HEADER, FLAVOR_VALUE};
+use workload_auth_core::text::snippet;
 
 /// Set to `true` to declare that this is not Google Cloud and skip the probe.
 pub const NO_GCE_CHECK_ENV: &str = "NO_GCE_CHECK";

@@ -120,7 +120,7 @@ pub(crate) fn join_checked(base: &Url, path: &str) -> Result<Url> {
             ErrorKind::InvalidArgument,
             format!(
                 "invalid metadata path {:?}: {why}; expected a relative path such as instance/zone",
-                workload_auth_core::http::snippet(path, 80)
+                workload_auth_core::text::snippet(path, 80)
             ),
         )
         .with_endpoint(base.to_string())

@@ -56,9 +56,9 @@ mod detect;
 pub mod fuzzing;
 mod host;
 mod mds_mtls;
+mod request;
 mod service_account;
 mod token;
-mod transport;
 mod workload;
 
 pub use binding::{BindingForm, CertificateBinding};
@@ -73,6 +73,6 @@ pub use mds_mtls::{
     DEFAULT_MDS_MTLS_DIR, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV,
     MDS_MTLS_ROOT_FILE, METADATA_IP_NAME, MdsMtlsMode, MdsTransport,
 };
+pub use request::MAX_BODY_BYTES;
 pub use service_account::ServiceAccountInfo;
-pub use transport::MAX_BODY_BYTES;
 pub use workload::{WorkloadCertificatesUnavailable, WorkloadIdentities, trust_anchors_from_json};

@@ -40,6 +40,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use url::Url;
 use workload_auth_core::fs::{MAX_PEM_FILE_BYTES, is_not_found, read_bounded};
+use workload_auth_core::http_client::{self, ClientOptions, Proxy};
 use workload_auth_core::{Error, ErrorKind, Result};
 
 use crate::host::{API_PREFIX, DEFAULT_METADATA_HOST, MetadataHost};
@@ -88,7 +89,7 @@ impl MdsMtlsMode {
                 ErrorKind::InvalidArgument,
                 format!(
                     "invalid metadata server mTLS mode {:?}: expected none, default or strict",
-                    workload_auth_core::http::snippet(value, 40)
+                    workload_auth_core::text::snippet(value, 40)
                 ),
             )
             .with_endpoint(source.to_owned())),
@@ -480,6 +481,16 @@ pub(crate) struct ClientSettings {
     pub(crate) connect_timeout: Duration,
 }
 
+impl ClientSettings {
+    /// These limits, and never a proxy: the metadata server is a link-local address that a
+    /// proxy cannot reach, and its tokens must not pass through one.
+    pub(crate) fn options(&self) -> ClientOptions {
+        ClientOptions::new(self.timeout)
+            .with_connect_timeout(self.connect_timeout)
+            .with_proxy(Proxy::None)
+    }
+}
+
 struct Loaded {
     stamps: (Option<Stamp>, Option<Stamp>),
     client: reqwest::Client,
@@ -555,21 +566,12 @@ impl fmt::Debug for MtlsTransport {
 }
 
 fn build_client(dir: &Path, target: &Target, settings: &ClientSettings) -> Result<reqwest::Client> {
-    let config = tls_config(dir)?;
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")));
-    if let Some(addr) = target.pin {
-        builder = builder.resolve(DEFAULT_METADATA_HOST, addr);
-    }
-    builder.build().map_err(|e| {
-        Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client").with_source(e)
+    http_client::build_client(tls_config(dir)?, settings.options(), |builder| {
+        let builder = builder.https_only(true);
+        match target.pin {
+            Some(addr) => builder.resolve(DEFAULT_METADATA_HOST, addr),
+            None => builder,
+        }
     })
 }
 
@@ -591,9 +593,8 @@ pub(crate) fn tls_config(dir: &Path) -> Result<rustls::ClientConfig> {
             format!("cannot verify with the metadata server mTLS CA: {e}"),
         )
     })?;
-    let tls_error = |e: rustls::Error| {
-        Error::new(ErrorKind::InvalidArgument, "cannot configure TLS").with_source(e)
-    };
+    let tls_error =
+        |e: rustls::Error| Error::new(ErrorKind::Setup, "cannot configure TLS").with_source(e);
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?

@@ -3,7 +3,7 @@
 use workload_auth_core::Result;
 use workload_auth_core::json::Fields;
 
-use crate::transport::parse_json;
+use crate::request::parse_json;
 
 /// The service account attached to the VM, as the metadata server describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 
-use crate::transport::{malformed, parse_json};
+use crate::request::{malformed, parse_json};
 
 /// Parses `{"access_token": "...", "expires_in": N, "token_type": "Bearer"}`, received at `now`.
 ///

@@ -7,7 +7,7 @@ use workload_auth_core::{Error, Result, SecretString};
 
 use workload_auth_core::json::Fields;
 
-use crate::transport::{malformed, parse_json};
+use crate::request::{malformed, parse_json};
 
 /// The workload's X.509 SPIFFE credential (X509-SVID) from `workload-identities`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,6 +18,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use workload_auth_core::{Error, ErrorKind};
+
 use crate::error::VerificationError;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 
@@ -109,9 +111,54 @@ impl Authorizer {
         }
     }
 
-    /// Parses one policy of the command line: `any`, a SPIFFE ID (exact), `td:TRUST_DOMAIN`
-    /// (member of) or `prefix:SPIFFE_ID` (path prefix on `/` boundaries).
-    pub fn from_policy(policy: &str) -> Result<Self, SpiffeIdError> {
+    /// One authorizer from policies as the command line's `--allow`, the C API and the Python
+    /// API write them, allowing a peer that any of them allows: `any`, a SPIFFE ID (exact),
+    /// `td:TRUST_DOMAIN` (member of) or `prefix:SPIFFE_ID` (path prefix on `/` boundaries).
+    /// Surrounding whitespace is ignored.
+    ///
+    /// An empty list is an [`ErrorKind::InvalidArgument`](workload_auth_core::ErrorKind) rather
+    /// than an authorizer that refuses everyone (write `any` to allow every verified peer), and
+    /// so is a malformed policy, named in the message with the reason as the error's source.
+    ///
+    /// ```
+    /// use workload_auth_mtls::{Authorizer, SpiffeId};
+    /// let allow = Authorizer::from_policies(["td:prod.example", "spiffe://ops.example/sa/admin"])?;
+    /// assert!(allow.allows(&SpiffeId::parse("spiffe://prod.example/ns/web/sa/a")?));
+    /// assert!(!allow.allows(&SpiffeId::parse("spiffe://dev.example/ns/web/sa/a")?));
+    /// assert!(Authorizer::from_policies(["td:NOT VALID"]).is_err());
+    /// # Ok::<(), workload_auth_core::Error>(())
+    /// ```
+    pub fn from_policies<I, S>(policies: I) -> workload_auth_core::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut rules = Vec::new();
+        for policy in policies {
+            let policy = policy.as_ref();
+            let rule = Self::parse_policy(policy).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("invalid authorization policy {policy:?}"),
+                )
+                .with_source(e)
+                .with_hint("write `any`, a SPIFFE ID, `td:TRUST_DOMAIN` or `prefix:SPIFFE_ID`")
+            })?;
+            rules.push(rule);
+        }
+        match <[Self; 1]>::try_from(rules) {
+            Ok([one]) => Ok(one),
+            Err(none) if none.is_empty() => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "no authorization policy given",
+            )
+            .with_hint("write `any` to allow every peer whose certificate verifies")),
+            Err(many) => Ok(Self::any_of(many)),
+        }
+    }
+
+    /// One policy of [`Authorizer::from_policies`].
+    fn parse_policy(policy: &str) -> Result<Self, SpiffeIdError> {
         let policy = policy.trim();
         if policy == "any" {
             Ok(Self::any())
@@ -250,40 +297,68 @@ mod tests {
     #[test]
     fn command_line_policies_parse() {
         let a = id("spiffe://td1/ns/a/sa/x");
-        assert!(Authorizer::from_policy("any").unwrap().allows(&a));
-        assert!(Authorizer::from_policy("td:td1").unwrap().allows(&a));
-        assert!(!Authorizer::from_policy("td:td2").unwrap().allows(&a));
+        assert!(Authorizer::parse_policy("any").unwrap().allows(&a));
+        assert!(Authorizer::parse_policy("td:td1").unwrap().allows(&a));
+        assert!(!Authorizer::parse_policy("td:td2").unwrap().allows(&a));
         assert!(
-            Authorizer::from_policy("prefix:spiffe://td1/ns")
+            Authorizer::parse_policy("prefix:spiffe://td1/ns")
                 .unwrap()
                 .allows(&a)
         );
         assert!(
-            !Authorizer::from_policy("prefix:spiffe://td1/n")
+            !Authorizer::parse_policy("prefix:spiffe://td1/n")
                 .unwrap()
                 .allows(&a)
         );
         assert!(
-            Authorizer::from_policy("spiffe://td1/ns/a/sa/x")
+            Authorizer::parse_policy("spiffe://td1/ns/a/sa/x")
                 .unwrap()
                 .allows(&a)
         );
         assert_eq!(
-            Authorizer::from_policy("td:TD").unwrap_err(),
+            Authorizer::parse_policy("td:TD").unwrap_err(),
             SpiffeIdError::BadTrustDomainChar('T')
         );
-        assert!(Authorizer::from_policy("bogus").is_err());
+        assert!(Authorizer::parse_policy("bogus").is_err());
+    }
+
+    #[test]
+    fn policy_lists_combine_and_are_refused_with_the_bad_entry_named() {
+        let web = id("spiffe://prod.example/ns/web/sa/a");
+        let admin = id("spiffe://ops.example/sa/admin");
+        let dev = id("spiffe://dev.example/ns/web/sa/a");
+        let allow =
+            Authorizer::from_policies([" td:prod.example", "spiffe://ops.example/sa/admin"])
+                .unwrap();
+        assert!(allow.allows(&web) && allow.allows(&admin) && !allow.allows(&dev));
+        let one = Authorizer::from_policies(["prefix:spiffe://dev.example/ns"]).unwrap();
+        assert!(one.allows(&dev) && !one.allows(&web));
+        assert_eq!(
+            one.to_string(),
+            Authorizer::parse_policy("prefix:spiffe://dev.example/ns")
+                .unwrap()
+                .to_string()
+        );
+
+        let e = Authorizer::from_policies(["any", "td:NOT VALID"]).unwrap_err();
+        assert_eq!(e.kind(), workload_auth_core::ErrorKind::InvalidArgument);
+        assert!(e.message().contains("\"td:NOT VALID\""), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "{e}");
+        assert!(e.hint().unwrap().contains("td:TRUST_DOMAIN"), "{e}");
+        let e = Authorizer::from_policies(Vec::<String>::new()).unwrap_err();
+        assert_eq!(e.kind(), workload_auth_core::ErrorKind::InvalidArgument);
+        assert!(e.hint().unwrap().contains("any"), "{e}");
     }
 
     #[test]
     fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
         assert_eq!(
-            Authorizer::from_policy("td:spiffe://prod.example/ns/admin").unwrap_err(),
+            Authorizer::parse_policy("td:spiffe://prod.example/ns/admin").unwrap_err(),
             SpiffeIdError::TrustDomainWithPath("/ns/admin".into())
         );
         let other = id("spiffe://prod.example/ns/web/sa/x");
         for ok in ["td:spiffe://prod.example", "td:prod.example"] {
-            assert!(Authorizer::from_policy(ok).unwrap().allows(&other), "{ok}");
+            assert!(Authorizer::parse_policy(ok).unwrap().allows(&other), "{ok}");
         }
     }
 }

@@ -78,5 +78,10 @@ pub use tls::{
 pub use verify::{SpiffeVerifier, spiffe_id_of, verify_x509_svid};
 pub use watcher::{WatchOptions, Watcher};
 
-pub use rustls;
-pub use rustls_pki_types;
+/// The rustls and pki-types items this crate's API takes and returns (TLS configurations,
+/// certificates, keys, server names, times), so that a caller can name them without depending on
+/// rustls at the same version (`PemObject` reads certificates and keys from PEM). Custom
+/// verifiers and resolvers need rustls itself.
+pub use rustls::{ClientConfig, ServerConfig};
+pub use rustls_pki_types::pem::PemObject;
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};

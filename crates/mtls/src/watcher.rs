@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use workload_auth_core::{Error, ErrorKind, Result};
+use workload_auth_core::{Error, ErrorKind, Result, RetryPolicy};
 
 use crate::error::CredentialError;
 use crate::source::SvidSource;
@@ -31,6 +31,23 @@ impl Default for WatchOptions {
             poll_interval: Duration::from_secs(1),
             max_reload_interval: Duration::from_secs(300),
             retry_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WatchOptions {
+    /// The delays before the next try after consecutive failed reloads: `retry_backoff`, then
+    /// doubling, never more than `max_reload_interval` (a full reload is due by then anyway).
+    /// No jitter: the change check every `poll_interval` already retries at once when the
+    /// files change again, which is what a rotation in progress looks like.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            // Unused: the watcher keeps trying for as long as it runs.
+            max_attempts: u32::MAX,
+            initial_backoff: self.retry_backoff,
+            max_backoff: self.max_reload_interval,
+            multiplier: 2.0,
+            jitter: 0.0,
         }
     }
 }
@@ -140,7 +157,8 @@ async fn run(
 ) {
     let poll = options.poll_interval.max(Duration::from_millis(10));
     let mut next_full = after(options.max_reload_interval);
-    let mut backoff = options.retry_backoff;
+    let retry = options.retry_policy();
+    let mut failures: u32 = 0;
     let mut retry_at: Option<Instant> = None;
     loop {
         tokio::time::sleep(poll).await;
@@ -155,11 +173,11 @@ async fn run(
         match reload(&store, source.as_ref()).await {
             Ok(()) => {
                 retry_at = None;
-                backoff = options.retry_backoff;
+                failures = 0;
             }
             Err(_) => {
-                retry_at = Some(after(backoff));
-                backoff = backoff.saturating_mul(2).min(options.max_reload_interval);
+                retry_at = Some(after(retry.backoff(failures)));
+                failures = failures.saturating_add(1);
             }
         }
         next_full = after(options.max_reload_interval);
@@ -177,6 +195,44 @@ fn after(delay: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_reloads_back_off_by_doubling_up_to_the_reload_interval() {
+        let delays = |o: WatchOptions| -> Vec<Duration> {
+            let p = o.retry_policy();
+            (0..12).map(|n| p.backoff(n)).collect()
+        };
+        let secs = |v: &[u64]| {
+            v.iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect::<Vec<_>>()
+        };
+        // The defaults: 1 s doubling, capped at the 5-minute full reload.
+        assert_eq!(
+            delays(WatchOptions::default()),
+            secs(&[1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300])
+        );
+        let o = WatchOptions {
+            retry_backoff: Duration::from_millis(250),
+            max_reload_interval: Duration::from_secs(1),
+            ..WatchOptions::default()
+        };
+        let ms: Vec<u128> = delays(o).iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            ms,
+            [
+                250, 500, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000
+            ]
+        );
+        let p = WatchOptions {
+            retry_backoff: Duration::MAX,
+            max_reload_interval: Duration::MAX,
+            ..WatchOptions::default()
+        }
+        .retry_policy();
+        assert!(p.backoff(u32::MAX) >= Duration::from_secs(u64::MAX / 2));
+        assert!(after(p.backoff(3)) > Instant::now());
+    }
 
     #[test]
     fn finding_3_huge_intervals_do_not_overflow() {

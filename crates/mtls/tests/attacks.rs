@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use rustls_pki_types::UnixTime;
 use workload_auth_emulator::ca::{CaOptions, Eku, IssuedSvid, KeyUsage, TrustDomainCa};
-use workload_auth_mtls::rustls_pki_types::UnixTime;
 use workload_auth_mtls::*;
 
 const SERVER: &str = "spiffe://prod.example/ns/backend/sa/api";
@@ -389,9 +389,7 @@ fn truncated_or_garbage_pem() {
     // Truncated DER inside a well-formed PEM armour, presented by a peer.
     let mut leaf = svid.leaf_der().to_vec();
     leaf.truncate(leaf.len() - 10);
-    let chain = vec![workload_auth_mtls::rustls_pki_types::CertificateDer::from(
-        leaf,
-    )];
+    let chain = vec![rustls_pki_types::CertificateDer::from(leaf)];
     let err = verify_x509_svid(
         &chain,
         &bundles(&[&ca]),

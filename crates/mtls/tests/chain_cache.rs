@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth_emulator::ca::{CaOptions, Eku, TrustDomainCa};
-use workload_auth_mtls::rustls_pki_types::{CertificateDer, UnixTime};
 use workload_auth_mtls::*;
 
 const SERVER: &str = "spiffe://prod.example/ns/backend/sa/api";
@@ -430,10 +430,9 @@ async fn finding_6_a_refused_peer_leaves_no_entry() {
 /// Like `raw_client_config`, but without rustls' check that the key matches the certificate.
 fn raw_client_config_unchecked(
     chain: Vec<CertificateDer<'static>>,
-    key: workload_auth_mtls::rustls_pki_types::PrivateKeyDer<'static>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
     server_trust: TrustBundleSet,
-) -> workload_auth_mtls::rustls::ClientConfig {
-    use workload_auth_mtls::rustls;
+) -> rustls::ClientConfig {
     let signer = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
     let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
     let verifier = SpiffeServerCertVerifier::new(SpiffeVerifier::with_bundles(
@@ -449,14 +448,14 @@ fn raw_client_config_unchecked(
 }
 
 #[derive(Debug)]
-struct Fixed(Arc<workload_auth_mtls::rustls::sign::CertifiedKey>);
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
 
-impl workload_auth_mtls::rustls::client::ResolvesClientCert for Fixed {
+impl rustls::client::ResolvesClientCert for Fixed {
     fn resolve(
         &self,
         _: &[&[u8]],
-        _: &[workload_auth_mtls::rustls::SignatureScheme],
-    ) -> Option<Arc<workload_auth_mtls::rustls::sign::CertifiedKey>> {
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
 

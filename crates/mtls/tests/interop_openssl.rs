@@ -10,12 +10,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_mtls::rustls_pki_types::pem::PemObject;
-use workload_auth_mtls::rustls_pki_types::{CertificateDer, UnixTime};
 use workload_auth_mtls::*;
 
 const SERVER: &str = "spiffe://prod.example/ns/backend/sa/api";

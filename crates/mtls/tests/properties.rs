@@ -247,7 +247,7 @@ proptest! {
         pad in prop::sample::select(vec!["", " ", "\t", "\n"]),
         candidates in prop::collection::vec(small_id(), 1..8),
     ) {
-        let parsed = Authorizer::from_policy(&format!("{pad}{text}{pad}")).unwrap();
+        let parsed = Authorizer::from_policies([format!("{pad}{text}{pad}")]).unwrap();
         for id in &candidates {
             prop_assert_eq!(parsed.allows(id), rule.allows(id), "{:?} for {}", text, id);
         }
@@ -275,7 +275,7 @@ proptest! {
         } else {
             model_is_valid_id(trimmed)
         };
-        let parsed = Authorizer::from_policy(&text);
+        let parsed = Authorizer::from_policies([&text]);
         prop_assert_eq!(parsed.is_ok(), expected, "{:?}: {:?}", text, parsed.map(|p| p.to_string()));
     }
 
@@ -284,7 +284,7 @@ proptest! {
     #[test]
     fn finding_5_td_policy_with_a_path_is_refused((td, segments) in valid_id().prop_filter("has a path", |(_, s)| !s.is_empty())) {
         let policy = format!("td:{}", join(&td, &segments));
-        let parsed = Authorizer::from_policy(&policy);
+        let parsed = Authorizer::from_policies([&policy]);
         prop_assert!(parsed.is_err(), "{:?} was accepted as {}", policy, parsed.map(|p| p.to_string()).unwrap_or_default());
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_auth_emulator::ca::TrustDomainCa;
-use workload_auth_mtls::rustls;
 use workload_auth_mtls::*;
 
 const SERVER: &str = "spiffe://prod.example/ns/backend/sa/api";

@@ -245,7 +245,7 @@ fn status_error(endpoint: &Endpoint, status: &tonic::Status) -> Error {
         format!(
             "the Workload API answered {:?}: {}",
             status.code(),
-            workload_auth_core::http::snippet(status.message(), 200)
+            workload_auth_core::text::snippet(status.message(), 200)
         ),
     )
     .with_endpoint(endpoint.to_string())
@@ -317,7 +317,7 @@ pub(crate) fn material_from(
                 ErrorKind::CredentialsNotFound,
                 format!(
                     "the Workload API sent no SVID with hint {:?} (it sent {})",
-                    workload_auth_core::http::snippet(h, 100),
+                    workload_auth_core::text::snippet(h, 100),
                     message.svids.len()
                 ),
             )
@@ -338,7 +338,7 @@ pub(crate) fn material_from(
     if x509.spiffe_id().as_str() != svid.spiffe_id {
         return Err(bad(format!(
             "spiffe_id {:?} does not match the certificate's {}",
-            workload_auth_core::http::snippet(&svid.spiffe_id, 100),
+            workload_auth_core::text::snippet(&svid.spiffe_id, 100),
             x509.spiffe_id()
         )));
     }
@@ -356,7 +356,7 @@ pub(crate) fn material_from(
         let td = trust_domain_of_key(key).ok_or_else(|| {
             bad(format!(
                 "federated bundle key {:?} is not a trust domain",
-                workload_auth_core::http::snippet(key, 100)
+                workload_auth_core::text::snippet(key, 100)
             ))
         })?;
         let roots = certificates(der).ok_or_else(|| {

@@ -4,11 +4,11 @@
 //! ```no_run
 //! # fn run() -> workload_auth::Result<()> {
 //! use workload_auth::blocking::MtlsClient;
+//! use workload_auth::WorkloadIdentity;
 //! use workload_auth::mtls::Authorizer;
-//! use workload_auth::{WorkloadIdentity, authorizer_from_policies};
 //!
 //! let identity = WorkloadIdentity::from_directory(None)?;
-//! let allow = authorizer_from_policies(["td:prod.example"])?;
+//! let allow = Authorizer::from_policies(["td:prod.example"])?;
 //! let client = MtlsClient::new(&identity, allow)?;
 //! let tcp = std::net::TcpStream::connect("10.0.0.7:8443").map_err(|e| {
 //!     workload_auth::Error::new(workload_auth::ErrorKind::Transport, "connect").with_source(e)
@@ -32,13 +32,10 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 use workload_auth_core::{Error, ErrorKind, Result, Retry};
-use workload_auth_mtls::rustls::{
-    self, ClientConfig, ClientConnection, ServerConfig, ServerConnection,
-};
-use workload_auth_mtls::rustls_pki_types::ServerName;
 use workload_auth_mtls::{
-    Authorizer, SpiffeId, VerificationError, handshake_error, peer_spiffe_id,
+    Authorizer, ServerName, SpiffeId, VerificationError, handshake_error, peer_spiffe_id,
 };
 
 use crate::WorkloadIdentity;
@@ -77,8 +74,7 @@ impl MtlsClient {
         let conn =
             ClientConnection::new(Arc::clone(&self.config), ServerName::IpAddress(ip.into()))
                 .map_err(|e| {
-                    Error::new(ErrorKind::InvalidArgument, "cannot start a TLS client")
-                        .with_source(e)
+                    Error::new(ErrorKind::Setup, "cannot start a TLS client").with_source(e)
                 })?;
         MtlsStream::handshake(rustls::Connection::Client(conn), tcp)
     }
@@ -122,7 +118,7 @@ impl MtlsServer {
     /// refused client gives [`ErrorKind::Verification`] with the [`VerificationError`] as source.
     pub fn accept(&self, tcp: TcpStream) -> Result<MtlsStream> {
         let conn = ServerConnection::new(Arc::clone(&self.config)).map_err(|e| {
-            Error::new(ErrorKind::InvalidArgument, "cannot start a TLS server").with_source(e)
+            Error::new(ErrorKind::Setup, "cannot start a TLS server").with_source(e)
         })?;
         MtlsStream::handshake(rustls::Connection::Server(conn), tcp)
     }

@@ -100,51 +100,18 @@ pub mod workload_api {
     pub use workload_auth_workload_api::*;
 }
 
-/// Shared building blocks: the token cache, clocks, the library's runtime.
+/// Shared building blocks: errors, tokens, secrets, the retry policy, the token cache, clocks and
+/// the library's runtime.
+///
+/// The plumbing the credential crates share (JSON field readers, bounded file reads, the HTTP
+/// client) is theirs, not part of this API: depend on `workload-auth-core` itself to use it.
 pub mod core {
-    pub use workload_auth_core::*;
-}
-
-/// One authorizer from policies in the command line's `--allow` syntax, allowing a peer that any
-/// of them allows: `any`, a SPIFFE ID (exact), `td:TRUST_DOMAIN` (member of) or `prefix:ID` (path
-/// prefix on `/` boundaries).
-///
-/// An empty list is an error rather than an authorizer that refuses everyone (write `any` to
-/// allow every verified peer).
-///
-/// ```
-/// use workload_auth::authorizer_from_policies;
-/// use workload_auth::mtls::SpiffeId;
-/// let allow = authorizer_from_policies(["td:prod.example", "spiffe://ops.example/sa/admin"])?;
-/// assert!(allow.allows(&SpiffeId::parse("spiffe://prod.example/ns/web/sa/a")?));
-/// assert!(!allow.allows(&SpiffeId::parse("spiffe://dev.example/ns/web/sa/a")?));
-/// # Ok::<(), workload_auth::Error>(())
-/// ```
-pub fn authorizer_from_policies<I, S>(policies: I) -> Result<mtls::Authorizer>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut rules = Vec::new();
-    for policy in policies {
-        let policy = policy.as_ref();
-        let rule = mtls::Authorizer::from_policy(policy).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("invalid authorization policy {policy:?}: {e}"),
-            )
-            .with_hint("write `any`, a SPIFFE ID, `td:TRUST_DOMAIN` or `prefix:SPIFFE_ID`")
-        })?;
-        rules.push(rule);
-    }
-    match rules.len() {
-        0 => Err(
-            Error::new(ErrorKind::InvalidArgument, "no authorization policy given")
-                .with_hint("write `any` to allow every peer whose certificate verifies"),
-        ),
-        1 => Ok(rules.remove(0)),
-        _ => Ok(mtls::Authorizer::any_of(rules)),
-    }
+    pub use workload_auth_core::{
+        AccessToken, CacheConfig, Cached, Clock, Error, ErrorKind, Expiring, FetchFuture, IdToken,
+        ManualClock, RefreshRng, RefreshSchedule, Result, Retry, RetryPolicy, SecretString,
+        SystemClock, TokenCache, cache, clock, error, expiry_after, retry, runtime, secret,
+        status_is_transient, token, unix_time,
+    };
 }
 
 /// Application Default Credentials from the process environment, with the default scopes.

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::thread;
 
 use workload_auth::blocking::{MtlsClient, MtlsServer, MtlsStream};
+use workload_auth::mtls::Authorizer;
 use workload_auth::mtls::VerificationError;
-use workload_auth::{ErrorKind, WorkloadIdentity, authorizer_from_policies};
+use workload_auth::{ErrorKind, WorkloadIdentity};
 use workload_auth_emulator::ca::TrustDomainCa;
 use workload_auth_emulator::credentials_writer::{CredentialsContents, CredentialsDirWriter};
 
@@ -74,10 +75,11 @@ fn read_exactly(stream: &MtlsStream, len: usize) -> Vec<u8> {
 #[test]
 fn echo_and_full_duplex_between_blocking_ends() {
     let ids = identities();
-    let server = MtlsServer::new(&ids.server, authorizer_from_policies([CLIENT]).unwrap()).unwrap();
+    let server =
+        MtlsServer::new(&ids.server, Authorizer::from_policies([CLIENT]).unwrap()).unwrap();
     let client = MtlsClient::new(
         &ids.client,
-        authorizer_from_policies(["td:blocking.test"]).unwrap(),
+        Authorizer::from_policies(["td:blocking.test"]).unwrap(),
     )
     .unwrap();
     let (port, server_thread) = echo_server(server);
@@ -108,10 +110,10 @@ fn echo_and_full_duplex_between_blocking_ends() {
 #[test]
 fn a_server_refused_by_the_client_policy_fails_the_connect() {
     let ids = identities();
-    let server = MtlsServer::new(&ids.server, authorizer_from_policies(["any"]).unwrap()).unwrap();
+    let server = MtlsServer::new(&ids.server, Authorizer::from_policies(["any"]).unwrap()).unwrap();
     let client = MtlsClient::new(
         &ids.client,
-        authorizer_from_policies(["spiffe://blocking.test/ns/prod/sa/other"]).unwrap(),
+        Authorizer::from_policies(["spiffe://blocking.test/ns/prod/sa/other"]).unwrap(),
     )
     .unwrap();
     let (port, server_thread) = echo_server(server);
@@ -129,10 +131,10 @@ fn a_client_refused_by_the_server_policy_learns_it_on_read() {
     let ids = identities();
     let server = MtlsServer::new(
         &ids.server,
-        authorizer_from_policies(["prefix:spiffe://blocking.test/ns/admin"]).unwrap(),
+        Authorizer::from_policies(["prefix:spiffe://blocking.test/ns/admin"]).unwrap(),
     )
     .unwrap();
-    let client = MtlsClient::new(&ids.client, authorizer_from_policies(["any"]).unwrap()).unwrap();
+    let client = MtlsClient::new(&ids.client, Authorizer::from_policies(["any"]).unwrap()).unwrap();
     let (port, server_thread) = echo_server(server);
     let stream = client.connect_addr(("127.0.0.1", port)).unwrap();
     let server_err = server_thread.join().unwrap().unwrap_err();
@@ -146,8 +148,8 @@ fn a_client_refused_by_the_server_policy_learns_it_on_read() {
 #[test]
 fn a_close_without_close_notify_is_an_error_not_an_end() {
     let ids = identities();
-    let server = MtlsServer::new(&ids.server, authorizer_from_policies(["any"]).unwrap()).unwrap();
-    let client = MtlsClient::new(&ids.client, authorizer_from_policies(["any"]).unwrap()).unwrap();
+    let server = MtlsServer::new(&ids.server, Authorizer::from_policies(["any"]).unwrap()).unwrap();
+    let client = MtlsClient::new(&ids.client, Authorizer::from_policies(["any"]).unwrap()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server_thread = thread::spawn(move || {
@@ -173,7 +175,7 @@ async fn a_blocking_client_talks_to_the_async_acceptor() {
     let ids = identities();
     let acceptor = ids
         .server
-        .acceptor(authorizer_from_policies([CLIENT]).unwrap())
+        .acceptor(Authorizer::from_policies([CLIENT]).unwrap())
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -186,7 +188,8 @@ async fn a_blocking_client_talks_to_the_async_acceptor() {
         stream.shutdown().await.unwrap();
         peer.to_string()
     });
-    let client = MtlsClient::new(&ids.client, authorizer_from_policies([SERVER]).unwrap()).unwrap();
+    let client =
+        MtlsClient::new(&ids.client, Authorizer::from_policies([SERVER]).unwrap()).unwrap();
     let echoed = tokio::task::spawn_blocking(move || {
         let stream = client.connect_addr(("127.0.0.1", port)).unwrap();
         stream.write_all(b"from a blocking client").unwrap();
@@ -212,11 +215,11 @@ async fn a_blocking_client_talks_to_the_async_acceptor() {
 fn policies_must_be_valid_and_not_empty() {
     let none: [&str; 0] = [];
     assert_eq!(
-        authorizer_from_policies(none).unwrap_err().kind(),
+        Authorizer::from_policies(none).unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
     for bad in ["td:", "prefix:http://x", "spiffe://", "not a policy"] {
-        let err = authorizer_from_policies([bad]).unwrap_err();
+        let err = Authorizer::from_policies([bad]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
         assert!(err.to_string().contains(bad), "{err}");
     }

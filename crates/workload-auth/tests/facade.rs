@@ -182,19 +182,19 @@ async fn a_workload_identity_handshakes_and_follows_rotation() {
 
 #[test]
 fn finding_5_td_policy_with_a_path_is_refused_not_widened() {
-    use workload_auth::authorizer_from_policies;
+    use workload_auth::mtls::Authorizer;
     for policies in [
         vec!["td:spiffe://prod.example/ns/admin"],
         vec!["any", "td:spiffe://prod.example/ns/admin"],
     ] {
-        let err = authorizer_from_policies(&policies).unwrap_err();
+        let err = Authorizer::from_policies(&policies).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{policies:?}");
         assert!(err.to_string().contains("/ns/admin"), "{err}");
     }
     let web = SpiffeId::parse("spiffe://prod.example/ns/web/sa/a").unwrap();
     for policy in ["td:spiffe://prod.example", "td:prod.example"] {
         assert!(
-            authorizer_from_policies([policy]).unwrap().allows(&web),
+            Authorizer::from_policies([policy]).unwrap().allows(&web),
             "{policy}"
         );
     }

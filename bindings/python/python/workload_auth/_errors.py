@@ -99,6 +99,11 @@ class NotOnGoogleCloudError(WorkloadAuthError):
     """Not running on Google Cloud: there is no metadata server."""
 
 
+class SetupError(WorkloadAuthError, RuntimeError):
+    """Something the library needs could not be set up on this host, whatever the arguments:
+    its HTTP client or TLS configuration, the platform's trust roots, its runtime's threads."""
+
+
 class VerificationError(WorkloadAuthError):
     """A peer's certificate or SPIFFE ID failed verification or authorization.
 

@@ -121,7 +121,13 @@ def _combined(bases: Tuple[type, ...]) -> type:
 
 
 def _translate(e: _errors.WorkloadAuthError, *, loading: bool = False) -> Exception:
-    """``e`` as an exception that is also google-auth's."""
+    """``e`` as an exception that is also google-auth's.
+
+    Transient failures become ``TransportError`` (google-api-core retries those); the rest are
+    ``DefaultCredentialsError`` while loading and ``RefreshError`` (not retryable) afterwards. A
+    ``SetupError`` (this host cannot make the HTTP client, load its trust roots or start the
+    library's threads) is deliberately one of "the rest": retrying cannot cure it, so it must not
+    be a ``TransportError``, and google-auth has no closer class for a broken local set-up."""
     target: Type[_errors.WorkloadAuthError]
     if isinstance(e, _errors.CredentialsNotFoundError) or (
         loading and not e.transient and not isinstance(e, _errors.InvalidArgumentError)

@@ -255,7 +255,7 @@ fn check_rule(i: usize, rule: &AccessBoundaryRule) -> Result<()> {
             return Err(invalid(format!(
                 "access boundary rule {i}: `availablePermissions[{j}]` is {:?}; it must be \
                  inRole:ROLE (e.g. inRole:roles/storage.objectViewer)",
-                workload_auth_core::http::snippet(permission, 80)
+                workload_auth_core::text::snippet(permission, 80)
             )));
         }
     }

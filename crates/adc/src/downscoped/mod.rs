@@ -55,7 +55,7 @@ pub use boundary::{AccessBoundary, AccessBoundaryRule, AvailabilityCondition, MA
 pub use client_side::{ClientSideDownscoper, PreparedBoundary};
 
 use crate::Credentials;
-use crate::http::{Auth, Body, DEFAULT_TIMEOUT, Http, Reply, TlsRoots};
+use crate::credential_client::{Auth, Body, DEFAULT_TIMEOUT, Http, Reply, TlsRoots};
 use crate::url_policy::caller_endpoint;
 
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -84,14 +84,19 @@ struct Exchanged {
 }
 
 impl Sts {
-    fn new(source: Credentials, endpoint: Option<&str>, timeout: Duration) -> Result<Self> {
+    fn new(
+        source: Credentials,
+        endpoint: Option<&str>,
+        timeout: Duration,
+        roots: &TlsRoots,
+    ) -> Result<Self> {
         let endpoint = endpoint
             .map(|raw| caller_endpoint(raw, "sts_endpoint", "the downscoping builder"))
             .transpose()?;
         Ok(Self {
             source,
             endpoint,
-            http: Http::new(&TlsRoots::default(), None, timeout),
+            http: Http::new(roots, None, timeout),
         })
     }
 
@@ -157,6 +162,7 @@ pub struct DownscopingBuilder {
     source: Credentials,
     endpoint: Option<String>,
     timeout: Duration,
+    roots: TlsRoots,
 }
 
 impl DownscopingBuilder {
@@ -165,6 +171,7 @@ impl DownscopingBuilder {
             source,
             endpoint: None,
             timeout: DEFAULT_TIMEOUT,
+            roots: TlsRoots::default(),
         }
     }
 
@@ -183,8 +190,24 @@ impl DownscopingBuilder {
         self
     }
 
+    /// Trusts exactly these roots for an `https://` Security Token Service instead of the
+    /// platform's (a private endpoint, or a test server).
+    #[must_use]
+    pub fn with_tls_root_certificates(
+        mut self,
+        roots: impl IntoIterator<Item = rustls_pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.roots = TlsRoots::only(roots.into_iter().collect());
+        self
+    }
+
     fn sts(self) -> Result<Sts> {
-        Sts::new(self.source, self.endpoint.as_deref(), self.timeout)
+        Sts::new(
+            self.source,
+            self.endpoint.as_deref(),
+            self.timeout,
+            &self.roots,
+        )
     }
 }
 

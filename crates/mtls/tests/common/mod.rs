@@ -10,11 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use workload_auth_emulator::ca::{IssuedSvid, TrustDomainCa};
-use workload_auth_mtls::rustls;
-use workload_auth_mtls::rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use workload_auth_mtls::*;
 
 /// A temporary directory removed on drop.

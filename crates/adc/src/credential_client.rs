@@ -1,5 +1,11 @@
-//! HTTP for token endpoints: one reqwest client on rustls with the ring provider, bounded bodies,
-//! no redirects, and errors that say whether retrying can help.
+//! The HTTP client of a credential, for its token, STS, IAM and other Google endpoints: the
+//! trust anchors and proxy it uses, requests with their authentication, and answers read into
+//! errors that say whether retrying can help.
+//!
+//! The reqwest client itself (no redirects, time limits, bounded zeroed bodies, transport
+//! errors) is built by `workload_auth_core::http_client`, shared with the metadata client; what
+//! is only ADC's stays here: the platform's roots, the proxy rules of [`crate::proxy`], a
+//! caller-supplied client, and OAuth error answers.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -8,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
-use workload_auth_core::http::{BoundedBody, TransportFailure, snippet};
+use workload_auth_core::http_client::{self, ClientOptions, Proxy, build_client, read_body};
 use workload_auth_core::json::{Fields, JsonObject, parse_object};
+use workload_auth_core::text::snippet;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString};
 use zeroize::Zeroizing;
 
@@ -90,7 +97,7 @@ impl fmt::Debug for TlsRoots {
 }
 
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::new(ErrorKind::InvalidArgument, "cannot configure TLS").with_source(e)
+    Error::new(ErrorKind::Setup, "cannot configure TLS").with_source(e)
 }
 
 /// A rustls client configuration on the ring provider: the platform's roots (or the given ones),
@@ -111,7 +118,13 @@ pub(crate) fn client_config(
         Some(given) => {
             let mut store = rustls::RootCertStore::empty();
             for cert in given.iter() {
-                store.add(cert.clone()).map_err(tls_error)?;
+                store.add(cert.clone()).map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        "a root certificate given cannot be used",
+                    )
+                    .with_source(e)
+                })?;
             }
             builder.with_root_certificates(store)
         }
@@ -171,7 +184,7 @@ fn platform_verifier() -> Result<Arc<rustls_platform_verifier::Verifier>> {
         .clone()
         .map_err(|e| {
             Error::new(
-                ErrorKind::InvalidArgument,
+                ErrorKind::Setup,
                 format!("cannot load the platform's TLS roots: {e}"),
             )
         })
@@ -276,25 +289,18 @@ impl Http {
                     .as_ref()
                     .map(|(chain, key)| (chain.clone(), key.clone_key()));
                 let tls = client_config(&inner.roots, identity)?;
-                let builder = match &inner.roots.proxy {
-                    ProxyRoute::Process => reqwest::Client::builder(),
-                    ProxyRoute::Settings(None) => reqwest::Client::builder().no_proxy(),
-                    ProxyRoute::Settings(Some(settings)) => reqwest::Client::builder()
-                        .no_proxy()
-                        .proxy(settings.to_reqwest()),
+                let proxy = match &inner.roots.proxy {
+                    ProxyRoute::Process => Proxy::Environment,
+                    ProxyRoute::Settings(None) => Proxy::None,
+                    ProxyRoute::Settings(Some(settings)) => {
+                        Proxy::Only(Box::new(settings.to_reqwest()))
+                    }
                 };
-                builder
-                    .tls_backend_preconfigured(tls)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(inner.timeout)
-                    .connect_timeout(inner.timeout.min(Duration::from_secs(10)))
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .user_agent(concat!("workload-auth/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| {
-                        Error::new(ErrorKind::InvalidArgument, "cannot build the HTTP client")
-                            .with_source(e)
-                    })
+                build_client(
+                    tls,
+                    ClientOptions::new(inner.timeout).with_proxy(proxy),
+                    |b| b,
+                )
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -377,26 +383,23 @@ impl Http {
             )
             .with_retry(Retry::Permanent));
         }
-        let mut body = BoundedBody::new(response.content_length(), MAX_BODY_BYTES, &endpoint)?;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e, url, &endpoint))?
-        {
-            body.push(&chunk)?;
-        }
+        let body = read_body(&mut response, MAX_BODY_BYTES, &endpoint, |e| {
+            self.transport_error(e, url, &endpoint)
+        })
+        .await?;
         Ok(Reply {
             status,
-            body: body.finish(),
+            body,
             endpoint,
         })
     }
 }
 
 impl Http {
-    /// [`transport_error`], saying which proxy the request went through, if any.
+    /// A transport error (see `http_client::transport_error`), saying which proxy the request
+    /// went through, if any.
     fn transport_error(&self, e: &reqwest::Error, url: &Url, endpoint: &str) -> Error {
-        let error = transport_error(e, endpoint, self.inner.timeout);
+        let error = http_client::transport_error(e, None, endpoint, self.inner.timeout);
         if self.inner.roots.given.is_some() && self.inner.identity.is_none() {
             return error;
         }
@@ -414,19 +417,6 @@ impl Http {
             )),
         }
     }
-}
-
-fn transport_error(e: &reqwest::Error, endpoint: &str, timeout: Duration) -> Error {
-    let failure = if e.is_timeout() {
-        TransportFailure::Timeout(timeout)
-    } else if e.is_connect() {
-        TransportFailure::Connect
-    } else if e.is_body() || e.is_decode() {
-        TransportFailure::Body
-    } else {
-        TransportFailure::Other
-    };
-    workload_auth_core::http::transport_error(failure, None, endpoint, e)
 }
 
 /// OAuth error codes after which the same request may succeed later (google-auth's list).

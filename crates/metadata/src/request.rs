@@ -1,4 +1,5 @@
-//! One request to the metadata server, with every check a response must pass.
+//! One request to the metadata server, with every check a response must pass. The client under
+//! it is built, and the body read, by `workload_auth_core::http_client`.
 //!
 //! A response is accepted only if it carries `Metadata-Flavor: Google` (anything else is not the
 //! metadata server: a proxy, a captive portal, another cloud's metadata service), is not a
@@ -8,8 +9,9 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use url::Url;
-use workload_auth_core::http::{BoundedBody, TransportFailure, snippet};
+use workload_auth_core::http_client::read_body;
 use workload_auth_core::json::{JsonObject, parse_object};
+use workload_auth_core::text::snippet;
 use workload_auth_core::{Error, ErrorKind, Result, Retry};
 use zeroize::Zeroizing;
 
@@ -80,7 +82,10 @@ pub(crate) async fn send_once(
         )
         .with_retry(Retry::Permanent));
     }
-    let body = read_body(&mut response, endpoint, timeout).await?;
+    let body = read_body(&mut response, MAX_BODY_BYTES, endpoint, |e| {
+        transport_error(e, endpoint, timeout)
+    })
+    .await?;
     if (200..300).contains(&status) {
         Ok(Answer::Ok(body))
     } else {
@@ -110,41 +115,15 @@ fn check_flavor(headers: &HeaderMap, status: u16, endpoint: &str) -> Result<()> 
     .with_hint("check GCE_METADATA_HOST and any HTTP proxy or interception between here and the metadata server"))
 }
 
-/// Reads the body, refusing it as soon as it grows past [`MAX_BODY_BYTES`].
-async fn read_body(
-    response: &mut reqwest::Response,
-    endpoint: &str,
-    timeout: Duration,
-) -> Result<Body> {
-    let mut body = BoundedBody::new(response.content_length(), MAX_BODY_BYTES, endpoint)?;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(&e, endpoint, timeout))?
-    {
-        body.push(&chunk)?;
-    }
-    Ok(body.finish())
-}
-
 /// A transport failure: connect errors, timeouts, resets and truncated bodies, all transient.
 fn transport_error(e: &reqwest::Error, endpoint: &str, timeout: Duration) -> Error {
-    let failure = if e.is_timeout() {
-        TransportFailure::Timeout(timeout)
-    } else if e.is_connect() {
-        TransportFailure::Connect
-    } else if e.is_body() || e.is_decode() {
-        TransportFailure::Body
-    } else {
-        TransportFailure::Other
-    };
-    let err = workload_auth_core::http::transport_error(
-        failure,
+    let err = workload_auth_core::http_client::transport_error(
+        e,
         Some("the metadata server"),
         endpoint,
-        e,
+        timeout,
     );
-    if failure == TransportFailure::Connect {
+    if e.is_connect() && !e.is_timeout() {
         err.with_hint(
             "is this running on Google Cloud? Elsewhere, set GCE_METADATA_HOST to a metadata server \
              (for example the workload-auth emulator) or use other credentials",
