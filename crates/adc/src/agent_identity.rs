@@ -365,16 +365,7 @@ impl BoundCertificate {
             )
             .with_endpoint(self.path.display().to_string())
         })?;
-        let roots: Vec<_> = roots.into_iter().collect();
-        let roots = if roots.is_empty() {
-            crate::credential_client::TlsRoots::default()
-        } else {
-            crate::credential_client::TlsRoots::only(roots)
-        };
-        crate::credential_client::client_config(
-            &roots,
-            Some((self.chain.to_vec(), key.clone_key())),
-        )
+        crate::client_certificate::mtls_client_config(roots, self.chain.to_vec(), key.clone_key())
     }
 
     /// The binding the metadata server takes.

@@ -113,15 +113,23 @@ impl ClientCertificate {
         &self,
         roots: impl IntoIterator<Item = CertificateDer<'static>>,
     ) -> Result<rustls::ClientConfig> {
-        let roots: Vec<_> = roots.into_iter().collect();
-        let roots = if roots.is_empty() {
-            crate::credential_client::TlsRoots::default()
-        } else {
-            crate::credential_client::TlsRoots::only(roots)
-        };
-        crate::credential_client::client_config(
-            &roots,
-            Some((self.chain.clone(), self.key.clone_key())),
-        )
+        mtls_client_config(roots, self.chain.clone(), self.key.clone_key())
     }
+}
+
+/// A rustls client configuration (ring provider, TLS 1.3 only) presenting `chain` and `key` and
+/// trusting `roots` (the platform's when empty): what [`ClientCertificate::rustls_config`] and
+/// the bound certificate's `rustls_config` both give.
+pub(crate) fn mtls_client_config(
+    roots: impl IntoIterator<Item = CertificateDer<'static>>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ClientConfig> {
+    let roots: Vec<_> = roots.into_iter().collect();
+    let roots = if roots.is_empty() {
+        crate::credential_client::TlsRoots::default()
+    } else {
+        crate::credential_client::TlsRoots::only(roots)
+    };
+    crate::credential_client::client_config(&roots, Some((chain, key)))
 }
