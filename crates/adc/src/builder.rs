@@ -16,11 +16,11 @@ use workload_auth_metadata::{
     MDS_MTLS_MODE_ENV, METADATA_HOST_ENV, MdsMtlsMode, MetadataClient, detect,
 };
 
+use crate::credential_client::{DEFAULT_TIMEOUT, Http, TlsRoots};
 use crate::credentials::{Credentials, ProjectState, Resolved};
 use crate::env::ALLOWED_ENDPOINTS_ENV;
 use crate::env::{CREDENTIALS_ENV, EnvSource, LEGACY_PROJECT_ENV, PROJECT_ENV, QUOTA_PROJECT_ENV};
 use crate::explain::{Explanation, Outcome, ProjectIdSource, QuotaProjectSource, Step};
-use crate::http::{DEFAULT_TIMEOUT, Http, TlsRoots};
 use crate::kinds::{self, Context, CredentialType, Source};
 use crate::url_policy::EndpointPolicy;
 
@@ -313,7 +313,7 @@ impl Builder {
             .transpose()?;
         Ok(crate::kinds::impersonated::iam::BlobSigning {
             base,
-            http: crate::http::Http::new(&self.network()?, None, self.timeout),
+            http: crate::credential_client::Http::new(&self.network()?, None, self.timeout),
             email: tokio::sync::OnceCell::new(),
         })
     }
@@ -465,7 +465,7 @@ impl Builder {
                 &self.env,
                 &found.source,
                 found.metadata.clone(),
-                crate::http::Http::new(&self.network()?, None, self.timeout),
+                crate::credential_client::Http::new(&self.network()?, None, self.timeout),
             )?;
             let signing = self.blob_signing()?;
             Ok(Credentials::new(Resolved {
@@ -733,7 +733,7 @@ impl Builder {
                 number,
                 self.resource_manager.as_deref(),
                 &external.universe_domain,
-                crate::http::Http::new(&self.network()?, None, self.timeout),
+                crate::credential_client::Http::new(&self.network()?, None, self.timeout),
             )?;
             return Ok((ProjectState::resource_manager(lookup), steps));
         }

@@ -205,13 +205,13 @@ pub(crate) enum Body<'a> {
 }
 
 /// An answer: status and (zeroed on drop) body, and the endpoint as errors name it.
-pub(crate) struct Reply {
+pub(crate) struct CredentialResponse {
     pub(crate) status: u16,
     pub(crate) body: Zeroizing<Vec<u8>>,
     pub(crate) endpoint: String,
 }
 
-impl Reply {
+impl CredentialResponse {
     pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -314,7 +314,7 @@ impl Http {
         auth: Auth<'_>,
         headers: &[(&str, &str)],
         body: Body<'_>,
-    ) -> Result<Reply> {
+    ) -> Result<CredentialResponse> {
         let endpoint = display_url(url);
         let mut request = self.client()?.request(method, url.clone());
         match auth {
@@ -387,7 +387,7 @@ impl Http {
             self.transport_error(e, url, &endpoint)
         })
         .await?;
-        Ok(Reply {
+        Ok(CredentialResponse {
             status,
             body,
             endpoint,
@@ -478,7 +478,12 @@ impl ErrorBody {
 
 /// The error for a non-2xx answer of `endpoint` to a `what` request ("the JWT-bearer grant").
 /// `refused_hint` is what the user should do when the credential itself was refused.
-pub(crate) fn answer_error(reply: &Reply, endpoint: &str, what: &str, refused_hint: &str) -> Error {
+pub(crate) fn answer_error(
+    reply: &CredentialResponse,
+    endpoint: &str,
+    what: &str,
+    refused_hint: &str,
+) -> Error {
     let parsed = ErrorBody::parse(&reply.body);
     let summary = parsed.summary();
     let message = if summary.is_empty() {
@@ -510,7 +515,10 @@ pub(crate) fn answer_error(reply: &Reply, endpoint: &str, what: &str, refused_hi
 }
 
 /// An OAuth 2.0 token answer: `access_token`, `expires_in` (default 3600 s), `token_type`.
-pub(crate) fn parse_access_token(reply: &Reply, now: SystemTime) -> Result<AccessToken> {
+pub(crate) fn parse_access_token(
+    reply: &CredentialResponse,
+    now: SystemTime,
+) -> Result<AccessToken> {
     let map = reply.json("the token answer")?;
     let fields = Fields::of_response(&map, &reply.endpoint);
     let token = fields.secret("access_token")?;
@@ -530,8 +538,8 @@ pub(crate) fn parse_access_token(reply: &Reply, now: SystemTime) -> Result<Acces
 mod tests {
     use super::*;
 
-    fn reply(status: u16, body: &str) -> Reply {
-        Reply {
+    fn reply(status: u16, body: &str) -> CredentialResponse {
+        CredentialResponse {
             status,
             body: Zeroizing::new(body.as_bytes().to_vec()),
             endpoint: "e".to_owned(),

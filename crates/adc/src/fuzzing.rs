@@ -13,15 +13,15 @@ use workload_auth_core::{AccessToken, IdToken, Result, SecretString};
 use zeroize::Zeroizing;
 
 use crate::certificate_config;
-use crate::credential_client::{Reply, parse_access_token};
+use crate::credential_client::{CredentialResponse, parse_access_token};
 use crate::kinds::external_account::sources::executable;
 use crate::kinds::impersonated::iam;
 
 /// The endpoint fuzzed answers claim to come from (never contacted).
 const ENDPOINT: &str = "https://fuzz.invalid/token";
 
-fn reply(status: u16, body: &[u8]) -> Reply {
-    Reply {
+fn reply(status: u16, body: &[u8]) -> CredentialResponse {
+    CredentialResponse {
         status,
         body: Zeroizing::new(body.to_vec()),
         endpoint: ENDPOINT.to_owned(),

@@ -77,9 +77,6 @@ mod explain;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-/// The former name of [`credential_client`]: `kinds/` still uses it while those files are
-/// being regrouped.
-use credential_client as http;
 mod kinds;
 mod project_lookup;
 mod proxy;

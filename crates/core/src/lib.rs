@@ -40,13 +40,6 @@ pub mod secret;
 pub mod text;
 pub mod token;
 
-/// The former home of [`text::snippet`]: `adc/src/kinds/` still names it so while those files
-/// are being regrouped. New code uses [`text::snippet`].
-#[doc(hidden)]
-pub mod http {
-    pub use crate::text::snippet;
-}
-
 pub use cache::{CacheConfig, Cached, FetchFuture, RefreshRng, RefreshSchedule, TokenCache};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};

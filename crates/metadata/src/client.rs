@@ -15,7 +15,7 @@ use crate::mds_mtls::{
     ClientSettings, MDS_MTLS_CLIENT_FILE, MDS_MTLS_DIR_ENV, MDS_MTLS_MODE_ENV, MDS_MTLS_ROOT_FILE,
     MdsMtlsMode, MdsTransport, MtlsTransport, exists, resolve_dir, target,
 };
-use crate::request::{Answer, malformed, send_once};
+use crate::request::{MetadataResponse, malformed, send_once};
 use crate::service_account::{ServiceAccountInfo, parse_service_account};
 use crate::token::{parse_access_token, parse_id_token};
 use crate::workload::{
@@ -499,7 +499,7 @@ impl MetadataClient {
     pub async fn universe_domain(&self) -> Result<String> {
         let endpoint = self.endpoint(UNIVERSE_DOMAIN);
         match self.request(UNIVERSE_DOMAIN, &[]).await? {
-            Answer::Ok(body) => {
+            MetadataResponse::Ok(body) => {
                 let text = utf8(&body, &endpoint)?.trim();
                 Ok(if text.is_empty() {
                     DEFAULT_UNIVERSE_DOMAIN.to_owned()
@@ -507,8 +507,8 @@ impl MetadataClient {
                     text.to_owned()
                 })
             }
-            Answer::Status(404, _) => Ok(DEFAULT_UNIVERSE_DOMAIN.to_owned()),
-            Answer::Status(status, body) => Err(status_error(status, &endpoint, &body)),
+            MetadataResponse::Status(404, _) => Ok(DEFAULT_UNIVERSE_DOMAIN.to_owned()),
+            MetadataResponse::Status(status, body) => Err(status_error(status, &endpoint, &body)),
         }
     }
 
@@ -555,8 +555,8 @@ impl MetadataClient {
     async fn workload<T>(&self, path: &str, parse: impl Fn(&[u8], &str) -> Result<T>) -> Result<T> {
         let endpoint = self.endpoint(path);
         match self.request(path, &[]).await? {
-            Answer::Ok(body) => parse(&body, &endpoint),
-            Answer::Status(status, body) => {
+            MetadataResponse::Ok(body) => parse(&body, &endpoint),
+            MetadataResponse::Status(status, body) => {
                 match WorkloadCertificatesUnavailable::from_status(status, &body) {
                     Some(reason) => Err(reason.into_error(status, &endpoint)),
                     None => Err(status_error(status, &endpoint, &body)),
@@ -585,14 +585,14 @@ impl MetadataClient {
     ) -> Result<T> {
         let endpoint = self.endpoint(path);
         match self.request_with(path, query, body).await? {
-            Answer::Ok(body) => parse(&body, &endpoint),
-            Answer::Status(status, body) => Err(status_error(status, &endpoint, &body)),
+            MetadataResponse::Ok(body) => parse(&body, &endpoint),
+            MetadataResponse::Status(status, body) => Err(status_error(status, &endpoint, &body)),
         }
     }
 
     /// GET `path` with retries. Transient statuses are retried here and reported as errors once
     /// the attempts are used up; other statuses are returned for the caller to interpret.
-    async fn request(&self, path: &str, query: &[(&str, String)]) -> Result<Answer> {
+    async fn request(&self, path: &str, query: &[(&str, String)]) -> Result<MetadataResponse> {
         self.request_with(path, query, None).await
     }
 
@@ -602,7 +602,7 @@ impl MetadataClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&[u8]>,
-    ) -> Result<Answer> {
+    ) -> Result<MetadataResponse> {
         let transport = self.transport().await;
         let (http, base) = self.route(transport)?;
         let endpoint = format!("{base}{path}");
@@ -616,7 +616,7 @@ impl MetadataClient {
             .retry
             .run(|| async {
                 match send_once(&http, &url, body, &endpoint, inner.timeout).await? {
-                    Answer::Status(status, body)
+                    MetadataResponse::Status(status, body)
                         if workload_auth_core::status_is_transient(status) =>
                     {
                         Err(status_error(status, &endpoint, &body))

@@ -32,7 +32,7 @@ pub(crate) type Body = Zeroizing<Vec<u8>>;
 
 /// The outcome of one request that got an answer which passed the checks.
 #[derive(Debug)]
-pub(crate) enum Answer {
+pub(crate) enum MetadataResponse {
     /// 2xx with its body.
     Ok(Body),
     /// Another status the caller may want to interpret (404, 412): status, and the start of the
@@ -48,7 +48,7 @@ pub(crate) async fn send_once(
     body: Option<&[u8]>,
     endpoint: &str,
     timeout: Duration,
-) -> Result<Answer> {
+) -> Result<MetadataResponse> {
     let request = match body {
         None => http.get(url.clone()),
         Some(body) => http
@@ -87,9 +87,9 @@ pub(crate) async fn send_once(
     })
     .await?;
     if (200..300).contains(&status) {
-        Ok(Answer::Ok(body))
+        Ok(MetadataResponse::Ok(body))
     } else {
-        Ok(Answer::Status(
+        Ok(MetadataResponse::Status(
             status,
             snippet(&String::from_utf8_lossy(&body), ERROR_SNIPPET_CHARS),
         ))

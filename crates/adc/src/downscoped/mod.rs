@@ -55,7 +55,7 @@ pub use boundary::{AccessBoundary, AccessBoundaryRule, AvailabilityCondition, MA
 pub use client_side::{ClientSideDownscoper, PreparedBoundary};
 
 use crate::Credentials;
-use crate::credential_client::{Auth, Body, DEFAULT_TIMEOUT, Http, Reply, TlsRoots};
+use crate::credential_client::{Auth, Body, CredentialResponse, DEFAULT_TIMEOUT, Http, TlsRoots};
 use crate::url_policy::caller_endpoint;
 
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -80,7 +80,7 @@ struct Sts {
 struct Exchanged {
     token: SecretString,
     expires_at: SystemTime,
-    reply: Reply,
+    reply: CredentialResponse,
 }
 
 impl Sts {
@@ -279,6 +279,6 @@ impl DownscopedCredentials {
     }
 }
 
-fn malformed(reply: &Reply, message: impl Into<String>) -> Error {
+fn malformed(reply: &CredentialResponse, message: impl Into<String>) -> Error {
     Error::new(ErrorKind::MalformedResponse, message).with_endpoint(reply.endpoint.clone())
 }

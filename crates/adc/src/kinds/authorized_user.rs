@@ -7,7 +7,7 @@ use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Result, SecretString};
 
 use super::{Context, quota_project_id, universe_domain};
-use crate::http::{Auth, Body, Http, parse_access_token};
+use crate::credential_client::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::display_url;
 
 /// Google's OAuth 2.0 token endpoint.

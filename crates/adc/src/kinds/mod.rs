@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result};
 
+use crate::credential_client::{Http, TlsRoots};
 use crate::env::EnvSource;
-use crate::http::{Http, TlsRoots};
 use crate::url_policy::EndpointPolicy;
 
 /// A boxed, sendable future (credential kinds call each other, so their futures are boxed).
@@ -80,7 +80,7 @@ impl std::str::FromStr for CredentialType {
                 ErrorKind::InvalidArgument,
                 format!(
                     "unknown credential type {:?}; known types are metadata_server, {}",
-                    workload_auth_core::http::snippet(name, 60),
+                    workload_auth_core::text::snippet(name, 60),
                     FILE_TYPES.join(", ")
                 ),
             )
@@ -370,7 +370,7 @@ pub(crate) fn type_not_allowed(kind: &str, allowed: &[CredentialType]) -> Error 
         format!(
             "the credentials are of type {:?}, which the caller does not accept here (accepted: \
              {})",
-            workload_auth_core::http::snippet(kind, 60),
+            workload_auth_core::text::snippet(kind, 60),
             allowed
                 .iter()
                 .map(|t| t.as_str())
@@ -429,7 +429,7 @@ pub(crate) fn from_json(map: &Map<String, Value>, place: &str, ctx: &Context) ->
         other => Err(fields
             .error(format!(
                 "the credentials file has type {:?}, which is not supported; supported types are {}",
-                workload_auth_core::http::snippet(other, 60),
+                workload_auth_core::text::snippet(other, 60),
                 FILE_TYPES.join(", ")
             ))
             .with_hint("use a credentials file made by gcloud or downloaded from the Google Cloud console")),

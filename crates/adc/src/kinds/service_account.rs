@@ -13,7 +13,7 @@ use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString};
 
 use super::{CLOUD_PLATFORM_SCOPE, Context, DEFAULT_UNIVERSE_DOMAIN, scopes_or, universe_domain};
-use crate::http::{Auth, Body, Http, Reply, parse_access_token};
+use crate::credential_client::{Auth, Body, CredentialResponse, Http, parse_access_token};
 use crate::signing::JwtSigner;
 use crate::time::unix_seconds;
 use crate::url_policy::display_url;
@@ -177,7 +177,7 @@ impl ServiceAccount {
         claim: (&str, String),
         now: SystemTime,
         what: &str,
-    ) -> Result<Reply> {
+    ) -> Result<CredentialResponse> {
         let assertion = self.assertion(claim, now)?;
         self.http
             .send(

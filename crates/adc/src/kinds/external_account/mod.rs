@@ -26,8 +26,8 @@ use crate::agent_identity::{
     BoundAccessToken, BoundCertificate, CertificateFiles, agent_fingerprint, bound_only_error,
     opted_out,
 };
+use crate::credential_client::{Auth, Body, Http, parse_access_token};
 use crate::env::EnvSource;
-use crate::http::{Auth, Body, Http, parse_access_token};
 use crate::url_policy::display_url;
 
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -9,7 +9,7 @@ use url::Url;
 use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString};
 
-use crate::http::{Auth, Body, Http, Reply};
+use crate::credential_client::{Auth, Body, CredentialResponse, Http};
 use crate::time::parse_rfc3339;
 
 const GENERATE_ACCESS_TOKEN: &str = ":generateAccessToken";
@@ -92,7 +92,7 @@ impl Target {
     }
 
     /// Reads a `generateAccessToken` answer: `accessToken` and its RFC 3339 `expireTime`.
-    pub(crate) fn parse_access_token_answer(reply: &Reply) -> Result<AccessToken> {
+    pub(crate) fn parse_access_token_answer(reply: &CredentialResponse) -> Result<AccessToken> {
         let map = reply.json("the generateAccessToken answer")?;
         let fields = Fields::of_response(&map, &reply.endpoint);
         let token = fields.secret("accessToken")?;
@@ -126,7 +126,7 @@ impl Target {
         source: &SecretString,
         mut body: Value,
         what: &str,
-    ) -> Result<Reply> {
+    ) -> Result<CredentialResponse> {
         if !self.delegates.is_empty() {
             body["delegates"] = json!(self.delegates);
         }

@@ -11,7 +11,7 @@ use workload_auth_core::json::Fields;
 use workload_auth_core::{AccessToken, IdToken, Result, TokenCache};
 
 use super::{CLOUD_PLATFORM_SCOPE, Context, Source, quota_project_id, scopes_or};
-use crate::http::Http;
+use crate::credential_client::Http;
 use crate::url_policy::display_url;
 use iam::Target;
 
@@ -54,7 +54,7 @@ impl Impersonated {
             return Err(fields.error(format!(
                 "`source_credentials` has type {:?}, which cannot be impersonated from; supported \
                  source types are {}",
-                workload_auth_core::http::snippet(source_type, 60),
+                workload_auth_core::text::snippet(source_type, 60),
                 SOURCE_TYPES.join(", ")
             )));
         }

@@ -13,12 +13,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ring::{digest, hmac};
 use serde_json::json;
 use url::Url;
-use workload_auth_core::http::snippet;
 use workload_auth_core::json::Fields;
+use workload_auth_core::text::snippet;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
 use super::SubjectContext;
-use crate::http::{Auth, Body, Http};
+use crate::credential_client::{Auth, Body, Http};
 use crate::time::amz_date;
 use crate::url_policy::{aws_metadata_url, aws_verification_url, display_url};
 

@@ -19,8 +19,8 @@ use crate::certificate_config::{
     WorkloadCertificate, certificates, default_config_path, load_workload, read_config,
     read_limited,
 };
+use crate::credential_client::{Http, TlsRoots};
 use crate::env::{CERTIFICATE_CONFIG_ENV, EnvSource};
-use crate::http::{Http, TlsRoots};
 
 #[derive(Debug)]
 pub(crate) struct CertificateSource {
@@ -60,7 +60,7 @@ impl CertificateSource {
                 .opt_nonempty_str("trust_chain_path")?
                 .map(PathBuf::from),
             roots: TlsRoots::default(),
-            timeout: crate::http::DEFAULT_TIMEOUT,
+            timeout: crate::credential_client::DEFAULT_TIMEOUT,
         })
     }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncReadExt as _;
 use workload_auth_core::fs::{MAX_JSON_FILE_BYTES, read_bounded};
-use workload_auth_core::http::snippet;
 use workload_auth_core::json::{Fields, parse_object};
+use workload_auth_core::text::snippet;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 use zeroize::Zeroizing;
 

@@ -9,13 +9,13 @@ pub(crate) mod url;
 
 use std::path::PathBuf;
 
-use workload_auth_core::http::snippet;
 use workload_auth_core::json::{Fields, parse_object};
+use workload_auth_core::text::snippet;
 use workload_auth_core::{Error, ErrorKind, Result, SecretString};
 
 use self::url::UrlSource;
+use crate::credential_client::Http;
 use crate::env::EnvSource;
-use crate::http::Http;
 use aws::AwsSource;
 use certificate::CertificateSource;
 use executable::Executable;

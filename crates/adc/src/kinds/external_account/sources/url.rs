@@ -6,7 +6,7 @@ use workload_auth_core::json::Fields;
 use workload_auth_core::{Result, SecretString};
 
 use super::Format;
-use crate::http::{Auth, Body, Http};
+use crate::credential_client::{Auth, Body, Http};
 use crate::url_policy::{display_url, source_url};
 
 #[derive(Debug)]
