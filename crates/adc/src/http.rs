@@ -10,7 +10,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 use workload_auth_core::http::{BoundedBody, TransportFailure, snippet};
 use workload_auth_core::json::{Fields, JsonObject, parse_object};
-use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString};
+use workload_auth_core::{
+    AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString, SharedSecret,
+};
 use zeroize::Zeroizing;
 
 use crate::proxy::ProxySettings;
@@ -180,7 +182,7 @@ fn platform_verifier() -> Result<Arc<rustls_platform_verifier::Verifier>> {
 /// How a request authenticates itself.
 pub(crate) enum Auth<'a> {
     None,
-    Bearer(&'a SecretString),
+    Bearer(&'a SharedSecret),
     Basic(&'a str, &'a SecretString),
 }
 
