@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use workload_auth_adc::{Builder, Credentials, DetectionInput, EnvSource};
 use workload_auth_benches::parallel;
-use workload_auth_core::{AccessToken, TokenCache};
+use workload_auth_core::{AccessToken, Expiring, SecretString, TokenCache};
 use workload_auth_emulator::{Emulator, EmulatorConfig, IdentityConfig, ServiceAccountKey};
 use workload_auth_metadata::MetadataClient;
 
@@ -95,6 +95,90 @@ fn cache_hit(c: &mut Criterion) {
     });
     g.finish();
     drop(watch_tx);
+}
+
+/// The token's previous layout: everything behind one `Arc`, so reading the secret is one more
+/// dependent load from the cache entry.
+#[derive(Clone)]
+struct ArcToken(Arc<(SecretString, String, SystemTime)>);
+
+impl Expiring for ArcToken {
+    fn expires_at(&self) -> SystemTime {
+        self.0.2
+    }
+}
+
+/// The safe alternative to `SharedSecret`'s one cast: the secret as an `Arc<str>` (inline, as
+/// ours) beside a second `Arc` whose drop zeroes it once the last clone is gone (it holds the
+/// other reference), so every clone and drop is two atomic operations.
+#[derive(Clone)]
+struct TwoArcToken {
+    secret: Arc<str>,
+    _owner: Arc<ZeroOnLastDrop>,
+    expires_at: SystemTime,
+}
+
+struct ZeroOnLastDrop(Arc<str>);
+
+impl Drop for ZeroOnLastDrop {
+    fn drop(&mut self) {
+        // Every token's `secret` is dropped before its `_owner`, so this is the last one. (The
+        // zeroing itself is left out: it runs once per token, not per clone.)
+        let bytes = Arc::get_mut(&mut self.0).unwrap();
+        black_box(bytes.len());
+    }
+}
+
+impl Expiring for TwoArcToken {
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+/// The hit and an owned copy of the token (hit, clone, drop: what `access_token()` does) for
+/// `AccessToken` and for the two other layouts it could have, in one run.
+fn token_layouts(c: &mut Criterion) {
+    let ours = TokenCache::new(|| async { Ok(token()) });
+    let arc = TokenCache::new(|| async {
+        let t = token();
+        Ok(ArcToken(Arc::new((
+            SecretString::from(t.secret().expose()),
+            "Bearer".to_owned(),
+            t.expires_at(),
+        ))))
+    });
+    let two = TokenCache::new(|| async {
+        let t = token();
+        let secret: Arc<str> = Arc::from(t.secret().expose());
+        Ok(TwoArcToken {
+            _owner: Arc::new(ZeroOnLastDrop(Arc::clone(&secret))),
+            secret,
+            expires_at: t.expires_at(),
+        })
+    });
+    ours.get_blocking().unwrap();
+    arc.get_blocking().unwrap();
+    two.get_blocking().unwrap();
+    let mut g = c.benchmark_group("token_layout");
+    g.bench_function("hit: AccessToken (inline shared secret)", |b| {
+        b.iter(|| black_box(ours.get_cached().unwrap().secret().len()))
+    });
+    g.bench_function("hit: Arc<token> (previous layout)", |b| {
+        b.iter(|| black_box(arc.get_cached().unwrap().0.0.len()))
+    });
+    g.bench_function("hit: Arc<str> + zeroing Arc (safe)", |b| {
+        b.iter(|| black_box(two.get_cached().unwrap().secret.len()))
+    });
+    g.bench_function("hit + clone + drop: AccessToken", |b| {
+        b.iter(|| black_box(AccessToken::clone(&ours.get_cached().unwrap())))
+    });
+    g.bench_function("hit + clone + drop: Arc<token> (previous layout)", |b| {
+        b.iter(|| black_box(ArcToken::clone(&arc.get_cached().unwrap())))
+    });
+    g.bench_function("hit + clone + drop: Arc<str> + zeroing Arc (safe)", |b| {
+        b.iter(|| black_box(TwoArcToken::clone(&two.get_cached().unwrap())))
+    });
+    g.finish();
 }
 
 /// A fetch from the emulator's metadata server over loopback, the HTTP connection reused; and the
@@ -272,5 +356,5 @@ fn token_paths(c: &mut Criterion) {
     drop(_entered);
 }
 
-criterion_group!(benches, cache_hit, cold_fetch, token_paths);
+criterion_group!(benches, cache_hit, token_layouts, cold_fetch, token_paths);
 criterion_main!(benches);

@@ -17,7 +17,9 @@ use url::Url;
 use workload_auth_core::http_client::{self, ClientOptions, Proxy, build_client, read_body};
 use workload_auth_core::json::{Fields, JsonObject, parse_object};
 use workload_auth_core::text::snippet;
-use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString};
+use workload_auth_core::{
+    AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString, SharedSecret,
+};
 use zeroize::Zeroizing;
 
 use crate::proxy::ProxySettings;
@@ -193,7 +195,7 @@ fn platform_verifier() -> Result<Arc<rustls_platform_verifier::Verifier>> {
 /// How a request authenticates itself.
 pub(crate) enum Auth<'a> {
     None,
-    Bearer(&'a SecretString),
+    Bearer(&'a SharedSecret),
     Basic(&'a str, &'a SecretString),
 }
 

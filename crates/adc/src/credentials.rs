@@ -151,8 +151,9 @@ struct Inner {
     metadata: Option<MetadataClient>,
     regional: Option<Arc<Regional>>,
     signing: crate::kinds::impersonated::iam::BlobSigning,
-    /// The default token's ready request headers, rebuilt when the token or the regional
-    /// boundary's generation changes (so a warm `request_headers` allocates nothing).
+    /// With a regional boundary, the default token's ready request headers, rebuilt when the
+    /// token or the boundary's generation changes (so a warm `request_headers` allocates
+    /// nothing). Without one they are kept with the token in the cache instead.
     headers: ArcSwapOption<HeaderSet>,
 }
 
@@ -607,9 +608,23 @@ impl Credentials {
         self.headers_with(&token, with_locations)
     }
 
-    /// The headers for `token`: the ready set when it was built for this token and (with
-    /// locations) the boundary's current generation, else a new set, kept for the next call.
-    fn headers_with(&self, token: &AccessToken, with_locations: bool) -> Result<RequestHeaders> {
+    /// The headers for `token`. Without a regional boundary they depend on the token alone, so
+    /// they are built once per token and kept with it in the cache (a warm call is one cache
+    /// load). With one, the ready set is reused while it was built for this token and (with
+    /// locations) the boundary's current generation, else a new set is built and kept.
+    fn headers_with(
+        &self,
+        token: &Cached<AccessToken>,
+        with_locations: bool,
+    ) -> Result<RequestHeaders> {
+        if self.inner.regional.is_none() {
+            let set =
+                token.derived(|token| HeaderSet::new(token, 0, self.quota_project_id(), None))?;
+            return Ok(RequestHeaders {
+                set,
+                with_locations,
+            });
+        }
         let regional = self.inner.regional.as_ref().filter(|_| with_locations);
         let generation =
             regional.map(|regional| Regional::with_header(regional, token.secret(), |g, _| g));
@@ -627,8 +642,7 @@ impl Credentials {
                 (g, value.map(str::to_owned))
             }),
             // Built without asking the boundary: never reused for a call that sends it.
-            None if self.inner.regional.is_some() => (NOT_ASKED, None),
-            None => (0, None),
+            None => (NOT_ASKED, None),
         };
         let set = Arc::new(HeaderSet::new(
             token,

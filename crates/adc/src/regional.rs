@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 use workload_auth_core::json::Fields;
-use workload_auth_core::{Error, ErrorKind, Result, SecretString};
+use workload_auth_core::{Error, ErrorKind, Result, SharedSecret};
 use workload_auth_metadata::MetadataClient;
 
 use crate::credential_client::{Auth, Body, Http};
@@ -330,7 +330,7 @@ impl Regional {
     /// nothing); starts a background lookup when one is due. Never waits for the network.
     pub(crate) fn with_header<R>(
         this: &Arc<Self>,
-        token: &SecretString,
+        token: &SharedSecret,
         f: impl FnOnce(u64, Option<&str>) -> R,
     ) -> R {
         let now = Instant::now();
@@ -346,7 +346,7 @@ impl Regional {
     }
 
     /// Looks up now (for `explain`, which may wait), unless an answer is already known.
-    pub(crate) async fn settle(&self, token: &SecretString) -> RegionalState {
+    pub(crate) async fn settle(&self, token: &SharedSecret) -> RegionalState {
         if matches!(
             self.state(),
             RegionalState::Pending | RegionalState::Failing(_)
@@ -412,7 +412,7 @@ impl Regional {
         }
     }
 
-    async fn lookup(&self, token: &SecretString) -> Outcome {
+    async fn lookup(&self, token: &SharedSecret) -> Outcome {
         let universe = match self.source.known_universe_domain() {
             Some(u) => u.to_owned(),
             None => match &self.metadata {
@@ -467,7 +467,7 @@ impl Regional {
         }
     }
 
-    async fn fetch(&self, url: &Url, token: &SecretString) -> Result<(String, Vec<String>)> {
+    async fn fetch(&self, url: &Url, token: &SharedSecret) -> Result<(String, Vec<String>)> {
         let reply = self
             .http
             .send(
@@ -581,7 +581,7 @@ fn random_unit() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn lookup_task(weak: Weak<Regional>, token: SecretString) {
+async fn lookup_task(weak: Weak<Regional>, token: SharedSecret) {
     let Some(regional) = weak.upgrade() else {
         return;
     };

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::SecretString;
+use crate::shared_secret::SharedSecret;
 
 /// The longest token lifetime accepted from a server: ten years. Anything longer is not a token
 /// lifetime but a broken or hostile answer, and would push time arithmetic towards overflow.
@@ -42,78 +43,85 @@ pub trait Expiring: Send + Sync + 'static {
 
 /// An OAuth 2.0 access token.
 ///
-/// Cloning is cheap and never copies the secret: clones share one allocation (an atomic reference
-/// count), so a cache can hand out a token per request without allocating. The secret is zeroed
-/// when the last clone is dropped.
+/// Cloning is cheap and never copies the secret: clones share one buffer (an atomic reference
+/// count, see [`SharedSecret`]), so a cache can hand out a token per request without allocating.
+/// The secret is zeroed when the last clone is dropped. The secret's address and length sit in the
+/// token itself, so reading it from a cached token is one pointer away from the cache entry.
 #[derive(Clone)]
 pub struct AccessToken {
-    inner: Arc<AccessTokenInner>,
+    token: SharedSecret,
+    token_type: TokenType,
+    expires_at: SystemTime,
 }
 
-struct AccessTokenInner {
-    token: SecretString,
-    token_type: String,
-    expires_at: SystemTime,
+/// The token type: `Bearer` for every Google token, held without a buffer of its own so that a
+/// clone copies it.
+#[derive(Clone, PartialEq, Eq)]
+enum TokenType {
+    Bearer,
+    Other(Arc<str>),
 }
 
 impl AccessToken {
     /// A token that expires at `expires_at`. `token_type` is normally `Bearer`.
     pub fn new(token: SecretString, token_type: impl Into<String>, expires_at: SystemTime) -> Self {
+        let token_type = token_type.into();
         Self {
-            inner: Arc::new(AccessTokenInner {
-                token,
-                token_type: token_type.into(),
-                expires_at,
-            }),
+            token: SharedSecret::new(token),
+            token_type: if token_type == "Bearer" {
+                TokenType::Bearer
+            } else {
+                TokenType::Other(Arc::from(token_type))
+            },
+            expires_at,
         }
     }
 
     /// The token itself, for an `Authorization` header. Do not log it.
-    pub fn secret(&self) -> &SecretString {
-        &self.inner.token
+    #[inline]
+    pub fn secret(&self) -> &SharedSecret {
+        &self.token
     }
 
     /// The token type (`Bearer`).
     pub fn token_type(&self) -> &str {
-        &self.inner.token_type
+        match &self.token_type {
+            TokenType::Bearer => "Bearer",
+            TokenType::Other(name) => name,
+        }
     }
 
     /// When the token expires.
     pub fn expires_at(&self) -> SystemTime {
-        self.inner.expires_at
+        self.expires_at
     }
 
     /// Seconds from now until expiry (0 when already expired).
     pub fn expires_in(&self) -> Duration {
-        self.inner
-            .expires_at
+        self.expires_at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
     }
 
     /// The value of an `Authorization` header: `Bearer <token>`.
     pub fn authorization_header(&self) -> SecretString {
-        SecretString::new(format!(
-            "{} {}",
-            self.inner.token_type,
-            self.inner.token.expose()
-        ))
+        SecretString::new(format!("{} {}", self.token_type(), self.token.expose()))
     }
 
     /// Whether `a` and `b` are clones of one token (the same fetch), not merely equal: lets a
     /// caller keep values derived from a token (ready header values) until the token changes,
     /// with one pointer comparison.
+    #[inline]
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        Arc::ptr_eq(&a.inner, &b.inner)
+        SharedSecret::ptr_eq(&a.token, &b.token)
     }
 }
 
 impl PartialEq for AccessToken {
     fn eq(&self, other: &Self) -> bool {
-        Self::ptr_eq(self, other)
-            || (self.inner.token == other.inner.token
-                && self.inner.token_type == other.inner.token_type
-                && self.inner.expires_at == other.inner.expires_at)
+        (Self::ptr_eq(self, other) || self.token == other.token)
+            && self.token_type == other.token_type
+            && self.expires_at == other.expires_at
     }
 }
 
@@ -121,16 +129,16 @@ impl Eq for AccessToken {}
 
 impl Expiring for AccessToken {
     fn expires_at(&self) -> SystemTime {
-        self.inner.expires_at
+        self.expires_at
     }
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("token", &self.inner.token)
-            .field("token_type", &self.inner.token_type)
-            .field("expires_at", &unix_seconds(self.inner.expires_at))
+            .field("token", &self.token)
+            .field("token_type", &self.token_type())
+            .field("expires_at", &unix_seconds(self.expires_at))
             .finish()
     }
 }
@@ -315,12 +323,28 @@ mod tests {
         let t = AccessToken::new("ya29.shared".into(), "Bearer", expires);
         let clone = t.clone();
         assert!(AccessToken::ptr_eq(&t, &clone));
-        assert!(std::ptr::eq(t.secret(), clone.secret()));
+        assert_eq!(
+            t.secret().expose().as_ptr(),
+            clone.secret().expose().as_ptr()
+        );
         // Equal values from separate fetches are equal, but not the same token.
         let other = AccessToken::new("ya29.shared".into(), "Bearer", expires);
         assert_eq!(t, other);
         assert!(!AccessToken::ptr_eq(&t, &other));
         assert_ne!(t, AccessToken::new("ya29.other".into(), "Bearer", expires));
         assert!(!format!("{clone:?}").contains("ya29"));
+    }
+
+    #[test]
+    fn access_token_keeps_any_token_type() {
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        let t = AccessToken::new("abc".into(), "MAC", expires);
+        assert_eq!(t.token_type(), "MAC");
+        assert_eq!(t.clone().token_type(), "MAC");
+        assert_eq!(t.authorization_header().expose(), "MAC abc");
+        assert_ne!(t, AccessToken::new("abc".into(), "Bearer", expires));
+        assert_eq!(t, AccessToken::new("abc".into(), "MAC", expires));
+        let debug = format!("{t:?}");
+        assert!(debug.contains("MAC") && !debug.contains("abc"), "{debug}");
     }
 }

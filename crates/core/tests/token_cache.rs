@@ -622,3 +622,47 @@ async fn a_short_lived_token_is_refreshed_in_the_background_while_still_usable()
     }
     assert_eq!(secret(&cache.get_cached().unwrap()), "b");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_derived_value_is_made_once_per_token_and_goes_with_it() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![Step::Ok("first", 3600), Step::Ok("second", 3600)],
+    );
+    let cache = cache(&up, &clock);
+    let made = AtomicU32::new(0);
+    let header = |t: &AccessToken| {
+        made.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("Bearer {}", t.secret().expose()))
+    };
+    let first = cache.get().await.unwrap().derived(header).unwrap();
+    assert_eq!(*first, "Bearer first");
+    for _ in 0..10 {
+        let again = cache.get_cached().unwrap().derived(header).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+    }
+    assert_eq!(made.load(Ordering::SeqCst), 1);
+    // A failing `make` keeps nothing; a value of another type is made anew each time.
+    let failed = cache
+        .get_cached()
+        .unwrap()
+        .derived::<u8>(|_| Err(Error::new(ErrorKind::MalformedResponse, "not a header")));
+    assert_eq!(failed.unwrap_err().kind(), ErrorKind::MalformedResponse);
+    let other = cache.get_cached().unwrap().derived(|_| Ok(7u8)).unwrap();
+    assert_eq!(*other, 7);
+    assert!(Arc::ptr_eq(
+        &first,
+        &cache.get_cached().unwrap().derived(header).unwrap()
+    ));
+    // A new token (after an invalidation) gets its own value, made from it.
+    cache.invalidate();
+    assert!(cache.get_cached().is_none());
+    let second = cache.get().await.unwrap().derived(header).unwrap();
+    assert_eq!(*second, "Bearer second");
+    assert_eq!(made.load(Ordering::SeqCst), 2);
+    // Past the token's deadline there is no token, so nothing derived from it is handed out.
+    clock.advance(Duration::from_secs(3600 - 9));
+    assert!(cache.get_cached().is_none());
+}
