@@ -11,7 +11,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::identity::MTLS_CLIENT_CERT_HEADER;
 use crate::state::State;
 

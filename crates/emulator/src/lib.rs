@@ -41,7 +41,7 @@ mod config;
 pub mod credentials_writer;
 mod endpoint;
 mod fault;
-mod http;
+mod http_server;
 mod identity;
 pub mod mds_mtls;
 mod metadata;

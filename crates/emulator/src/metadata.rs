@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::config::EmulatorConfig;
 use crate::endpoint::Endpoint;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 /// The prefix of every metadata path.

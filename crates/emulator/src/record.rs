@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
 use crate::endpoint::Endpoint;
-use crate::http::Request;
+use crate::http_server::Request;
 
 /// How many requests are remembered; the oldest are forgotten first.
 const REMEMBERED: usize = 256;

@@ -4,7 +4,7 @@
 
 use crate::endpoint::Endpoint;
 use crate::fault::Fault;
-use crate::http::{Body, Framing, Request, Response};
+use crate::http_server::{Body, Framing, Request, Response};
 use crate::metadata::{self, Resource};
 use crate::state::State;
 

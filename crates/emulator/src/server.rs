@@ -14,7 +14,7 @@ use workload_auth_core::{Error, ErrorKind, Result};
 use crate::config::EmulatorConfig;
 use crate::endpoint::Endpoint;
 use crate::fault::Fault;
-use crate::http::{self, Framing, ReadError};
+use crate::http_server::{self, Framing, ReadError};
 use crate::record::RecordedRequest;
 use crate::router::{self, ConnectionAction};
 use crate::state::State;
@@ -312,7 +312,7 @@ fn loopback_any_port() -> SocketAddr {
 
 /// Drops the header that names a mutual-TLS client certificate: on this plain listener any such
 /// header is the client's invention.
-fn without_client_certificate(mut request: http::Request) -> http::Request {
+fn without_client_certificate(mut request: http_server::Request) -> http_server::Request {
     request
         .headers
         .retain(|(name, _)| name != crate::identity::MTLS_CLIENT_CERT_HEADER);
@@ -446,7 +446,7 @@ where
     loop {
         let read = tokio::select! {
             () = stopping(&mut signal) => return Ending::Closed,
-            read = http::read_request(stream, &mut buf, &limits) => read,
+            read = http_server::read_request(stream, &mut buf, &limits) => read,
         };
         let read = read.map(without_client_certificate);
         if read.is_ok() {
@@ -464,7 +464,7 @@ where
             Err(ReadError::Closed) => return Ending::Closed,
             Err(ReadError::Reject(response)) => (response, Framing::Full, true),
         };
-        let write = http::write_response(stream, &response, framing, close);
+        let write = http_server::write_response(stream, &response, framing, close);
         if !matches!(
             tokio::time::timeout(limits.write_timeout, write).await,
             Ok(Ok(()))

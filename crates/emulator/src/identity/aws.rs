@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::config::AwsConfig;
 use super::{json_response, now_seconds};
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
@@ -94,7 +94,7 @@ pub(crate) fn role_credentials(
     )
 }
 
-pub(crate) use crate::http::percent_decode;
+pub(crate) use crate::http_server::percent_decode;
 
 /// AWS's URI encoding: everything but `A-Za-z0-9-_.~` as `%XX`.
 const SIGV4_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{bearer, field, json_response, oauth_error};
 use crate::config::EmulatorConfig;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::jwt::Jwt;
 use super::{bearer, google_error, json_response, now_seconds};
 use crate::config::EmulatorConfig;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{bearer, google_error, json_response};
 use crate::config::EmulatorConfig;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 /// What the allowed-locations lookups answer.

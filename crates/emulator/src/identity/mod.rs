@@ -42,7 +42,7 @@ pub use locations::AllowedLocations;
 pub use mtls::{MTLS_CLIENT_CERT_HEADER, MtlsListener};
 
 use crate::endpoint::Endpoint;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 /// The identity endpoints the router tells apart.
@@ -198,7 +198,7 @@ pub(crate) fn form(request: &Request) -> Result<Vec<(String, String)>, Response>
             "Content-Type must be application/x-www-form-urlencoded",
         ));
     }
-    if !crate::http::escapes_are_valid(&request.body) {
+    if !crate::http_server::escapes_are_valid(&request.body) {
         return Err(oauth_error(
             400,
             "invalid_request",
@@ -232,7 +232,7 @@ pub(crate) fn basic_auth(request: &Request) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     // RFC 6749 section 2.3.1: both are form-encoded (`+` is a space).
-    let decode = |s: &str| crate::http::percent_decode(&s.replace('+', " "));
+    let decode = |s: &str| crate::http_server::percent_decode(&s.replace('+', " "));
     Some((decode(user)?, decode(password)?))
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use workload_auth_core::{Error, ErrorKind, Result};
 
-use crate::http::{self, ReadError};
+use crate::http_server::{self, ReadError};
 use crate::router::{self, ConnectionAction};
 use crate::state::State;
 
@@ -201,28 +201,30 @@ where
     let limits = state.config().limits.clone();
     let mut buf = Vec::new();
     loop {
-        let (response, framing, close) = match http::read_request(stream, &mut buf, &limits).await {
-            Ok(mut request) => {
-                request
-                    .headers
-                    .retain(|(name, _)| name != MTLS_CLIENT_CERT_HEADER);
-                if let Some(cert) = &client_cert {
+        let (response, framing, close) =
+            match http_server::read_request(stream, &mut buf, &limits).await {
+                Ok(mut request) => {
                     request
                         .headers
-                        .push((MTLS_CLIENT_CERT_HEADER.to_owned(), cert.clone()));
-                }
-                match router::respond(state, &request).await {
-                    ConnectionAction::Reset => return,
-                    ConnectionAction::Send(response, framing) => {
-                        let close = !request.keep_alive() || framing == http::Framing::Truncated;
-                        (response, framing, close)
+                        .retain(|(name, _)| name != MTLS_CLIENT_CERT_HEADER);
+                    if let Some(cert) = &client_cert {
+                        request
+                            .headers
+                            .push((MTLS_CLIENT_CERT_HEADER.to_owned(), cert.clone()));
+                    }
+                    match router::respond(state, &request).await {
+                        ConnectionAction::Reset => return,
+                        ConnectionAction::Send(response, framing) => {
+                            let close =
+                                !request.keep_alive() || framing == http_server::Framing::Truncated;
+                            (response, framing, close)
+                        }
                     }
                 }
-            }
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Reject(response)) => (response, http::Framing::Full, true),
-        };
-        let write = http::write_response(stream, &response, framing, close);
+                Err(ReadError::Closed) => return,
+                Err(ReadError::Reject(response)) => (response, http_server::Framing::Full, true),
+            };
+        let write = http_server::write_response(stream, &response, framing, close);
         if !matches!(
             tokio::time::timeout(limits.write_timeout, write).await,
             Ok(Ok(()))

@@ -7,7 +7,7 @@ use super::config::ServiceAccountKey;
 use super::jwt::Jwt;
 use super::{field, form, json_response, now_seconds, oauth_error};
 use crate::config::EmulatorConfig;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";

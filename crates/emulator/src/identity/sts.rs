@@ -10,7 +10,7 @@ use super::jwt::Jwt;
 use super::mtls::MTLS_CLIENT_CERT_HEADER;
 use super::{basic_auth, field, form, json_response, now_seconds, oauth_error};
 use crate::config::EmulatorConfig;
-use crate::http::{Request, Response};
+use crate::http_server::{Request, Response};
 use crate::state::State;
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -1,4 +1,4 @@
-//! HTTP/1.1 over any byte stream (TCP now, TLS later), with every byte under the emulator's control.
+//! HTTP/1.1 over any byte stream (TCP, TLS, mTLS), with every byte under the emulator's control.
 //!
 //! Requests are parsed with `httparse` under size and time limits; responses are written by hand so
 //! faults can drop headers, cut bodies short or reset the connection.
