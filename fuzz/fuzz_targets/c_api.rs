@@ -85,7 +85,8 @@ fn check_credentials(rc: wa_result, creds: *mut wa_credentials) {
         let mut project = ptr::null_mut();
         // SAFETY: a live handle and a writable out pointer; the string is ours to free.
         unsafe {
-            wa_credentials_quota_project_id(creds, &mut project);
+            // Either result is fine here: on failure `project` stays NULL, which frees as nothing.
+            let _ = wa_credentials_quota_project_id(creds, &mut project);
             wa_string_free(project);
             wa_credentials_free(creds);
         }
