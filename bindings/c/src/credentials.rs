@@ -639,8 +639,22 @@ fn within<T: Send + 'static>(
     what: &'static str,
     fetch: impl std::future::Future<Output = workload_auth::Result<T>> + Send + 'static,
 ) -> Result<T, crate::error::Failure> {
+    let runtime = runtime::handle()?;
+    // A cached value is ready on the first poll: take it on the caller's thread, so "at once"
+    // does not wait for a runtime worker to be scheduled (which can take longer than a short
+    // deadline on a busy machine). Polled inside the runtime's context, so a miss that starts
+    // a fetch (spawns, timers, sockets) works; the noop waker is replaced when the task polls
+    // it again below.
+    let mut fetch = Box::pin(fetch);
+    {
+        let _context = runtime.enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(result) = fetch.as_mut().poll(&mut cx) {
+            return Ok(result?);
+        }
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let task = runtime::handle()?.spawn(async move {
+    let task = runtime.spawn(async move {
         // The receiver is gone only when the caller stopped waiting.
         let _ = tx.send(fetch.await);
     });
