@@ -17,9 +17,7 @@ use url::Url;
 use workload_auth_core::http_client::{self, ClientOptions, Proxy, build_client, read_body};
 use workload_auth_core::json::{Fields, JsonObject, parse_object};
 use workload_auth_core::text::snippet;
-use workload_auth_core::{
-    AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString, SharedSecret,
-};
+use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, Retry, SecretString};
 use zeroize::Zeroizing;
 
 use crate::proxy::ProxySettings;
@@ -195,7 +193,7 @@ fn platform_verifier() -> Result<Arc<rustls_platform_verifier::Verifier>> {
 /// How a request authenticates itself.
 pub(crate) enum Auth<'a> {
     None,
-    Bearer(&'a SharedSecret),
+    Bearer(&'a SecretString),
     Basic(&'a str, &'a SecretString),
 }
 

@@ -2,8 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use arc_swap::ArcSwapOption;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
@@ -248,22 +251,30 @@ impl Credentials {
     /// An access token for the builder's scopes (or the credential type's default), from the
     /// cache when it holds a fresh one. A hit allocates nothing: the token is shared with the
     /// cache, not copied.
-    pub async fn access_token(&self) -> Result<AccessToken> {
-        // The hit first; the miss boxed, so that this future stays a few words long (a caller
-        // moves it before polling it) and a miss, which fetches anyway, pays for the box.
-        if let Some(token) = self.inner.default_cache.get_cached() {
-            return Ok(AccessToken::clone(&token));
+    ///
+    /// This is an `async fn` in all but name: the future does nothing until polled, and reads the
+    /// cache on its first poll, so a future awaited late still never yields an expired token.
+    #[inline]
+    pub fn access_token(&self) -> impl Future<Output = Result<AccessToken>> + Send + '_ {
+        AccessTokenFuture {
+            credentials: self,
+            wait: None,
         }
-        Ok(AccessToken::clone(
-            &*Box::pin(self.inner.default_cache.get()).await?,
-        ))
     }
 
     /// [`Credentials::access_token`] for callers without an async runtime (blocks the thread).
+    // Inlined, like `AccessTokenFuture::poll`: the hit then hands the token to the caller in
+    // registers (see there).
+    #[inline]
     pub fn access_token_blocking(&self) -> Result<AccessToken> {
-        if let Some(token) = self.inner.default_cache.get_cached() {
-            return Ok(AccessToken::clone(&token));
+        match self.inner.default_cache.get_cloned() {
+            Some(token) => Ok(token),
+            None => self.wait_for_access_token(),
         }
+    }
+
+    #[inline(never)]
+    fn wait_for_access_token(&self) -> Result<AccessToken> {
         Ok(AccessToken::clone(
             &*self.inner.default_cache.get_blocking()?,
         ))
@@ -577,6 +588,9 @@ impl Credentials {
     /// `x-goog-user-project`; with regional access boundaries enabled and known,
     /// `x-allowed-locations` (never waited for: see [`Credentials::regional_access_boundary`]).
     pub async fn request_headers(&self) -> Result<RequestHeaders> {
+        if let Some(headers) = self.kept_headers() {
+            return Ok(headers);
+        }
         if let Some(token) = self.inner.default_cache.get_cached() {
             return self.headers_with(&token, true);
         }
@@ -596,11 +610,28 @@ impl Credentials {
 
     /// [`Credentials::request_headers`] for callers without an async runtime.
     pub fn request_headers_blocking(&self) -> Result<RequestHeaders> {
+        if let Some(headers) = self.kept_headers() {
+            return Ok(headers);
+        }
         if let Some(token) = self.inner.default_cache.get_cached() {
             return self.headers_with(&token, true);
         }
         let token = self.access_token_cached_blocking()?;
         self.headers_with(&token, true)
+    }
+
+    /// The header set kept with the cached token, when there is no regional boundary (else the
+    /// set depends on the boundary too) and the set was built for this token already.
+    #[inline(always)]
+    fn kept_headers(&self) -> Option<RequestHeaders> {
+        if self.inner.regional.is_some() {
+            return None;
+        }
+        let set = self.inner.default_cache.get_derived::<HeaderSet>()?;
+        Some(RequestHeaders {
+            set,
+            with_locations: true,
+        })
     }
 
     async fn headers(&self, with_locations: bool) -> Result<RequestHeaders> {
@@ -626,8 +657,7 @@ impl Credentials {
             });
         }
         let regional = self.inner.regional.as_ref().filter(|_| with_locations);
-        let generation =
-            regional.map(|regional| Regional::with_header(regional, token.secret(), |g, _| g));
+        let generation = regional.map(|regional| Regional::with_header(regional, token, |g, _| g));
         if let Some(set) = &*self.inner.headers.load()
             && AccessToken::ptr_eq(&set.token, token)
             && generation.is_none_or(|g| set.generation == g)
@@ -638,9 +668,9 @@ impl Credentials {
             });
         }
         let (generation, allowed_locations) = match regional {
-            Some(regional) => Regional::with_header(regional, token.secret(), |g, value| {
-                (g, value.map(str::to_owned))
-            }),
+            Some(regional) => {
+                Regional::with_header(regional, token, |g, value| (g, value.map(str::to_owned)))
+            }
             // Built without asking the boundary: never reused for a call that sends it.
             None => (NOT_ASKED, None),
         };
@@ -750,7 +780,7 @@ impl Credentials {
         let regional_access_boundary = match &self.inner.regional {
             None => RegionalState::Disabled,
             Some(regional) => match self.access_token().await {
-                Ok(token) => regional.settle(token.secret()).await,
+                Ok(token) => regional.settle(&token).await,
                 Err(e) => RegionalState::Failing(e.to_string()),
             },
         }
@@ -870,6 +900,43 @@ struct HeaderSet {
     authorization_value: HeaderValue,
     user_project: Option<(String, HeaderValue)>,
     allowed_locations: Option<(String, HeaderValue)>,
+}
+
+/// The future of [`Credentials::access_token`]. Written out rather than an `async fn` so that
+/// its `poll` can be inlined into the caller's: the hit's token (48 bytes) then goes straight into
+/// the caller's registers. Returned from an out-of-line `poll` it makes a round trip through
+/// memory that the caller reads back in other widths than it was written (a store-forwarding
+/// stall), which cost 12 ns a call, more than the hit itself (BENCHMARKS.md, "Token paths").
+struct AccessTokenFuture<'a> {
+    credentials: &'a Credentials,
+    /// The wait for a fetch, once the first poll found no usable token. Boxed so that this future
+    /// stays two words long; a miss, which fetches anyway, pays for the box.
+    wait: Option<Pin<Box<dyn Future<Output = Result<AccessToken>> + Send + 'a>>>,
+}
+
+impl Future for AccessTokenFuture<'_> {
+    type Output = Result<AccessToken>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.wait.is_none()
+            && let Some(token) = self.credentials.inner.default_cache.get_cloned()
+        {
+            return Poll::Ready(Ok(token));
+        }
+        self.poll_wait(cx)
+    }
+}
+
+impl AccessTokenFuture<'_> {
+    #[inline(never)]
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<AccessToken>> {
+        let cache = &self.credentials.inner.default_cache;
+        let wait = self.wait.get_or_insert_with(|| {
+            Box::pin(async move { Ok(AccessToken::clone(&*cache.get().await?)) })
+        });
+        wait.as_mut().poll(cx)
+    }
 }
 
 /// The bytes of a sensitive header value, zeroed when the last `HeaderValue` sharing them drops.

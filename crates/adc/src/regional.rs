@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 use workload_auth_core::json::Fields;
-use workload_auth_core::{Error, ErrorKind, Result, SharedSecret};
+use workload_auth_core::{AccessToken, Error, ErrorKind, Result};
 use workload_auth_metadata::MetadataClient;
 
 use crate::credential_client::{Auth, Body, Http};
@@ -330,7 +330,7 @@ impl Regional {
     /// nothing); starts a background lookup when one is due. Never waits for the network.
     pub(crate) fn with_header<R>(
         this: &Arc<Self>,
-        token: &SharedSecret,
+        token: &AccessToken,
         f: impl FnOnce(u64, Option<&str>) -> R,
     ) -> R {
         let now = Instant::now();
@@ -346,7 +346,7 @@ impl Regional {
     }
 
     /// Looks up now (for `explain`, which may wait), unless an answer is already known.
-    pub(crate) async fn settle(&self, token: &SharedSecret) -> RegionalState {
+    pub(crate) async fn settle(&self, token: &AccessToken) -> RegionalState {
         if matches!(
             self.state(),
             RegionalState::Pending | RegionalState::Failing(_)
@@ -412,7 +412,7 @@ impl Regional {
         }
     }
 
-    async fn lookup(&self, token: &SharedSecret) -> Outcome {
+    async fn lookup(&self, token: &AccessToken) -> Outcome {
         let universe = match self.source.known_universe_domain() {
             Some(u) => u.to_owned(),
             None => match &self.metadata {
@@ -467,13 +467,13 @@ impl Regional {
         }
     }
 
-    async fn fetch(&self, url: &Url, token: &SharedSecret) -> Result<(String, Vec<String>)> {
+    async fn fetch(&self, url: &Url, token: &AccessToken) -> Result<(String, Vec<String>)> {
         let reply = self
             .http
             .send(
                 reqwest::Method::GET,
                 url,
-                Auth::Bearer(token),
+                Auth::Bearer(token.secret()),
                 &[],
                 Body::Empty,
             )
@@ -581,7 +581,7 @@ fn random_unit() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn lookup_task(weak: Weak<Regional>, token: SharedSecret) {
+async fn lookup_task(weak: Weak<Regional>, token: AccessToken) {
     let Some(regional) = weak.upgrade() else {
         return;
     };

@@ -61,6 +61,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
 use crate::token::Expiring;
 
+mod recent;
 mod schedule;
 
 pub use schedule::{Attempt, RefreshRng, RefreshSchedule, Step};
@@ -170,9 +171,7 @@ impl<T> Cached<T> {
         make: impl FnOnce(&T) -> Result<D>,
     ) -> Result<Arc<D>> {
         let slot = &self.entry().derived;
-        if let Some(kept) = slot.get()
-            && let Ok(kept) = Arc::clone(kept).downcast::<D>()
-        {
+        if let Some(kept) = self.entry().kept_derived() {
             return Ok(kept);
         }
         let made = Arc::new(make(&self.entry().value)?);
@@ -203,6 +202,14 @@ struct Entry<T> {
     derived: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
+impl<T> Entry<T> {
+    /// The derived value kept with this token, if one of type `D` was made.
+    #[inline(always)]
+    fn kept_derived<D: Any + Send + Sync>(&self) -> Option<Arc<D>> {
+        Arc::clone(self.derived.get()?).downcast::<D>().ok()
+    }
+}
+
 struct SlowState {
     task: Option<AbortHandle>,
     last_error: Option<Error>,
@@ -212,6 +219,9 @@ struct SlowState {
 
 struct Shared<T, C> {
     current: ArcSwapOption<Entry<T>>,
+    /// The stamp of the entry in `current` (see the `recent` module), changed after every store
+    /// to `current`; both are written under `slow`'s lock only.
+    stamp: AtomicU64,
     refresh_at: AtomicU64,
     refreshing: AtomicBool,
     outcome: watch::Sender<Option<Error>>,
@@ -295,6 +305,7 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
         Self {
             shared: Arc::new(Shared {
                 current: ArcSwapOption::empty(),
+                stamp: AtomicU64::new(recent::next_stamp()),
                 refresh_at: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
                 outcome,
@@ -329,6 +340,74 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
             Shared::start_refresh(&self.shared);
         }
         Some(Cached { guard })
+    }
+
+    /// A clone of the cached token if it is usable now, without waiting: what
+    /// [`TokenCache::get_cached`] lends, owned. The hit makes no shared write besides the clone's
+    /// own (a reference-count increment for a token whose secret is shared): it reads this
+    /// thread's copy of the current entry (see below) instead of loading it through `arc-swap`.
+    ///
+    /// Each thread keeps a reference to the entry it last read from this cache (and from up to
+    /// three others), checked against the cache's current entry on every hit. A token replaced by
+    /// a refresh or forgotten by [`TokenCache::invalidate`] is never returned again, but another
+    /// thread's reference keeps its bytes in memory until that thread reads a token again or
+    /// exits; `invalidate` and dropping the cache release the calling thread's reference at once.
+    #[inline(always)]
+    pub fn get_cloned(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.read_recent(&|entry: &Entry<T>| Some(entry.value.clone()))
+    }
+
+    /// The value derived from the cached token by [`Cached::derived`], if the token is usable
+    /// now and a value of type `D` was made for it; `None` otherwise (then call
+    /// [`TokenCache::get_cached`] and [`Cached::derived`] to make it). Read like
+    /// [`TokenCache::get_cloned`].
+    #[inline(always)]
+    pub fn get_derived<D: Any + Send + Sync>(&self) -> Option<Arc<D>> {
+        self.read_recent(&|entry: &Entry<T>| entry.kept_derived::<D>())
+    }
+
+    /// The address of the shared state, which names this cache in the `recent` slots.
+    #[inline(always)]
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.shared).cast::<()>() as usize
+    }
+
+    /// `read` applied to the current entry if it is usable now: from this thread's kept copy
+    /// when that is still current, else through [`TokenCache::get_cached`], keeping the entry.
+    #[inline(always)]
+    fn read_recent<R>(&self, read: &impl Fn(&Entry<T>) -> Option<R>) -> Option<R> {
+        let shared = &*self.shared;
+        // The stamp first: the entry read after it is at least as new (see `publish`).
+        let stamp = shared.stamp.load(Ordering::Acquire);
+        let now = shared.clock.now_mono();
+        let hit = recent::read(self.key(), stamp, |entry: &Entry<T>| {
+            if now >= entry.usable_until {
+                return None;
+            }
+            read(entry)
+        });
+        match hit {
+            Some(value) => {
+                if now >= shared.refresh_at.load(Ordering::Relaxed) {
+                    Shared::start_refresh(&self.shared);
+                }
+                Some(value)
+            }
+            None => self.read_and_keep(stamp, read),
+        }
+    }
+
+    #[inline(never)]
+    fn read_and_keep<R>(&self, stamp: u64, read: &impl Fn(&Entry<T>) -> Option<R>) -> Option<R> {
+        let cached = self.get_cached()?;
+        let value = read(cached.entry());
+        if let Some(entry) = Guard::into_inner(cached.guard) {
+            recent::keep(self.key(), stamp, entry);
+        }
+        value
     }
 
     /// A usable token, waiting for a fetch only when there is none.
@@ -372,8 +451,10 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
     pub fn invalidate(&self) {
         let mut slow = self.shared.lock_slow();
         slow.schedule.invalidate();
-        self.shared.current.store(None);
+        self.shared.publish(None);
         self.shared.refresh_at.store(0, Ordering::Release);
+        drop(slow);
+        recent::release(self.key());
     }
 
     /// How many fetches the cache has started (retries included).
@@ -412,6 +493,13 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl<T: Expiring, C: Clock> Shared<T, C> {
+    /// Makes `entry` the current one. Called with `slow`'s lock held, so that stores to `current`
+    /// and `stamp` are never interleaved: a stamp always names the entry stored just before it.
+    fn publish(&self, entry: Option<Arc<Entry<T>>>) {
+        self.current.store(entry);
+        self.stamp.store(recent::next_stamp(), Ordering::Release);
+    }
+
     fn lock_slow(&self) -> MutexGuard<'_, SlowState> {
         // The state stays consistent even if a holder panicked: every write is a single assignment.
         self.slow
@@ -499,7 +587,7 @@ impl<T: Expiring, C: Clock> Shared<T, C> {
         let failure = match result {
             Ok((value, _)) => {
                 let usable_until = schedule.usable_until().unwrap_or(0);
-                self.current.store(Some(Arc::new(Entry {
+                self.publish(Some(Arc::new(Entry {
                     value,
                     usable_until,
                     derived: OnceLock::new(),
@@ -536,6 +624,7 @@ impl<T, C> Drop for Shared<T, C> {
         if let Some(task) = slow.task.take() {
             task.abort();
         }
+        recent::release(std::ptr::from_ref(self) as usize);
     }
 }
 

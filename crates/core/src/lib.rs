@@ -1,7 +1,6 @@
 //! Shared building blocks of workload-auth.
 //!
-//! - [`SecretString`]: tokens and keys that never print themselves and are zeroed on drop;
-//!   [`SharedSecret`], the same shared by cheap clones (an access token's secret).
+//! - [`SecretString`]: tokens and keys that never print themselves and are zeroed on drop.
 //! - [`AccessToken`] and [`IdToken`] with their expiry.
 //! - [`Error`]: one error type that says what failed, where, whether retrying can help
 //!   ([`Error::is_transient`]) and what the user can do.
@@ -25,8 +24,7 @@
 //! Apart from [`fs`] and the body reader of `http_client`, this crate does no I/O of its own:
 //! fetching tokens is the job of the credential crates, which build their HTTP client with
 //! `http_client`.
-// One cast in `shared_secret` is the exception, allowed there and explained in its module doc.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cache;
@@ -39,7 +37,6 @@ pub mod json;
 pub mod retry;
 pub mod runtime;
 pub mod secret;
-pub mod shared_secret;
 pub mod text;
 pub mod token;
 
@@ -48,5 +45,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, Retry, status_is_transient};
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
-pub use shared_secret::SharedSecret;
 pub use token::{AccessToken, Expiring, IdToken, expiry_after, unix_time};

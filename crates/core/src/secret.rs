@@ -16,11 +16,13 @@ impl SecretString {
     }
 
     /// The secret itself. Do not log it.
+    #[inline]
     pub fn expose(&self) -> &str {
         &self.0
     }
 
     /// Length in bytes (safe to log).
+    #[inline]
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::SecretString;
-use crate::shared_secret::SharedSecret;
 
 /// The longest token lifetime accepted from a server: ten years. Anything longer is not a token
 /// lifetime but a broken or hostile answer, and would push time arithmetic towards overflow.
@@ -43,13 +42,19 @@ pub trait Expiring: Send + Sync + 'static {
 
 /// An OAuth 2.0 access token.
 ///
-/// Cloning is cheap and never copies the secret: clones share one buffer (an atomic reference
-/// count, see [`SharedSecret`]), so a cache can hand out a token per request without allocating.
-/// The secret is zeroed when the last clone is dropped. The secret's address and length sit in the
-/// token itself, so reading it from a cached token is one pointer away from the cache entry.
+/// Cloning is cheap and never copies the secret: a token is one pointer to a shared value (an
+/// atomic reference count), so a cache can hand out a token per request without allocating, and
+/// the secret is zeroed when the last clone is dropped. One pointer, not the token's fields
+/// inline, because an owned token is what `access_token()` returns on every request: a
+/// `Result<AccessToken>` of two words comes back in registers, where one of 48 bytes went
+/// through memory and cost more than the cache hit itself (BENCHMARKS.md, "Token paths").
 #[derive(Clone)]
 pub struct AccessToken {
-    token: SharedSecret,
+    inner: Arc<AccessTokenInner>,
+}
+
+struct AccessTokenInner {
+    token: SecretString,
     token_type: TokenType,
     expires_at: SystemTime,
 }
@@ -67,25 +72,27 @@ impl AccessToken {
     pub fn new(token: SecretString, token_type: impl Into<String>, expires_at: SystemTime) -> Self {
         let token_type = token_type.into();
         Self {
-            token: SharedSecret::new(token),
-            token_type: if token_type == "Bearer" {
-                TokenType::Bearer
-            } else {
-                TokenType::Other(Arc::from(token_type))
-            },
-            expires_at,
+            inner: Arc::new(AccessTokenInner {
+                token,
+                token_type: if token_type == "Bearer" {
+                    TokenType::Bearer
+                } else {
+                    TokenType::Other(Arc::from(token_type))
+                },
+                expires_at,
+            }),
         }
     }
 
     /// The token itself, for an `Authorization` header. Do not log it.
     #[inline]
-    pub fn secret(&self) -> &SharedSecret {
-        &self.token
+    pub fn secret(&self) -> &SecretString {
+        &self.inner.token
     }
 
     /// The token type (`Bearer`).
     pub fn token_type(&self) -> &str {
-        match &self.token_type {
+        match &self.inner.token_type {
             TokenType::Bearer => "Bearer",
             TokenType::Other(name) => name,
         }
@@ -93,19 +100,24 @@ impl AccessToken {
 
     /// When the token expires.
     pub fn expires_at(&self) -> SystemTime {
-        self.expires_at
+        self.inner.expires_at
     }
 
     /// Seconds from now until expiry (0 when already expired).
     pub fn expires_in(&self) -> Duration {
-        self.expires_at
+        self.inner
+            .expires_at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
     }
 
     /// The value of an `Authorization` header: `Bearer <token>`.
     pub fn authorization_header(&self) -> SecretString {
-        SecretString::new(format!("{} {}", self.token_type(), self.token.expose()))
+        SecretString::new(format!(
+            "{} {}",
+            self.token_type(),
+            self.inner.token.expose()
+        ))
     }
 
     /// Whether `a` and `b` are clones of one token (the same fetch), not merely equal: lets a
@@ -113,15 +125,16 @@ impl AccessToken {
     /// with one pointer comparison.
     #[inline]
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        SharedSecret::ptr_eq(&a.token, &b.token)
+        Arc::ptr_eq(&a.inner, &b.inner)
     }
 }
 
 impl PartialEq for AccessToken {
     fn eq(&self, other: &Self) -> bool {
-        (Self::ptr_eq(self, other) || self.token == other.token)
-            && self.token_type == other.token_type
-            && self.expires_at == other.expires_at
+        Self::ptr_eq(self, other)
+            || (self.inner.token == other.inner.token
+                && self.inner.token_type == other.inner.token_type
+                && self.inner.expires_at == other.inner.expires_at)
     }
 }
 
@@ -129,16 +142,16 @@ impl Eq for AccessToken {}
 
 impl Expiring for AccessToken {
     fn expires_at(&self) -> SystemTime {
-        self.expires_at
+        self.inner.expires_at
     }
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("token", &self.token)
+            .field("token", &self.inner.token)
             .field("token_type", &self.token_type())
-            .field("expires_at", &unix_seconds(self.expires_at))
+            .field("expires_at", &unix_seconds(self.inner.expires_at))
             .finish()
     }
 }

@@ -666,3 +666,155 @@ async fn a_derived_value_is_made_once_per_token_and_goes_with_it() {
     clock.advance(Duration::from_secs(3600 - 9));
     assert!(cache.get_cached().is_none());
 }
+
+/// `get_cloned` and `get_derived` read the thread's own copy of the current entry: they must
+/// follow every change of the cache as `get_cached` does, on the thread that kept a copy and on
+/// others.
+#[tokio::test(flavor = "multi_thread")]
+async fn owned_reads_follow_refreshes_invalidations_and_expiry_on_every_thread() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![
+            Step::Ok("first", 3600),
+            Step::Ok("second", 3600),
+            Step::Ok("third", 3600),
+            Step::Ok("fourth", 3600),
+        ],
+    );
+    let cache = cache(&up, &clock);
+    assert!(cache.get_cloned().is_none());
+    cache.get().await.unwrap();
+    // Twice: the first read keeps the entry, the second reads the kept copy.
+    for _ in 0..2 {
+        assert_eq!(secret(&cache.get_cloned().unwrap()), "first");
+    }
+    // Another thread keeps its own copy, and sees the invalidation made here.
+    let other = cache.clone();
+    let seen = std::thread::spawn(move || other.get_cloned().map(|t| secret(&t)))
+        .join()
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some("first"));
+    cache.invalidate();
+    assert!(cache.get_cloned().is_none());
+    let after = {
+        let other = cache.clone();
+        std::thread::spawn(move || other.get_cloned().map(|t| secret(&t)))
+            .join()
+            .unwrap()
+    };
+    assert_eq!(after, None);
+    // The next token replaces the kept copy, here and on a thread that read the old one.
+    cache.get().await.unwrap();
+    assert_eq!(secret(&cache.get_cloned().unwrap()), "second");
+    let reader = cache.clone();
+    let (to_reader, reader_gets) = std::sync::mpsc::channel::<()>();
+    let (from_reader, main_gets) = std::sync::mpsc::channel::<Option<String>>();
+    let thread = std::thread::spawn(move || {
+        while reader_gets.recv().is_ok() {
+            let read = reader.get_cloned().map(|t| secret(&t));
+            if from_reader.send(read).is_err() {
+                break;
+            }
+        }
+    });
+    let read = || {
+        to_reader.send(()).unwrap();
+        main_gets.recv().unwrap()
+    };
+    assert_eq!(read().as_deref(), Some("second"));
+    // The reader thread keeps its copy of "second"; an invalidation here hides it there.
+    cache.invalidate();
+    assert_eq!(read(), None);
+    cache.get().await.unwrap();
+    assert_eq!(read().as_deref(), Some("third"));
+    // A refresh in the background (past the refresh point) publishes "fourth".
+    let refresh_in = cache.refresh_in().unwrap();
+    clock.advance(refresh_in);
+    for _ in 0..200 {
+        if cache.get_cached().is_some_and(|t| secret(&t) == "fourth") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(read().as_deref(), Some("fourth"));
+    // Past the token's deadline the kept copy is not handed out, on either thread.
+    clock.advance(Duration::from_secs(3600));
+    assert!(cache.get_cloned().is_none());
+    assert_eq!(read(), None);
+    drop(to_reader);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_derived_value_is_read_owned_once_made_and_not_after_the_token_goes() {
+    let clock = ManualClock::new();
+    let up = Upstream::new(
+        &clock,
+        Duration::ZERO,
+        vec![Step::Ok("first", 3600), Step::Ok("second", 3600)],
+    );
+    let cache = cache(&up, &clock);
+    cache.get().await.unwrap();
+    // Nothing made yet: `get_derived` does not make it.
+    assert!(cache.get_derived::<String>().is_none());
+    let made = cache
+        .get_cached()
+        .unwrap()
+        .derived(|t| Ok(format!("Bearer {}", t.secret().expose())))
+        .unwrap();
+    for _ in 0..2 {
+        let read = cache.get_derived::<String>().unwrap();
+        assert!(Arc::ptr_eq(&made, &read));
+    }
+    // Another type than the one kept is not handed out.
+    assert!(cache.get_derived::<u8>().is_none());
+    cache.invalidate();
+    assert!(cache.get_derived::<String>().is_none());
+    cache.get().await.unwrap();
+    assert!(cache.get_derived::<String>().is_none());
+}
+
+/// A token the cache no longer holds is kept alive only by the threads that read it last, and
+/// `invalidate` or dropping the cache lets go of the calling thread's reference at once, so the
+/// secret is zeroed (its last clone dropped) without waiting for this thread to read again.
+#[test]
+fn the_calling_threads_copy_goes_with_invalidate_and_with_the_cache() {
+    struct Probe(Arc<()>, std::time::SystemTime);
+    impl Clone for Probe {
+        fn clone(&self) -> Self {
+            Self(Arc::clone(&self.0), self.1)
+        }
+    }
+    impl workload_auth_core::Expiring for Probe {
+        fn expires_at(&self) -> std::time::SystemTime {
+            self.1
+        }
+    }
+    let alive = Arc::new(());
+    let made = Arc::clone(&alive);
+    let cache = TokenCache::new(move || {
+        let probe = Probe(
+            Arc::clone(&made),
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        );
+        async move { Ok(probe) }
+    });
+    // Ours and the fetch function's, plus one per probe alive.
+    let counts = |expected: usize| Arc::strong_count(&alive) == 2 + expected;
+    cache.get_blocking().unwrap();
+    // The cache's entry holds one reference.
+    assert!(counts(1), "{}", Arc::strong_count(&alive));
+    drop(cache.get_cloned().unwrap());
+    // The entry, plus nothing: the thread keeps the entry, not another token.
+    assert!(counts(1), "{}", Arc::strong_count(&alive));
+    cache.invalidate();
+    assert!(counts(0), "{}", Arc::strong_count(&alive));
+    cache.get_blocking().unwrap();
+    drop(cache.get_cloned().unwrap());
+    assert!(counts(1));
+    drop(cache);
+    // Only ours is left: the cache's fetch function, its entry and this thread's copy are gone.
+    assert_eq!(Arc::strong_count(&alive), 1);
+}

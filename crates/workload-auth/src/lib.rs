@@ -75,7 +75,6 @@ pub use workload_auth_adc::{
 };
 pub use workload_auth_core::{
     AccessToken, CacheConfig, Error, ErrorKind, IdToken, Result, Retry, RetryPolicy, SecretString,
-    SharedSecret,
 };
 pub use workload_auth_metadata::{MdsMtlsMode, MdsTransport};
 

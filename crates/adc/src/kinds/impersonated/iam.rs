@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use url::Url;
 use workload_auth_core::json::Fields;
-use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SharedSecret};
+use workload_auth_core::{AccessToken, Error, ErrorKind, IdToken, Result, SecretString};
 
 use crate::credential_client::{Auth, Body, CredentialResponse, Http};
 use crate::time::parse_rfc3339;
@@ -77,7 +77,7 @@ impl Target {
     pub(crate) async fn access_token(
         &self,
         http: &Http,
-        source: &SharedSecret,
+        source: &SecretString,
         scopes: &[String],
     ) -> Result<AccessToken> {
         let body = json!({
@@ -106,7 +106,7 @@ impl Target {
     pub(crate) async fn id_token(
         &self,
         http: &Http,
-        source: &SharedSecret,
+        source: &SecretString,
         audience: &str,
     ) -> Result<IdToken> {
         let body = json!({ "audience": audience, "includeEmail": true });
@@ -123,7 +123,7 @@ impl Target {
         &self,
         http: &Http,
         url: &Url,
-        source: &SharedSecret,
+        source: &SecretString,
         mut body: Value,
         what: &str,
     ) -> Result<CredentialResponse> {
@@ -212,7 +212,7 @@ pub(crate) async fn sign_blob(
     http: &Http,
     url: &Url,
     email: &str,
-    (bearer, quota_project): (&SharedSecret, Option<&str>),
+    (bearer, quota_project): (&SecretString, Option<&str>),
     message: &[u8],
 ) -> Result<(Option<String>, Vec<u8>)> {
     use base64::Engine as _;
