@@ -1,7 +1,9 @@
 //! A full Application Default Credentials resolution from a credentials file named by
 //! `GOOGLE_APPLICATION_CREDENTIALS`: environment lookup, reading and parsing the file, checking
-//! its URLs, loading its key, building the HTTP client. Baseline in the same run: reading the same
-//! file and parsing it as JSON, which any resolution must do.
+//! its URLs, loading its key, building the HTTP client. Baselines in the same run: reading the same
+//! file and parsing it as JSON, which any resolution must do; for a service-account key, that
+//! plus ring's parse of the private key (the floor of a resolution that refuses a bad key before
+//! the first request, as google-auth does).
 //!
 //! `cargo bench -p workload-auth-benches --bench adc_resolution`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +12,9 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ring::signature::RsaKeyPair;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 use workload_auth_adc::{Builder, DetectionInput, EnvSource};
 
@@ -75,6 +80,20 @@ fn adc_resolution(c: &mut Criterion) {
                 black_box(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
             });
         });
+        if name == "service_account" {
+            group.bench_function(
+                format!("{name}/read_parse_json_and_rsa_key_baseline"),
+                |b| {
+                    b.iter(|| {
+                        let bytes = std::fs::read(black_box(file)).unwrap();
+                        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                        let pem = json["private_key"].as_str().unwrap();
+                        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+                        black_box(RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap())
+                    });
+                },
+            );
+        }
         group.bench_function(format!("{name}/build"), |b| {
             b.iter(|| black_box(resolve(black_box(file))));
         });

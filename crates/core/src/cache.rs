@@ -5,7 +5,10 @@
 //!
 //! The current token lives in an [`ArcSwapOption`]: a hit is one atomic load (no lock, no allocation,
 //! no reference-count write on a shared cache line) and one read of [`Clock::now_mono`], which for the
-//! [`SystemClock`] is the vDSO's `CLOCK_MONOTONIC_COARSE` — cheaper than `Instant::now()`.
+//! [`SystemClock`] is the vDSO's `CLOCK_MONOTONIC_COARSE` — cheaper than `Instant::now()`. A hit
+//! that hands out an owned token ([`TokenCache::get_cloned`], [`TokenCache::get_derived`]) reads
+//! the calling thread's own copy of the current entry instead, checked against the cache's stamp
+//! (the `recent` module), so its only shared writes are the owned value's reference count.
 //!
 //! Each token carries two deadlines, both monotonic:
 //! - `usable_until`: its expiry minus a safety margin (and the clock's resolution). Past it the token is
@@ -448,6 +451,8 @@ impl<T: Expiring, C: Clock> TokenCache<T, C> {
     }
 
     /// Forgets the cached token (say, after a server answered 401 to it); the next call fetches.
+    /// No call returns it again, on any thread; the calling thread's copy (see
+    /// [`TokenCache::get_cloned`]) is released at once, other threads' when they next read.
     pub fn invalidate(&self) {
         let mut slow = self.shared.lock_slow();
         slow.schedule.invalidate();
