@@ -59,9 +59,9 @@ struct AccessTokenInner {
     expires_at: SystemTime,
 }
 
-/// The token type: `Bearer` for every Google token, held without a buffer of its own so that a
-/// clone copies it.
-#[derive(Clone, PartialEq, Eq)]
+/// The token type: `Bearer` for every Google token, held without a buffer of its own so that
+/// making a token (a client-side downscoped one is minted per call) allocates nothing for it.
+#[derive(PartialEq, Eq)]
 enum TokenType {
     Bearer,
     Other(Arc<str>),

@@ -354,6 +354,16 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
 }
 
+/// How a request reached the emulator's port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Plain,
+    /// TLS with a server certificate only ([`crate::Emulator::enable_tls`]).
+    Tls,
+    /// TLS with a client certificate ([`crate::Emulator::enable_mds_mtls`]).
+    MutualTls,
+}
+
 /// What the server's connections share about MDS mTLS: the acceptor when it is on, and counts
 /// of the requests that arrived over each transport.
 #[derive(Default)]
@@ -361,6 +371,7 @@ pub(crate) struct MdsMtlsState {
     pub(crate) acceptor: ArcSwapOption<tokio_rustls::TlsAcceptor>,
     pub(crate) plain_requests: AtomicU64,
     pub(crate) tls_requests: AtomicU64,
+    pub(crate) mtls_requests: AtomicU64,
     /// The leaf certificate (DER) of each mTLS connection, most recent last.
     pub(crate) client_certs: Mutex<Vec<Vec<u8>>>,
 }
@@ -374,16 +385,17 @@ impl fmt::Debug for MdsMtlsState {
                 &self.plain_requests.load(Ordering::Relaxed),
             )
             .field("tls_requests", &self.tls_requests.load(Ordering::Relaxed))
+            .field("mtls_requests", &self.mtls_requests.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl MdsMtlsState {
-    pub(crate) fn count(&self, over_tls: bool) {
-        let counter = if over_tls {
-            &self.tls_requests
-        } else {
-            &self.plain_requests
+    pub(crate) fn count(&self, transport: Transport) {
+        let counter = match transport {
+            Transport::Plain => &self.plain_requests,
+            Transport::Tls => &self.tls_requests,
+            Transport::MutualTls => &self.mtls_requests,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -15,6 +15,7 @@ use crate::config::EmulatorConfig;
 use crate::endpoint::Endpoint;
 use crate::fault::Fault;
 use crate::http_server::{self, Framing, ReadError};
+use crate::mds_mtls::Transport;
 use crate::record::RecordedRequest;
 use crate::router::{self, ConnectionAction};
 use crate::state::State;
@@ -274,8 +275,18 @@ impl Emulator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many requests arrived over mutual TLS on this emulator's port.
+    /// How many requests arrived over mutual TLS (with a client certificate) on this
+    /// emulator's port.
     pub fn mds_mtls_requests(&self) -> u64 {
+        self.state
+            .mds_mtls
+            .mtls_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many requests arrived over TLS without a client certificate on this emulator's port
+    /// (HTTPS after [`Emulator::enable_tls`]).
+    pub fn https_requests(&self) -> u64 {
         self.state
             .mds_mtls
             .tls_requests
@@ -388,7 +399,7 @@ async fn serve_tcp(mut stream: TcpStream, state: &State, signal: watch::Receiver
         serve_tls(stream, &acceptor, state, signal).await;
         return;
     }
-    if serve_connection(&mut stream, state, signal, false).await == Ending::Reset {
+    if serve_connection(&mut stream, state, signal, Transport::Plain).await == Ending::Reset {
         // A zero linger turns the close into a reset (RST) instead of an orderly FIN.
         let _ = stream.set_zero_linger();
     }
@@ -417,10 +428,14 @@ async fn serve_tls(
     let Ok(Ok(mut tls)) = tokio::time::timeout(wait, acceptor.accept(stream)).await else {
         return;
     };
-    if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        state.mds_mtls.saw_client_cert(leaf.as_ref());
-    }
-    serve_connection(&mut tls, state, signal, true).await;
+    let transport = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(leaf) => {
+            state.mds_mtls.saw_client_cert(leaf.as_ref());
+            Transport::MutualTls
+        }
+        None => Transport::Tls,
+    };
+    serve_connection(&mut tls, state, signal, transport).await;
 }
 
 /// How a connection ended.
@@ -436,7 +451,7 @@ pub(crate) async fn serve_connection<S>(
     stream: &mut S,
     state: &State,
     mut signal: watch::Receiver<bool>,
-    over_tls: bool,
+    transport: Transport,
 ) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -450,7 +465,7 @@ where
         };
         let read = read.map(without_client_certificate);
         if read.is_ok() {
-            state.mds_mtls.count(over_tls);
+            state.mds_mtls.count(transport);
         }
         let (response, framing, close) = match read {
             Ok(request) => match router::respond(state, &request).await {
