@@ -613,15 +613,16 @@ impl Credentials {
         if let Some(headers) = self.kept_headers() {
             return Ok(headers);
         }
-        if let Some(token) = self.inner.default_cache.get_cached() {
-            return self.headers_with(&token, true);
-        }
-        let token = self.access_token_cached_blocking()?;
+        // `get_blocking` returns a usable token at once when there is one.
+        let token = self.inner.default_cache.get_blocking()?;
         self.headers_with(&token, true)
     }
 
     /// The header set kept with the cached token, when there is no regional boundary (else the
-    /// set depends on the boundary too) and the set was built for this token already.
+    /// set depends on the boundary too) and the set was built for this token already. Its own
+    /// `Option<RequestHeaders>` (two words) on purpose: one helper answering
+    /// `Option<Result<RequestHeaders>>` for this and the lent path cost `request_headers().await`
+    /// 5 ns more (BENCHMARKS.md, "Token paths").
     #[inline(always)]
     fn kept_headers(&self) -> Option<RequestHeaders> {
         if self.inner.regional.is_some() {
@@ -903,10 +904,10 @@ struct HeaderSet {
 }
 
 /// The future of [`Credentials::access_token`]. Written out rather than an `async fn` so that
-/// its `poll` can be inlined into the caller's: the hit's token (48 bytes) then goes straight into
-/// the caller's registers. Returned from an out-of-line `poll` it makes a round trip through
-/// memory that the caller reads back in other widths than it was written (a store-forwarding
-/// stall), which cost 12 ns a call, more than the hit itself (BENCHMARKS.md, "Token paths").
+/// its `poll` can be inlined into the caller's, and the hit's token goes straight into the
+/// caller's registers. An `async fn`'s out-of-line `poll` returned it through memory that the
+/// caller read back in other widths than it was written (a store-forwarding stall): 12 ns a call
+/// more than the blocking form with the same body (BENCHMARKS.md, "Token paths").
 struct AccessTokenFuture<'a> {
     credentials: &'a Credentials,
     /// The wait for a fetch, once the first poll found no usable token. Boxed so that this future

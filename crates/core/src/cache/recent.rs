@@ -74,20 +74,17 @@ pub(super) fn read<E: Any, R>(
     stamp: u64,
     read: impl FnOnce(&E) -> Option<R>,
 ) -> Option<R> {
-    let mut out = None;
-    let _ = RECENT.try_with(|slots| {
-        let Ok(slots) = slots.try_borrow() else {
-            return;
-        };
-        let slot = &slots[index(cache)];
-        if slot.stamp != stamp {
-            return;
-        }
-        if let Some(entry) = slot.entry.as_deref().and_then(|e| e.downcast_ref::<E>()) {
-            out = read(entry);
-        }
-    });
-    out
+    RECENT
+        .try_with(|slots| {
+            let slots = slots.try_borrow().ok()?;
+            let slot = &slots[index(cache)];
+            if slot.stamp != stamp {
+                return None;
+            }
+            read(slot.entry.as_deref()?.downcast_ref::<E>()?)
+        })
+        .ok()
+        .flatten()
 }
 
 /// Keeps `entry`, whose stamp is `stamp`, as this thread's entry of the cache at `cache`.
